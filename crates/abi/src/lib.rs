@@ -1,0 +1,28 @@
+//! Byte layouts and value sets of AMD SEV / SEV-ES / SEV-SNP, shared by every softsev
+//! crate: addresses, GUIDs, firmware and KVM structures, attestation report, VMSA,
+//! GHCB, OVMF metadata. No behaviour beyond encode / decode / validate.
+//!
+//! Every structure is declared once, `#[repr(C)]`, with zerocopy derives and a
+//! compile-time check of every field offset and the total size.
+
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod guid;
+#[macro_use]
+mod open_enum;
+
+pub use addr::{Asid, Gfn, Gpa, Pfn, Spa, Vmpl, PAGE_SIZE_2M, PAGE_SIZE_4K};
+pub use guid::Guid;
+
+/// Assert at compile time that each listed field of `$t` sits at the given offset and
+/// that the type has the given size. A wrong layout does not compile.
+#[macro_export]
+macro_rules! assert_layout {
+    ($t:ty, size = $size:expr $(, $field:ident = $off:expr)* $(,)?) => {
+        const _: () = {
+            assert!(::core::mem::size_of::<$t>() == $size);
+            $( assert!(::core::mem::offset_of!($t, $field) == $off); )*
+        };
+    };
+}

@@ -1,0 +1,45 @@
+//! `softsev`: AMD SEV / SEV-SNP in software. A thin binary: parse, validate into a
+//! config, call the libraries, render typed errors.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "softsev", version, about = "AMD SEV / SEV-ES / SEV-SNP, end to end, in software")]
+struct Cli {
+    /// Log filter for diagnostics on stderr (e.g. `info`, `softsev_measure=debug`).
+    #[arg(long, global = true, env = "SOFTSEV_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    // Each subcommand lives in src/cmd/<name>.rs with an `Args` struct and a
+    // `run(Args) -> anyhow::Result<ExitCode>` function.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("softsev: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

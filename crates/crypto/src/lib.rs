@@ -1,0 +1,27 @@
+//! The one crypto provider of softsev.
+//!
+//! Every other crate reaches cryptography only through this crate, so the choice of
+//! backend is made once, by measured speed (see `benches/crypto.rs` and the README):
+//!
+//! | primitive | backend | why |
+//! |---|---|---|
+//! | SHA-256 / SHA-384, HMAC | `sha2` / `hmac` (RustCrypto, SHA-NI where the CPU has it) | fastest measured for streaming |
+//! | AES-256-GCM | `ring` | ~5× the `aes-gcm` crate here |
+//! | ECDSA P-384 | `aws-lc-rs` (fast, randomized nonce) and `p384` (RFC 6979, deterministic) | aws-lc-rs is 3–6× faster; p384 gives same-bytes-for-same-inputs when a seed is in force |
+//! | RSA-PSS verify | `aws-lc-rs` | ~10× the `rsa` crate |
+//! | RNG | OS RNG, or ChaCha20 seeded from a user seed | deterministic mode |
+//!
+//! Secrets held here (`P384SigningKey`, `Aes256Gcm` keys) are zeroized on drop and never
+//! printed by `Debug`.
+
+#![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod ct;
+pub mod ecdsa;
+mod error;
+pub mod hash;
+pub mod rng;
+pub mod rsa;
+
+pub use error::CryptoError;

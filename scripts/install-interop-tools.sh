@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the independent tools softsev's interop tests compare against, from the
+# public registries only. Safe to re-run.
+set -euo pipefail
+export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
+
+# sev-snp-measure (PyPI): launch digests and ID blocks.
+if ! command -v sev-snp-measure >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check "sev-snp-measure==0.0.13"
+fi
+sev-snp-measure --version || true

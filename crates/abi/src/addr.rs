@@ -86,7 +86,9 @@ impl Pfn {
 }
 
 /// Address space identifier: selects the memory-encryption key. 0 is the host.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Asid(pub u32);
 
@@ -96,7 +98,9 @@ impl Asid {
 }
 
 /// Virtual machine privilege level, 0 (most privileged) to 3.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Vmpl(pub u8);
 

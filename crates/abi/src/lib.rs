@@ -9,11 +9,17 @@
 
 pub mod addr;
 pub mod guid;
+pub mod policy;
+pub mod product;
+pub mod tcb;
 #[macro_use]
 mod open_enum;
 
-pub use addr::{Asid, Gfn, Gpa, Pfn, Spa, Vmpl, PAGE_SIZE_2M, PAGE_SIZE_4K};
+pub use addr::{Asid, Gfn, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Pfn, Spa, Vmpl};
 pub use guid::Guid;
+pub use policy::GuestPolicy;
+pub use product::Product;
+pub use tcb::{RawTcb, TcbVersion};
 
 /// Assert at compile time that each listed field of `$t` sits at the given offset and
 /// that the type has the given size. A wrong layout does not compile.

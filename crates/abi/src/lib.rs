@@ -11,6 +11,7 @@ pub mod addr;
 pub mod guid;
 pub mod policy;
 pub mod product;
+pub mod rmp;
 pub mod tcb;
 #[macro_use]
 mod open_enum;

@@ -23,5 +23,6 @@ mod error;
 pub mod hash;
 pub mod rng;
 pub mod rsa;
+pub mod xex;
 
 pub use error::CryptoError;

@@ -277,7 +277,7 @@ impl Soc {
 
     /// Host write (data or page-table A/D update). With SNP enabled every page written
     /// must be hypervisor-owned, else #PF with error code P|W|RMP at the first byte of
-    /// the offending page; earlier pages of the span stay written (as a `rep movs`
+    /// the span inside the offending page; earlier pages of the span stay written (as a `rep movs`
     /// would leave them).
     pub fn host_write(&self, spa: Spa, c_bit: bool, data: &[u8]) -> Result<(), SocError> {
         let key = self.key_for(if c_bit { KeySel::Sme } else { KeySel::Plain })?;

@@ -6,8 +6,7 @@
 
 use crate::CryptoError;
 use aws_lc_rs::signature::{
-    self as awssig, ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-    KeyPair,
+    self as awssig, ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
 };
 use p384::ecdsa::signature::Signer;
 use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -116,18 +115,57 @@ impl P384PublicKey {
     /// From a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
         use p384::pkcs8::DecodePublicKey;
-        let pk = p384::PublicKey::from_public_key_der(der).map_err(|e| CryptoError::InvalidKey {
-            what: "P-384 public",
-            why: e.to_string(),
-        })?;
+        let pk =
+            p384::PublicKey::from_public_key_der(der).map_err(|e| CryptoError::InvalidKey {
+                what: "P-384 public",
+                why: e.to_string(),
+            })?;
         let ep = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&pk, false);
         Self::from_affine_unchecked(ep.as_bytes())
+    }
+
+    /// A verifier with the point parsed once, for checking many signatures by one key
+    /// (a cached VCEK): about 1.5× the throughput of [`P384PublicKey::verify`].
+    pub fn verifier(&self) -> Result<P384Verifier, CryptoError> {
+        let key = awssig::ParsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, self.to_sec1()).map_err(
+            |e| CryptoError::InvalidKey {
+                what: "P-384 public",
+                why: e.to_string(),
+            },
+        )?;
+        Ok(P384Verifier { key, public: *self })
     }
 
     /// Verify an ECDSA-SHA384 signature over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &P384Signature) -> Result<(), CryptoError> {
         awssig::UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &self.to_sec1()[..])
             .verify(msg, &sig.to_fixed())
+            .map_err(|_| CryptoError::BadSignature("ECDSA P-384"))
+    }
+}
+
+/// A P-384 public key parsed once for repeated verification. `Send + Sync`.
+#[derive(Clone)]
+pub struct P384Verifier {
+    key: awssig::ParsedPublicKey,
+    public: P384PublicKey,
+}
+
+impl std::fmt::Debug for P384Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("P384Verifier").field(&self.public).finish()
+    }
+}
+
+impl P384Verifier {
+    /// The key this verifier checks against.
+    pub fn public(&self) -> &P384PublicKey {
+        &self.public
+    }
+    /// Verify an ECDSA-SHA384 signature over `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &P384Signature) -> Result<(), CryptoError> {
+        self.key
+            .verify_sig(msg, &sig.to_fixed())
             .map_err(|_| CryptoError::BadSignature("ECDSA P-384"))
     }
 }
@@ -161,8 +199,8 @@ impl P384SigningKey {
     /// bytes), reducing it into [1, n-1] the way FIPS 186-5 A.4.1 does: take 64 bytes,
     /// compute `c mod (n-1) + 1`.
     pub fn from_seed_material(material: &[u8; 64]) -> Self {
-        use p384::elliptic_curve::ops::Reduce;
         use p384::elliptic_curve::PrimeField;
+        use p384::elliptic_curve::ops::Reduce;
         // Hash-to-scalar: reduce the 512-bit value modulo n via two halves:
         // v = hi * 2^256 + lo  (little bias, < 2^-128, acceptable for key derivation).
         let mut hi = [0u8; 48];
@@ -206,7 +244,9 @@ impl P384SigningKey {
     }
 
     fn from_secret(sk: &p384::SecretKey) -> Result<Self, CryptoError> {
-        let der = sk.to_pkcs8_der().map_err(|_| CryptoError::Backend("PKCS#8 encode"))?;
+        let der = sk
+            .to_pkcs8_der()
+            .map_err(|_| CryptoError::Backend("PKCS#8 encode"))?;
         let fast = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_bytes())
             .map_err(|e| CryptoError::InvalidKey {
                 what: "P-384 private",
@@ -274,6 +314,9 @@ mod tests {
         let k = P384SigningKey::generate(&mut rng);
         let s1 = k.sign(b"msg").unwrap();
         k.public().verify(b"msg", &s1).unwrap();
+        let v = k.public().verifier().unwrap();
+        v.verify(b"msg", &s1).unwrap();
+        assert!(v.verify(b"msh", &s1).is_err());
         let d1 = k.sign_deterministic(b"msg");
         let d2 = k.sign_deterministic(b"msg");
         assert_eq!(d1, d2);

@@ -5,9 +5,10 @@
 //!
 //! | primitive | backend | why |
 //! |---|---|---|
-//! | SHA-256 / SHA-384, HMAC | `sha2` / `hmac` (RustCrypto, SHA-NI where the CPU has it) | fastest measured for streaming |
+//! | SHA-256, HMAC | `sha2` / `hmac` (RustCrypto, SHA-NI where the CPU has it) | 1.17 GB/s, equal to aws-lc-rs, above ring (0.95) |
+//! | SHA-384 | `aws-lc-rs` | 340 MB/s vs 283 MB/s for `sha2` |
 //! | AES-256-GCM | `ring` | ~5× the `aes-gcm` crate here |
-//! | ECDSA P-384 | `aws-lc-rs` (fast, randomized nonce) and `p384` (RFC 6979, deterministic) | aws-lc-rs is 3–6× faster; p384 gives same-bytes-for-same-inputs when a seed is in force |
+//! | ECDSA P-384 | `aws-lc-rs` (fast, randomized nonce; `P384Verifier` keeps the point parsed) and `p384` (RFC 6979, deterministic) | aws-lc-rs is 3–6× faster; p384 gives same-bytes-for-same-inputs when a seed is in force |
 //! | RSA-PSS verify | `aws-lc-rs` | ~10× the `rsa` crate |
 //! | RNG | OS RNG, or ChaCha20 seeded from a user seed | deterministic mode |
 //!

@@ -15,51 +15,8 @@ fn bench(c: &mut Criterion) {
     });
     let asid = Asid(1);
     soc.activate_key(asid, &[7u8; 16]).unwrap();
-    let page = vec![0x5au8; 4096];
-    let mut out = vec![0u8; 4096];
 
-    let mut g = c.benchmark_group("page_4KiB");
-    g.throughput(Throughput::Bytes(4096));
-    g.bench_function("encrypted_write", |b| {
-        b.iter(|| {
-            soc.fw_write(Spa(0x10_0000), KeySel::Guest(asid), black_box(&page))
-                .unwrap()
-        })
-    });
-    g.bench_function("encrypted_read", |b| {
-        b.iter(|| {
-            soc.fw_read(Spa(0x10_0000), KeySel::Guest(asid), black_box(&mut out))
-                .unwrap()
-        })
-    });
-    g.bench_function("plain_write", |b| {
-        b.iter(|| {
-            soc.fw_write(Spa(0x10_0000), KeySel::Plain, black_box(&page))
-                .unwrap()
-        })
-    });
-    g.finish();
-
-    let big = vec![0x33u8; 16 << 20];
-    let mut big_out = vec![0u8; 16 << 20];
-    let mut g = c.benchmark_group("bulk_16MiB");
-    g.throughput(Throughput::Bytes(big.len() as u64));
-    g.sample_size(10);
-    g.bench_function("encrypted_write_parallel", |b| {
-        b.iter(|| {
-            soc.fw_write(Spa(0x400_0000), KeySel::Guest(asid), &big)
-                .unwrap()
-        })
-    });
-    g.bench_function("encrypted_read_parallel", |b| {
-        b.iter(|| {
-            soc.fw_read(Spa(0x400_0000), KeySel::Guest(asid), &mut big_out)
-                .unwrap()
-        })
-    });
-    g.finish();
-
-    // A validated private page for the access-check benchmark.
+    // A validated private page for the guest-path benchmarks.
     let spa = Spa(0x20_0000);
     let gpa = Gpa(0x1000);
     let upd = RmpUpdateInput {
@@ -78,10 +35,67 @@ fn bench(c: &mut Criterion) {
         validate: true,
     };
     assert!(soc.pvalidate(&pv).unwrap().is_success());
-    let acc = GuestAccess::snp(asid, gpa, spa, AccessKind::Read, true);
+    let wr = GuestAccess::snp(asid, gpa, spa, AccessKind::Write, true);
+    let rd = GuestAccess::snp(asid, gpa, spa, AccessKind::Read, true);
+
+    let page = vec![0x5au8; 4096];
+    let mut out = vec![0u8; 4096];
+    let mut g = c.benchmark_group("page_4KiB");
+    g.throughput(Throughput::Bytes(4096));
+    g.bench_function("guest_private_write", |b| {
+        b.iter(|| soc.guest_write(&wr, black_box(&page)).unwrap())
+    });
+    g.bench_function("guest_private_read", |b| {
+        b.iter(|| soc.guest_read(&rd, black_box(&mut out)).unwrap())
+    });
+    g.bench_function("fw_encrypted_write", |b| {
+        b.iter(|| {
+            soc.fw_write(Spa(0x10_0000), KeySel::Guest(asid), black_box(&page))
+                .unwrap()
+        })
+    });
+    g.bench_function("fw_encrypted_read", |b| {
+        b.iter(|| {
+            soc.fw_read(Spa(0x10_0000), KeySel::Guest(asid), black_box(&mut out))
+                .unwrap()
+        })
+    });
+    g.bench_function("host_plain_write", |b| {
+        b.iter(|| {
+            soc.host_write(Spa(0x10_0000), false, black_box(&page))
+                .unwrap()
+        })
+    });
+    g.finish();
+
+    let big = vec![0x33u8; 16 << 20];
+    let mut big_out = vec![0u8; 16 << 20];
+    let mut g = c.benchmark_group("bulk_16MiB");
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.sample_size(10);
+    g.bench_function("fw_encrypted_write_parallel", |b| {
+        b.iter(|| {
+            soc.fw_write(Spa(0x400_0000), KeySel::Guest(asid), &big)
+                .unwrap()
+        })
+    });
+    g.bench_function("fw_encrypted_read_parallel", |b| {
+        b.iter(|| {
+            soc.fw_read(Spa(0x400_0000), KeySel::Guest(asid), &mut big_out)
+                .unwrap()
+        })
+    });
+    g.bench_function("fw_encrypt_in_place_parallel", |b| {
+        b.iter(|| {
+            soc.fw_encrypt_in_place(Spa(0x400_0000), 16 << 20, asid)
+                .unwrap()
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("rmp");
     g.bench_function("guest_check", |b| {
-        b.iter(|| soc.guest_check(black_box(&acc)).unwrap())
+        b.iter(|| soc.guest_check(black_box(&rd)).unwrap())
     });
     g.bench_function("host_write_check", |b| {
         b.iter(|| soc.host_write_check(black_box(Spa(0x30_0000))))

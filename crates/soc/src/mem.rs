@@ -23,14 +23,22 @@ const PAGE: usize = PAGE_SIZE_4K as usize;
 /// (the data movement), runs it or returns the fault.
 pub(crate) type Gate<'a> = dyn Fn(u64, &mut dyn FnMut()) -> Result<(), SocError> + Sync + 'a;
 
-/// Split `[spa, spa+len)` into (page-start-relative address, range) pieces that stay
-/// within one 4 KiB page.
+/// Bulk (firmware) transfers are cut into pieces of this size, processed in parallel.
+const BULK_PIECE: usize = 64 * 1024;
+
+/// Split `[spa, spa+len)` into (address, range) pieces that stay within one 4 KiB page.
 fn page_pieces(spa: u64, len: usize) -> Vec<(u64, std::ops::Range<usize>)> {
-    let mut out = Vec::with_capacity(len / PAGE + 2);
+    pieces(spa, len, PAGE)
+}
+
+/// Split `[spa, spa+len)` into (address, range) pieces that do not cross a multiple of
+/// `unit` (a power of two dividing 2 MiB, so no piece crosses a region).
+fn pieces(spa: u64, len: usize, unit: usize) -> Vec<(u64, std::ops::Range<usize>)> {
+    let mut out = Vec::with_capacity(len / unit + 2);
     let mut off = 0usize;
     while off < len {
         let a = spa + off as u64;
-        let room = PAGE - (a % PAGE_SIZE_4K) as usize;
+        let room = unit - (a % unit as u64) as usize;
         let take = room.min(len - off);
         out.push((a, off..off + take));
         off += take;
@@ -58,19 +66,24 @@ impl Soc {
         self.keys.resolve(sel).map_err(SocError::NoKey)
     }
 
-    /// Copy raw DRAM bytes of a span inside one region into `out`.
-    fn raw_read(&self, spa: u64, out: &mut [u8]) {
+    /// Run `f` on the raw DRAM bytes of a span inside one region (read-locked), or on
+    /// `None` if the region was never written (all zero).
+    fn raw_read_with<R>(&self, spa: u64, len: usize, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let off = (spa % REGION_SIZE) as usize;
         let region = self.store.region_if_present(spa / REGION_SIZE);
         let guard = region.map(|r| r.data.read());
-        match guard
+        f(guard
             .as_ref()
             .and_then(|g| g.as_ref())
-            .and_then(|c| c.get(off..off + out.len()))
-        {
+            .and_then(|c| c.get(off..off + len)))
+    }
+
+    /// Copy raw DRAM bytes of a span inside one region into `out`.
+    fn raw_read(&self, spa: u64, out: &mut [u8]) {
+        self.raw_read_with(spa, out.len(), |src| match src {
             Some(src) => out.copy_from_slice(src),
             None => out.fill(0),
-        }
+        })
     }
 
     /// Run `f` on the raw DRAM bytes of a span inside one region, allocating the region.
@@ -93,8 +106,15 @@ impl Soc {
         let end = spa + buf.len() as u64;
         let (a0, a1) = (spa & !15, (end + 15) & !15);
         if a0 == spa && a1 == end {
-            self.raw_read(spa, buf);
-            let _ = k.decrypt(spa, buf);
+            self.raw_read_with(spa, buf.len(), |src| match src {
+                Some(src) => {
+                    let _ = k.decrypt_to(spa, src, buf);
+                }
+                None => {
+                    buf.fill(0);
+                    let _ = k.decrypt(spa, buf);
+                }
+            });
         } else {
             let mut tmp = [0u8; PAGE];
             let n = (a1 - a0) as usize;
@@ -117,13 +137,9 @@ impl Soc {
         let end = spa + data.len() as u64;
         let (a0, a1) = (spa & !15, (end + 15) & !15);
         if a0 == spa && a1 == end {
-            // Encrypt outside the lock so page-parallel bulk writes scale.
-            let mut tmp = [0u8; PAGE];
-            if let Some(t) = tmp.get_mut(..data.len()) {
-                t.copy_from_slice(data);
-                let _ = k.encrypt(spa, t);
-                self.raw_modify(spa, data.len(), |d| d.copy_from_slice(t));
-            }
+            self.raw_modify(spa, data.len(), |d| {
+                let _ = k.encrypt_to(spa, data, d);
+            });
         } else {
             let skip = (spa - a0) as usize;
             self.raw_modify(a0, (a1 - a0) as usize, |d| {
@@ -204,6 +220,22 @@ impl Soc {
     /// reading command buffers, guest-request pages...). No RMP check.
     pub fn fw_read(&self, spa: Spa, sel: KeySel, buf: &mut [u8]) -> Result<(), SocError> {
         let key = self.key_for(sel)?;
+        if buf.len() >= PAR_MIN && spa.0.is_multiple_of(16) && buf.len().is_multiple_of(16) {
+            self.check_range(spa, buf.len() as u64)?;
+            let mut slices: Vec<(u64, &mut [u8])> = Vec::new();
+            let mut rest = buf;
+            for (a, r) in pieces(spa.0, rest.len(), BULK_PIECE) {
+                let (head, tail) = rest.split_at_mut(r.len());
+                slices.push((a, head));
+                rest = tail;
+            }
+            let key = key.as_deref();
+            slices.into_par_iter().for_each(|(a, piece)| match key {
+                Some(k) => self.read_in_page(a, piece, Some(k)),
+                None => self.raw_read(a, piece),
+            });
+            return Ok(());
+        }
         self.read_span(spa, buf, key.as_deref(), &|_, body| {
             body();
             Ok(())
@@ -214,6 +246,26 @@ impl Soc {
     /// command-buffer outputs...). No RMP check.
     pub fn fw_write(&self, spa: Spa, sel: KeySel, data: &[u8]) -> Result<(), SocError> {
         let key = self.key_for(sel)?;
+        if data.len() >= PAR_MIN && spa.0.is_multiple_of(16) && data.len().is_multiple_of(16) {
+            self.check_range(spa, data.len() as u64)?;
+            let key = key.as_deref();
+            // Encrypt each piece outside the region lock, so that pieces of the same
+            // 2 MiB region are processed in parallel too.
+            pieces(spa.0, data.len(), BULK_PIECE)
+                .into_par_iter()
+                .for_each(|(a, r)| {
+                    let src = data.get(r).unwrap_or_default();
+                    match key {
+                        Some(k) => {
+                            let mut tmp = src.to_vec();
+                            let _ = k.encrypt(a, &mut tmp);
+                            self.raw_modify(a, tmp.len(), |d| d.copy_from_slice(&tmp));
+                        }
+                        None => self.raw_modify(a, src.len(), |d| d.copy_from_slice(src)),
+                    }
+                });
+            return Ok(());
+        }
         self.write_span(spa, data, key.as_deref(), &|_, body| {
             body();
             Ok(())
@@ -237,14 +289,12 @@ impl Soc {
             size: self.mem_size,
         })?;
         let one = |(a, r): (u64, std::ops::Range<usize>)| {
-            let mut tmp = [0u8; PAGE];
-            if let Some(t) = tmp.get_mut(..r.len()) {
-                self.raw_read(a, t);
-                let _ = key.encrypt(a, t);
-                self.raw_modify(a, t.len(), |d| d.copy_from_slice(t));
-            }
+            let mut tmp = vec![0u8; r.len()];
+            self.raw_read(a, &mut tmp);
+            let _ = key.encrypt(a, &mut tmp);
+            self.raw_modify(a, tmp.len(), |d| d.copy_from_slice(&tmp));
         };
-        let pieces = page_pieces(spa.0, len);
+        let pieces = pieces(spa.0, len, BULK_PIECE);
         if len >= PAR_MIN {
             pieces.into_par_iter().for_each(one);
         } else {

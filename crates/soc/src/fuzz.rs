@@ -43,6 +43,7 @@ pub fn fuzz_soc_ops(data: &[u8]) {
         snp_enabled: true,
         rmp_coverage: Some(MEM - (2 << 20)),
         seed: Some(b"fuzz".to_vec()),
+        huge_pages: false,
     });
     for a in 1..4 {
         let _ = soc.activate_key(Asid(a), &[a as u8; 16]);

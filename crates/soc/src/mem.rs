@@ -91,7 +91,7 @@ impl Soc {
         let off = (spa % REGION_SIZE) as usize;
         if let Some(region) = self.store.region(spa / REGION_SIZE) {
             let mut g = region.data.write();
-            let chunk = g.get_or_insert_with(new_chunk);
+            let chunk = g.get_or_insert_with(|| new_chunk(self.huge_pages));
             if let Some(dst) = chunk.get_mut(off..off + len) {
                 f(dst);
             }

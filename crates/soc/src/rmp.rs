@@ -9,7 +9,7 @@
 
 use crate::access::PageSize;
 use crate::error::{Fault, NPF_ENC, NPF_FINAL_GPA, NPF_SIZEM, PF_PRESENT, PF_RMP, SocError};
-use crate::store::{REGION_SIZE, RmpRegion};
+use crate::store::{PAGES_PER_REGION, REGION_SIZE, RmpRegion};
 use crate::{Soc, VC_NOT_VALIDATED};
 use softsev_abi::rmp::{
     PERM_ALL, PERM_READ, PERM_WRITE, RMP_GPA_LIMIT, RmpEntry, RmpStatus, RmpUpdateInput,
@@ -167,10 +167,10 @@ impl Soc {
     pub(crate) fn hypervisor_owned_2m(&self, rmp: Option<&RmpRegion>, spa: u64) -> Result<(), ()> {
         let Some(r) = rmp else { return Ok(()) };
         let base = spa & !(PAGE_SIZE_2M - 1);
-        for (i, e) in r.entries.iter().enumerate() {
-            if e.assigned() && self.rmp_covered(Spa(base + i as u64 * PAGE_SIZE_4K)) {
-                return Err(());
-            }
+        if r.assigned()
+            .any(|(i, _)| self.rmp_covered(Spa(base + i as u64 * PAGE_SIZE_4K)))
+        {
+            return Err(());
         }
         Ok(())
     }
@@ -226,7 +226,7 @@ impl Soc {
                 return RmpStatus::FAIL_INUSE;
             }
             let overlap = if is_2m {
-                r.entries.iter().skip(1).any(|e| e.assigned())
+                r.assigned().any(|(i, _)| i != 0)
             } else {
                 head_2m
             };
@@ -242,13 +242,8 @@ impl Soc {
                 e.set_gpa(input.gpa);
                 e.set_vmpl_perms(0, PERM_ALL);
             }
-            match r.entries.get_mut(idx) {
-                Some(slot) => {
-                    *slot = e;
-                    RmpStatus::SUCCESS
-                }
-                None => RmpStatus::FAIL_INPUT,
-            }
+            r.set_entry(idx, e);
+            RmpStatus::SUCCESS
         })
         .unwrap_or(RmpStatus::FAIL_INPUT)
     }
@@ -270,11 +265,11 @@ impl Soc {
             if r.in_use.iter().any(|w| *w != 0) {
                 return RmpStatus::FAIL_INUSE;
             }
-            for (i, slot) in r.entries.iter_mut().enumerate() {
+            for i in 0..PAGES_PER_REGION {
                 let mut e = head;
                 e.set_2m(false);
                 e.set_gpa(head.gpa() + i as u64 * PAGE_SIZE_4K);
-                *slot = e;
+                r.set_entry(i, e);
             }
             RmpStatus::SUCCESS
         })
@@ -342,7 +337,7 @@ impl Soc {
         }
         let idx = page_index(spa.0);
         self.with_rmp_mut(spa.0, |r| {
-            r.entries.get_mut(idx).map(|e| {
+            r.entry_mut(idx).map(|e| {
                 f(e);
                 *e
             })
@@ -384,7 +379,7 @@ impl Soc {
                 return Ok(RmpStatus::FAIL_UNCHANGED);
             }
             let slot = if a.size == PageSize::Size2M { 0 } else { idx };
-            match r.entries.get_mut(slot) {
+            match r.entry_mut(slot) {
                 Some(e) => {
                     e.set_validated(req.validate);
                     Ok(RmpStatus::SUCCESS)
@@ -458,7 +453,7 @@ impl Soc {
                 return Ok(RmpStatus::FAIL_PERMISSION);
             }
             let slot = if a.size == PageSize::Size2M { 0 } else { idx };
-            match r.entries.get_mut(slot) {
+            match r.entry_mut(slot) {
                 Some(e) => {
                     e.set_vmpl_perms(target, perms);
                     if req.vmpl.0 == 0 {

@@ -197,3 +197,21 @@ fn concurrent_access_from_threads() {
         }
     });
 }
+
+#[test]
+fn huge_page_backing_behaves_the_same() {
+    let soc = softsev_soc::Soc::new(softsev_soc::SocConfig {
+        huge_pages: true,
+        seed: Some(b"huge".to_vec()),
+        ..softsev_soc::SocConfig::new(8 << 20)
+    });
+    soc.activate_key(ASID, &[3; 16]).unwrap();
+    let data: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i >> 5) as u8).collect();
+    soc.fw_write(Spa(0x10_0000), KeySel::Guest(ASID), &data)
+        .unwrap();
+    let mut back = vec![0u8; data.len()];
+    soc.fw_read(Spa(0x10_0000), KeySel::Guest(ASID), &mut back)
+        .unwrap();
+    assert!(back == data);
+    assert_eq!(soc.allocated_bytes(), 4 << 20);
+}

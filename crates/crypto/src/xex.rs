@@ -109,7 +109,6 @@ pub enum XexError {
 
 /// An AES-128 memory-encryption key. The key schedule is zeroized on drop (the `aes`
 /// crate's `zeroize` feature) and `Debug` never prints it.
-#[derive(Clone)]
 pub struct XexKey {
     cipher: Aes128,
 }

@@ -15,6 +15,19 @@
 //!   hardware would raise (#PF with the RMP bit, #VMEXIT(NPF) with its EXITINFO1 bits,
 //!   #VC 0x404, IOMMU fault).
 //!
+//! Who makes an access is expressed by the entry point, each applying the checks of
+//! that accessor (style rule 13):
+//! - host (hypervisor, ASID 0): [`Soc::host_read`], [`Soc::host_write`],
+//!   [`Soc::host_write_check`], and the instructions [`Soc::rmpupdate`],
+//!   [`Soc::psmash`], [`Soc::rmpread`];
+//! - firmware (AMD-SP, unchecked, any key): [`Soc::fw_read`], [`Soc::fw_write`],
+//!   [`Soc::fw_encrypt_in_place`], [`Soc::fw_rmp_read`], [`Soc::fw_rmp_modify`], key
+//!   slots ([`Soc::activate_key`], [`Soc::deactivate_key`], [`Soc::df_flush`]);
+//! - guest (ASID + VMPL, after the nested walk): [`Soc::guest_read`],
+//!   [`Soc::guest_write`], [`Soc::guest_check`] with a [`GuestAccess`], and the
+//!   instructions [`Soc::pvalidate`], [`Soc::rmpadjust`], [`Soc::rmpquery`];
+//! - device (DMA through the IOMMU): [`Soc::device_read`], [`Soc::device_write`].
+//!
 //! Everything takes `&self`; the model is shared between the firmware, the host and
 //! several vCPU threads. Bulk operations run in parallel across cores (rayon).
 //! See docs/soc.md for the design and the measured speed.
@@ -39,24 +52,6 @@ use keys::KeyTable;
 use softsev_abi::{Asid, PAGE_SIZE_4K, Spa};
 use softsev_crypto::rng::Rng;
 use store::Store;
-
-/// Who makes a memory access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Accessor {
-    /// The hypervisor (ASID 0).
-    Host,
-    /// The AMD secure processor.
-    Firmware,
-    /// A guest vCPU.
-    Guest {
-        /// The guest's ASID.
-        asid: Asid,
-        /// The VMPL the vCPU runs at.
-        vmpl: softsev_abi::Vmpl,
-    },
-    /// A device (DMA through the IOMMU).
-    Device,
-}
 
 /// Size and features of a SoC.
 #[derive(Debug, Clone)]

@@ -9,3 +9,10 @@ if ! command -v sev-snp-measure >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "sev-snp-measure==0.0.13"
 fi
 sev-snp-measure --version || true
+
+# snpguest (crates.io): `snpguest verify certs` on softsev's simulated ARK/ASK/VCEK
+# (crates/firmware/tests/identity_chain.rs). Builds from source; takes minutes.
+if ! command -v snpguest >/dev/null 2>&1; then
+  cargo install --locked snpguest --version 0.11.0
+fi
+snpguest --version || true

@@ -22,8 +22,10 @@ pub mod ct;
 pub mod ecdsa;
 mod error;
 pub mod hash;
+pub mod kdf;
 pub mod rng;
 pub mod rsa;
+pub mod rsa_sign;
 pub mod xex;
 
 pub use error::CryptoError;

@@ -9,10 +9,14 @@
 
 pub mod addr;
 pub mod guid;
+pub mod kernel_hashes;
+pub mod ovmf;
+pub mod page_info;
 pub mod policy;
 pub mod product;
 pub mod rmp;
 pub mod tcb;
+pub mod vmsa;
 #[macro_use]
 mod open_enum;
 

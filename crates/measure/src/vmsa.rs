@@ -1,0 +1,265 @@
+//! The VMSA pages QEMU + KVM measure for each vCPU (shared/spec/snp-launch.md §3):
+//! vCPU types (CPUID signatures), VMM-specific register differences, SVSM VMSA.
+
+use softsev_abi::vmsa::{VmcbSegment, Vmsa};
+
+/// Reset address of the BSP.
+pub const BSP_EIP: u32 = 0xFFFF_FFF0;
+/// Default guest PAT.
+pub const DEFAULT_G_PAT: u64 = 0x0007_0406_0007_0406;
+
+/// Which VMM built the guest (register and ordering quirks).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum VmmType {
+    /// QEMU + KVM.
+    #[default]
+    Qemu,
+    /// AWS EC2 (as sev-snp-measure 0.0.13 models it: RDX 0x600).
+    Ec2,
+    /// Google Compute Engine.
+    Gce,
+}
+
+impl VmmType {
+    /// Parse `QEMU`, `ec2`, `gce` (case-insensitive).
+    pub fn parse(s: &str) -> Option<VmmType> {
+        match s.to_ascii_lowercase().as_str() {
+            "qemu" => Some(VmmType::Qemu),
+            "ec2" => Some(VmmType::Ec2),
+            "gce" => Some(VmmType::Gce),
+            _ => None,
+        }
+    }
+    /// Canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmmType::Qemu => "QEMU",
+            VmmType::Ec2 => "ec2",
+            VmmType::Gce => "gce",
+        }
+    }
+}
+
+/// CPUID Fn0000_0001_EAX from family, model, stepping.
+pub const fn cpu_sig(family: u32, model: u32, stepping: u32) -> u32 {
+    let (fam_lo, fam_hi) = if family > 0xF {
+        (0xF, (family - 0xF) & 0xFF)
+    } else {
+        (family, 0)
+    };
+    (fam_hi << 20)
+        | (((model >> 4) & 0xF) << 16)
+        | (fam_lo << 8)
+        | ((model & 0xF) << 4)
+        | (stepping & 0xF)
+}
+
+/// QEMU CPU models and their (family, model, stepping).
+pub const VCPU_TYPES: &[(&str, u32, u32, u32)] = &[
+    ("EPYC", 23, 1, 2),
+    ("EPYC-IBPB", 23, 1, 2),
+    ("EPYC-Rome", 23, 49, 0),
+    ("EPYC-Milan", 25, 1, 1),
+    ("EPYC-Genoa", 25, 17, 0),
+    ("EPYC-Turin", 26, 0, 0),
+];
+
+/// Signature of a QEMU CPU model name (`EPYC`, `EPYC-v4`, `EPYC-Milan-v2`, ...;
+/// case-insensitive; any `-vN` version suffix of a known model).
+pub fn vcpu_type_sig(name: &str) -> Option<u32> {
+    let lower = name.to_ascii_lowercase();
+    let base = match lower.rfind("-v") {
+        Some(i) if i + 2 < lower.len() && lower[i + 2..].bytes().all(|b| b.is_ascii_digit()) => {
+            &lower[..i]
+        }
+        _ => lower.as_str(),
+    };
+    VCPU_TYPES
+        .iter()
+        .find(|(n, ..)| {
+            n.to_ascii_lowercase() == base && !(base == "epyc-ibpb" && base.len() != lower.len())
+        })
+        .map(|&(_, f, m, s)| cpu_sig(f, m, s))
+}
+
+/// The VMSA for one vCPU of a QEMU/ec2/gce SEV-ES or SNP guest started at `eip`.
+pub fn launch_vmsa(eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> Vmsa {
+    let mut v = Vmsa::zeroed();
+    let (mut cs_attr, mut ss_attr, mut tr_attr, mut rdx, mut mxcsr, mut fcw, mut g_pat) = (
+        0x9B,
+        0x93,
+        0x8B,
+        u64::from(vcpu_sig),
+        0x1F80,
+        0x37F,
+        DEFAULT_G_PAT,
+    );
+    match vmm {
+        VmmType::Qemu => {}
+        VmmType::Ec2 => {
+            if eip == BSP_EIP {
+                cs_attr = 0x9A;
+            }
+            ss_attr = 0x92;
+            tr_attr = 0x83;
+            rdx = 0x600;
+            mxcsr = 0;
+            fcw = 0;
+        }
+        VmmType::Gce => {
+            g_pat = 0x0007_0106;
+            rdx = 0x600;
+            mxcsr = 0;
+            fcw = 0;
+        }
+    }
+    let data = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
+    v.es = data;
+    v.cs = VmcbSegment::new(0xF000, cs_attr, 0xFFFF, u64::from(eip & 0xFFFF_0000));
+    v.ss = VmcbSegment::new(0, ss_attr, 0xFFFF, 0);
+    v.ds = data;
+    v.fs = data;
+    v.gs = data;
+    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
+    v.tr = VmcbSegment::new(0, tr_attr, 0xFFFF, 0);
+    v.efer = 0x1000;
+    v.cr4 = 0x40;
+    v.cr0 = 0x10;
+    v.dr7 = 0x400;
+    v.dr6 = 0xFFFF_0FF0;
+    v.rflags = 0x2;
+    v.rip = u64::from(eip & 0xFFFF);
+    v.g_pat = g_pat;
+    v.rdx = rdx;
+    v.sev_features = sev_features;
+    v.xcr0 = 0x1;
+    v.mxcsr = mxcsr;
+    v.x87_fcw = fcw;
+    v
+}
+
+/// The VMSA sev-snp-measure uses for every vCPU of a COCONUT-SVSM guest (RIP = SVSM
+/// entry, flat 32-bit segments, CR0 0x11, SEV_FEATURES 0x1, MXCSR 0x1F80, FCW 0 — the
+/// last as the tool's published vectors embed it; spec §10.4).
+pub fn svsm_vmsa(rip: u64, vcpu_sig: u32) -> Vmsa {
+    let mut v = Vmsa::zeroed();
+    let flat = VmcbSegment::new(16, 0xC93, 0xFFFF_FFFF, 0);
+    v.es = flat;
+    v.cs = VmcbSegment::new(8, 0xC9B, 0xFFFF_FFFF, 0);
+    v.ss = flat;
+    v.ds = flat;
+    v.fs = flat;
+    v.gs = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
+    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
+    v.tr = VmcbSegment::new(0, 0x8B, 0xFFFF, 0);
+    v.efer = 0x1000;
+    v.cr4 = 0x40;
+    v.cr0 = 0x11;
+    v.dr7 = 0x400;
+    v.dr6 = 0xFFFF_0FF0;
+    v.rflags = 0x2;
+    v.rip = rip;
+    v.g_pat = DEFAULT_G_PAT;
+    v.rdx = u64::from(vcpu_sig);
+    v.sev_features = 0x1;
+    v.xcr0 = 0x1;
+    v.mxcsr = 0x1F80;
+    v
+}
+
+/// The BSP and AP VMSAs of a launch; vCPU 0 is the BSP, every other vCPU uses the AP page.
+#[derive(Clone, Debug)]
+pub struct VcpuVmsas {
+    /// vCPU 0.
+    pub bsp: Vmsa,
+    /// vCPUs 1.. (absent when the image has no AP reset address).
+    pub ap: Option<Vmsa>,
+}
+
+impl VcpuVmsas {
+    /// QEMU-style VMSAs: BSP at the reset vector, APs at the OVMF SEV-ES reset address.
+    pub fn new(ap_eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> Self {
+        VcpuVmsas {
+            bsp: launch_vmsa(BSP_EIP, sev_features, vcpu_sig, vmm),
+            ap: (ap_eip != 0).then(|| launch_vmsa(ap_eip, sev_features, vcpu_sig, vmm)),
+        }
+    }
+
+    /// The page of vCPU `i`.
+    pub fn get(&self, i: u32) -> Option<&Vmsa> {
+        if i == 0 {
+            Some(&self.bsp)
+        } else {
+            self.ap.as_ref()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softsev_crypto::hash::sha384;
+    use zerocopy::IntoBytes;
+
+    #[test]
+    fn signatures() {
+        // SSM tests/test_vcpu_types.py
+        assert_eq!(cpu_sig(14, 1, 2), 0x0E12);
+        assert_eq!(cpu_sig(23, 1, 2), 0x80_0F12);
+        assert_eq!(vcpu_type_sig("EPYC-v4"), Some(0x80_0F12));
+        assert_eq!(vcpu_type_sig("epyc-milan-v2"), Some(0xA0_0F11));
+        assert_eq!(vcpu_type_sig("EPYC-Rome-v3"), Some(0x83_0F10));
+        assert_eq!(vcpu_type_sig("EPYC-Genoa"), Some(0xA1_0F10));
+        assert_eq!(vcpu_type_sig("EPYC-Turin-v1"), Some(0xB0_0F00));
+        assert_eq!(vcpu_type_sig("EPYC-IBPB"), Some(0x80_0F12));
+        assert_eq!(vcpu_type_sig("EPYC-X"), None);
+        assert_eq!(vcpu_type_sig("EPYC-v"), None);
+    }
+
+    #[test]
+    fn qemu_bsp_nonzero_bytes_match_spec() {
+        // spec §3.2: complete non-zero byte list of the QEMU BSP page (EPYC-v4, 0x21).
+        let v = launch_vmsa(BSP_EIP, 0x21, 0x80_0F12, VmmType::Qemu);
+        let list: Vec<String> = v
+            .as_bytes()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != 0)
+            .map(|(i, b)| format!("{i:03x}:{b:02x}"))
+            .collect();
+        let want = "002:93 004:ff 005:ff 011:f0 012:9b 014:ff 015:ff 01a:ff 01b:ff 022:93 024:ff 025:ff 032:93 034:ff \
+035:ff 042:93 044:ff 045:ff 052:93 054:ff 055:ff 064:ff 065:ff 072:82 074:ff 075:ff 084:ff 085:ff 092:8b \
+094:ff 095:ff 0d1:10 148:40 158:10 161:04 168:f0 169:0f 16a:ff 16b:ff 170:02 178:f0 179:ff 268:06 269:04 \
+26a:07 26c:06 26d:04 26e:07 310:12 311:0f 312:80 3b0:21 3e8:01 408:80 409:1f 410:7f 411:03";
+        assert_eq!(list.join(" "), want);
+    }
+
+    #[test]
+    fn qemu_page_hashes_match_spec() {
+        let h = |eip, f| {
+            hex::encode(sha384(
+                launch_vmsa(eip, f, 0x80_0F12, VmmType::Qemu).as_bytes(),
+            ))
+        };
+        assert_eq!(
+            h(BSP_EIP, 1),
+            "77920c4c629ff47e90c0e174fc1ad0eb6fa664f88cd4739488058a8c6cb1a77b3856f55378e9518d0da99452d51c553a"
+        );
+        assert_eq!(
+            h(0x80B004, 1),
+            "8413b852790765a310d95867a8b00bfca3a802b5a80830044b45e253fe96222657e11e53fcf63eb0e0afd722385bf7b4"
+        );
+        assert_eq!(
+            h(BSP_EIP, 0x21),
+            "ae79efa6efbe1594a2717dfd42af495a0e4ed37b00e529a5fdf349bea04c3513962ffb0c74cf65b0d9a1857271833d6e"
+        );
+        assert_eq!(
+            h(0x80B004, 0x21),
+            "180ef2675dc01615d31b3e84ef27a0a69d08bfbbb58ea4f6a0188f08884ab6407591ada42f99749ce9a406fb4e5d8355"
+        );
+    }
+}

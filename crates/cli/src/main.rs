@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     // Each subcommand lives in src/cmd/<name>.rs with an `Args` struct and a
     // `run(Args) -> anyhow::Result<ExitCode>` function.
+    /// Compute SEV / SEV-ES / SEV-SNP launch digests (sev-snp-measure compatible).
+    Measure(cmd::measure::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +36,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Measure(a) => cmd::measure::run(a),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -6,15 +6,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
     /// A file could not be read.
-    #[error("cannot read {what} '{}': {source}", path.display())]
+    #[error("cannot read {what} '{}': {error}", path.display())]
     Io {
         /// What the file is (OVMF, kernel, initrd, ...).
         what: &'static str,
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (part of the message, so not repeated as a source).
+        error: std::io::Error,
     },
     /// The image size is unusable (empty, not page-multiple, larger than its window).
     #[error("{what} image is {size} bytes: {reason}")]

@@ -51,10 +51,10 @@ pub fn sha256_reader(mut r: impl Read) -> std::io::Result<[u8; 32]> {
 
 /// SHA-256 of a file, streaming.
 pub fn sha256_file(what: &'static str, path: &Path) -> Result<[u8; 32]> {
-    let io = |source| MeasureError::Io {
+    let io = |error| MeasureError::Io {
         what,
         path: path.to_owned(),
-        source,
+        error,
     };
     let f = std::fs::File::open(path).map_err(io)?;
     sha256_reader(f).map_err(io)

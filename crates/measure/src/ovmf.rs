@@ -52,10 +52,10 @@ impl Ovmf {
 
     /// Read and parse an image file.
     pub fn read(path: &Path) -> Result<Ovmf> {
-        let data = std::fs::read(path).map_err(|source| MeasureError::Io {
+        let data = std::fs::read(path).map_err(|error| MeasureError::Io {
             what: "OVMF",
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Ovmf::parse(data)
     }

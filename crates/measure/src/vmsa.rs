@@ -171,6 +171,11 @@ pub fn svsm_vmsa(rip: u64, vcpu_sig: u32) -> Vmsa {
     v
 }
 
+/// The 4096 bytes of a VMSA page.
+pub fn page_bytes(v: &Vmsa) -> &[u8] {
+    zerocopy::IntoBytes::as_bytes(v)
+}
+
 /// The BSP and AP VMSAs of a launch; vCPU 0 is the BSP, every other vCPU uses the AP page.
 #[derive(Clone, Debug)]
 pub struct VcpuVmsas {

@@ -47,8 +47,13 @@ fn bench(c: &mut Criterion) {
         chip: &chip,
         platform_tcb: tcb,
     };
-    c.bench_function("msg_key_req_vcek_root", |b| {
+    c.bench_function("msg_key_req_vcek_root_cached_tcb", |b| {
         b.iter(|| derive_key(&root, black_box(&req)).expect("key"))
+    });
+    let mut old_req = req.clone();
+    old_req.tcb.snp -= 1;
+    c.bench_function("msg_key_req_vcek_root_uncached_tcb", |b| {
+        b.iter(|| derive_key(&root, black_box(&old_req)).expect("key"))
     });
     let vmrk = [7u8; 32];
     c.bench_function("msg_key_req_vmrk_root", |b| {

@@ -500,3 +500,80 @@ fn snpguest_verify_certs_accepts_the_chain() {
         );
     }
 }
+
+/// A minimal version-3 ATTESTATION_REPORT (snp-attestation.md §1.1) with REPORTED_TCB
+/// `reported`, signed by `signer` (R and S little-endian, 72 bytes each).
+fn report_v3(chip: &Chip, reported: &TcbVersion, signer: &TcbVersion) -> Vec<u8> {
+    let product = chip.product();
+    let raw = reported.encode(product).unwrap().0;
+    let mut r = vec![0u8; 0x4a0];
+    r[0..4].copy_from_slice(&3u32.to_le_bytes());
+    r[8..16].copy_from_slice(&0x3_0000u64.to_le_bytes());
+    r[0x34..0x38].copy_from_slice(&1u32.to_le_bytes());
+    for off in [0x38, 0x180, 0x1e0, 0x1f0] {
+        r[off..off + 8].copy_from_slice(&raw);
+    }
+    r[0x160..0x180].fill(0xff);
+    let (f, m, s) = product.cpuid_fms();
+    r[0x188..0x18b].copy_from_slice(&[f, m, s]);
+    r[0x1a0..0x1e0].copy_from_slice(chip.chip_id());
+    r[0x1e8..0x1eb].copy_from_slice(&[0x1d, 0x37, 0x01]);
+    r[0x1ec..0x1ef].copy_from_slice(&[0x1d, 0x37, 0x01]);
+    let key = chip.vcek(signer).unwrap();
+    let sig = key.signing_key().sign_deterministic(&r[..0x2a0]).to_fixed();
+    let (mut rr, mut ss) = (sig[..48].to_vec(), sig[48..].to_vec());
+    rr.reverse();
+    ss.reverse();
+    r[0x2a0..0x2a0 + 48].copy_from_slice(&rr);
+    r[0x2e8..0x2e8 + 48].copy_from_slice(&ss);
+    r
+}
+
+/// snpguest checks the report signature with the VCEK and compares the certificate's
+/// SPL extensions with REPORTED_TCB: the key that signs must be the one for
+/// REPORTED_TCB.
+#[test]
+fn snpguest_verify_attestation_accepts_reports_signed_by_the_reported_tcb_vcek() {
+    let Some(snpguest) = tool("snpguest") else {
+        return;
+    };
+    for product in Product::ALL {
+        let chip = Chip::from_seed(product, b"snpguest-att").unwrap();
+        let t = tcb(product);
+        let dir = tempfile::tempdir().unwrap();
+        chip.vcek_chain(&t)
+            .unwrap()
+            .write_dir(dir.path(), true)
+            .unwrap();
+        let run = |report: &[u8]| {
+            let path = dir.path().join("report.bin");
+            std::fs::write(&path, report).unwrap();
+            let out = std::process::Command::new(&snpguest)
+                .args(["verify", "attestation"])
+                .arg(dir.path())
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        let (ok, text) = run(&report_v3(&chip, &t, &t));
+        assert!(ok, "{product}: {text}");
+        assert!(
+            text.contains("VEK signed the Attestation Report"),
+            "{product}: {text}"
+        );
+        // Signed by the VCEK of another TCB: the signature check fails.
+        let mut older = t;
+        older.snp -= 1;
+        let (ok, text) = run(&report_v3(&chip, &t, &older));
+        assert!(!ok, "{product}: wrong-TCB signer accepted: {text}");
+        // Claims another REPORTED_TCB than the certificate: the TCB check fails.
+        let (ok, text) = run(&report_v3(&chip, &older, &t));
+        assert!(!ok, "{product}: TCB mismatch accepted: {text}");
+    }
+}

@@ -211,3 +211,17 @@ fn vlek_root_differs_from_vcek_root() {
     r2.vmpl = 2;
     assert_ne!(kv, key(&KeyRoot::Vlek(&v), &r2));
 }
+
+#[test]
+fn cached_and_uncached_vcek_roots_agree() {
+    let fresh = Chip::from_seed(Product::Genoa, b"derive-cache").unwrap();
+    let mut r = base(GuestFieldSelect::TCB_VERSION, 7);
+    r.tcb.microcode = 11;
+    let root = KeyRoot::Vcek {
+        chip: &fresh,
+        platform_tcb: PLATFORM_TCB,
+    };
+    let before = key(&root, &r); // no VCEK for r.tcb yet: computed, not cached
+    fresh.vcek(&r.tcb).unwrap(); // now cached
+    assert_eq!(before, key(&root, &r));
+}

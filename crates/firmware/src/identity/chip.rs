@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 pub struct Vcek {
     tcb: TcbVersion,
     key: P384SigningKey,
+    keyreq_root: Zeroizing<[u8; 48]>,
     cert: OnceLock<Result<Vec<u8>, IdentityError>>,
 }
 
@@ -323,22 +324,31 @@ impl Chip {
         stick
     }
 
-    /// Derive the VCEK private key for `tcb` without the cache.
-    pub fn derive_vcek_uncached(&self, tcb: &TcbVersion) -> Result<P384SigningKey, IdentityError> {
-        self.check_tcb(tcb)?;
+    /// The hash sticks of `tcb`'s components, chained in derivation order.
+    fn versioned_chain(&self, tcb: &TcbVersion) -> Zeroizing<Vec<u8>> {
         let mut chained = Zeroizing::new(Vec::with_capacity(5 * SHA384_LEN));
         for (name, svn) in self.components(tcb) {
             chained.extend_from_slice(&self.hash_stick(name, svn)[..]);
         }
+        chained
+    }
+
+    fn vcek_from_chain(&self, chained: &[u8]) -> P384SigningKey {
         let mut context = Vec::with_capacity(64 + 8);
         context.extend_from_slice(self.product.name().as_bytes());
         context.extend_from_slice(&self.chip_id);
         let material = Zeroizing::new(kdf::derive::<64>(
-            &chained,
+            chained,
             b"sev-versioned-chip-endorsement-key",
             &context,
         ));
-        Ok(P384SigningKey::from_seed_material(&material))
+        P384SigningKey::from_seed_material(&material)
+    }
+
+    /// Derive the VCEK private key for `tcb` without the cache.
+    pub fn derive_vcek_uncached(&self, tcb: &TcbVersion) -> Result<P384SigningKey, IdentityError> {
+        self.check_tcb(tcb)?;
+        Ok(self.vcek_from_chain(&self.versioned_chain(tcb)))
     }
 
     /// The VCEK for `tcb` (normally REPORTED_TCB), derived once and cached.
@@ -352,10 +362,11 @@ impl Chip {
         {
             return Ok(v.clone());
         }
-        let key = self.derive_vcek_uncached(tcb)?;
+        let chained = self.versioned_chain(tcb);
         let v = Arc::new(Vcek {
             tcb: *tcb,
-            key,
+            key: self.vcek_from_chain(&chained),
+            keyreq_root: self.keyreq_root_from_chain(&chained),
             cert: OnceLock::new(),
         });
         let mut map = self.vceks.lock().unwrap_or_else(|p| p.into_inner());
@@ -503,21 +514,31 @@ impl Chip {
     }
 
     /// The chip-unique root secret for MSG_KEY_REQ with the VCEK root: the
-    /// `tcb`-versioned secret (derivable, like the VCEK, for any TCB).
+    /// `tcb`-versioned secret (derivable, like the VCEK, for any TCB). Taken from the
+    /// VCEK cache when that TCB's VCEK exists; otherwise computed without caching, so
+    /// guests asking for many old TCBs cannot grow the cache.
     pub(crate) fn vcek_root_secret(
         &self,
         tcb: &TcbVersion,
     ) -> Result<Zeroizing<[u8; 48]>, IdentityError> {
-        self.check_tcb(tcb)?;
-        let mut chained = Zeroizing::new(Vec::with_capacity(5 * SHA384_LEN));
-        for (name, svn) in self.components(tcb) {
-            chained.extend_from_slice(&self.hash_stick(name, svn)[..]);
+        let raw = self.check_tcb(tcb)?;
+        if let Some(v) = self
+            .vceks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&raw)
+        {
+            return Ok(v.keyreq_root.clone());
         }
-        Ok(Zeroizing::new(kdf::derive::<48>(
-            &chained,
+        Ok(self.keyreq_root_from_chain(&self.versioned_chain(tcb)))
+    }
+
+    fn keyreq_root_from_chain(&self, chained: &[u8]) -> Zeroizing<[u8; 48]> {
+        Zeroizing::new(kdf::derive::<48>(
+            chained,
             b"softsev msg-key-req vcek root",
             &self.chip_id,
-        )))
+        ))
     }
 }
 
@@ -581,6 +602,19 @@ mod tests {
         let mut bad = t1;
         bad.fmc = 1;
         assert!(matches!(chip.vcek(&bad), Err(IdentityError::BadTcb { .. })));
+    }
+
+    #[test]
+    fn random_chips_differ_but_share_the_root() {
+        let a = Chip::random(Product::Milan).unwrap();
+        let b = Chip::random(Product::Milan).unwrap();
+        assert_ne!(a.chip_id(), b.chip_id());
+        assert!(Arc::ptr_eq(a.root(), b.root()));
+        let t = TcbVersion::default();
+        assert_ne!(
+            a.vcek(&t).unwrap().signing_key().public(),
+            b.vcek(&t).unwrap().signing_key().public()
+        );
     }
 
     #[test]

@@ -577,3 +577,20 @@ fn snpguest_verify_attestation_accepts_reports_signed_by_the_reported_tcb_vcek()
         assert!(!ok, "{product}: TCB mismatch accepted: {text}");
     }
 }
+
+#[test]
+fn crl_can_revoke_the_ask() {
+    let (chip, c) = chain(Product::Milan, b"crl");
+    let serial = AmdKeyRole::Ask.serial(Product::Milan);
+    let der = chip.root().crl_revoking(&[serial], 7).unwrap();
+    cert::verify_crl_signed_by(&der, &c.ark).unwrap();
+    assert!(cert::verify_crl_signed_by(&der, &c.ask).is_err());
+    let list = CertificateList::from_der(&der).unwrap();
+    let revoked = list.tbs_cert_list.revoked_certificates.unwrap();
+    assert_eq!(revoked.len(), 1);
+    let ask = Certificate::from_der(&c.ask).unwrap();
+    assert_eq!(revoked[0].serial_number, ask.tbs_certificate.serial_number);
+    // The default CRL revokes nothing.
+    let empty = CertificateList::from_der(chip.root().vcek_crl_der()).unwrap();
+    assert!(empty.tbs_cert_list.revoked_certificates.is_none());
+}

@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod ecdsa;
 pub mod guid;
+pub mod id_block;
 pub mod kernel_hashes;
 pub mod ovmf;
 pub mod page_info;

@@ -15,6 +15,7 @@
 pub mod builtin;
 pub mod digest;
 pub mod error;
+pub mod id_block;
 pub mod kernel_hashes;
 pub mod launch;
 pub mod ovmf;

@@ -289,10 +289,15 @@ impl Soc {
             size: self.mem_size,
         })?;
         let one = |(a, r): (u64, std::ops::Range<usize>)| {
-            let mut tmp = vec![0u8; r.len()];
-            self.raw_read(a, &mut tmp);
-            let _ = key.encrypt(a, &mut tmp);
-            self.raw_modify(a, tmp.len(), |d| d.copy_from_slice(&tmp));
+            let n = r.len();
+            // Copy the plaintext out, encrypt it straight back into DRAM under the lock.
+            let plain = self.raw_read_with(a, n, |src| match src {
+                Some(s) => s.to_vec(),
+                None => vec![0u8; n],
+            });
+            self.raw_modify(a, n, |d| {
+                let _ = key.encrypt_to(a, &plain, d);
+            });
         };
         let pieces = pieces(spa.0, len, BULK_PIECE);
         if len >= PAR_MIN {

@@ -16,3 +16,8 @@ if ! command -v snpguest >/dev/null 2>&1; then
   cargo install --locked snpguest --version 0.11.0
 fi
 snpguest --version || true
+
+# hyperfine (optional; scripts/bench-measure.sh falls back to a bash timing loop).
+if ! command -v hyperfine >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q hyperfine >/dev/null 2>&1 || echo "hyperfine not installed (optional)"
+fi

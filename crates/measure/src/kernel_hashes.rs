@@ -85,7 +85,13 @@ impl KernelHashes {
             let ih = initrd.map(|p| s.spawn(move || sha256_file("initrd", p)));
             let k = sha256_file("kernel", kernel);
             let i = match ih {
-                Some(h) => h.join().unwrap_or_else(|_| Ok(sha256(&[]))),
+                Some(h) => h.join().unwrap_or_else(|_| {
+                    Err(MeasureError::Io {
+                        what: "initrd",
+                        path: initrd.map(Path::to_owned).unwrap_or_default(),
+                        error: std::io::Error::other("hashing thread panicked"),
+                    })
+                }),
                 None => Ok(sha256(&[])),
             };
             (k, i)

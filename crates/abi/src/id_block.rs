@@ -79,6 +79,11 @@ impl IdBlock {
         })
     }
 
+    /// The 96 wire bytes (what ID_BLOCK_SIG signs).
+    pub fn as_wire(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
     /// The POLICY field as a [`GuestPolicy`].
     pub fn guest_policy(&self) -> GuestPolicy {
         GuestPolicy(self.policy)
@@ -140,6 +145,11 @@ impl IdAuth {
             len: bytes.len(),
             expected: ID_AUTH_LEN,
         })
+    }
+
+    /// The 4096 wire bytes.
+    pub fn as_wire(&self) -> &[u8] {
+        self.as_bytes()
     }
 
     /// ID_KEY_ALGO as a [`SignatureAlgo`].

@@ -24,6 +24,8 @@ enum Command {
     // `run(Args) -> anyhow::Result<ExitCode>` function.
     /// Compute SEV / SEV-ES / SEV-SNP launch digests (sev-snp-measure compatible).
     Measure(cmd::measure::Args),
+    /// Build an SNP ID block and ID auth structure (snp-create-id-block compatible).
+    IdBlock(cmd::id_block::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .init();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Measure(a) => cmd::measure::run(a),
+        Command::IdBlock(a) => cmd::id_block::run(a),
     };
     match result {
         Ok(code) => code,

@@ -164,20 +164,31 @@ pub fn sign_id_auth(
     Ok(auth)
 }
 
-/// Firmware status a failed ID check maps to.
+/// Firmware status a failed ID check maps to (codes: spec host-interfaces.md status
+/// table; Linux `psp-sev.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdCheckStatus {
-    /// BAD_SIGNATURE (0x0E... in the firmware status table).
+    /// BAD_SIGNATURE (0x0A).
     BadSignature,
-    /// BAD_MEASUREMENT.
+    /// BAD_MEASUREMENT (0x0B).
     BadMeasurement,
-    /// POLICY_FAILURE.
+    /// POLICY_FAILURE (0x07).
     PolicyFailure,
-    /// INVALID_PARAM.
+    /// INVALID_PARAM (0x16).
     InvalidParam,
 }
 
 impl IdCheckStatus {
+    /// The firmware status code.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::BadSignature => 0x0A,
+            Self::BadMeasurement => 0x0B,
+            Self::PolicyFailure => 0x07,
+            Self::InvalidParam => 0x16,
+        }
+    }
+
     /// The firmware mnemonic.
     pub fn mnemonic(self) -> &'static str {
         match self {
@@ -386,6 +397,8 @@ mod tests {
             Some(key_digest(&wire_public_key(ak.public())))
         );
         assert_eq!(pass.checks.len(), 8);
+        assert_eq!(IdCheckStatus::BadSignature.code(), 0x0A);
+        assert_eq!(IdCheckStatus::InvalidParam.mnemonic(), "INVALID_PARAM");
 
         let st = |r: Result<IdCheckPass, IdCheckFailure>| r.unwrap_err().status();
         assert_eq!(

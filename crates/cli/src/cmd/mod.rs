@@ -1,3 +1,4 @@
 //! One module per subcommand.
 
+pub mod id_block;
 pub mod measure;

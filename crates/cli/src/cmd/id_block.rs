@@ -1,0 +1,275 @@
+//! `softsev id-block`: build the SNP ID block and ID authentication structure with the
+//! flags and output of sev-snp-measure's `snp-create-id-block`, plus the fields that
+//! tool fixes (family/image id, SVN, policy), deterministic signing, raw file output,
+//! JSON, and `--verify` (the LAUNCH_FINISH checks on a given block/auth pair).
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use softsev_abi::id_block::{ID_AUTH_LEN, ID_BLOCK_LEN, IdAuth, IdBlock};
+use softsev_crypto::ecdsa::P384SigningKey;
+use softsev_measure::id_block::{
+    DEFAULT_POLICY, IdBlockParams, SignMode, check_id_block, key_digest, sign_id_auth,
+};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Integers as Python's `int(x, 0)` reads them: 0x.., 0o.., 0b.. or decimal.
+fn parse_int(s: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let lower = t.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0x") {
+        (d, 16)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d, 8)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d, 2)
+    } else {
+        (lower.as_str(), 10)
+    };
+    u64::from_str_radix(digits, radix).map_err(|e| format!("invalid integer '{s}': {e}"))
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let v = parse_int(s)?;
+    u32::try_from(v).map_err(|_| format!("value {s} does not fit in 32 bits"))
+}
+
+/// A 16-byte id: 32 hex digits (bytes in order) or a GUID `xxxxxxxx-xxxx-...` (bytes
+/// in the order written, as snpguest and the report display them).
+fn parse_id16(s: &str) -> Result<[u8; 16], String> {
+    let t: String = s.trim().chars().filter(|&c| c != '-').collect();
+    let t = t.strip_prefix("0x").unwrap_or(&t);
+    let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
+    <[u8; 16]>::try_from(v.as_slice())
+        .map_err(|_| format!("'{s}' is {} bytes; an id is 16 (32 hex digits)", v.len()))
+}
+
+/// Arguments of `softsev id-block`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Build an SNP ID block and ID auth structure (snp-create-id-block compatible)")]
+pub struct Args {
+    /// Guest launch measurement (base64 as snp-create-id-block takes it, or 96 hex digits).
+    #[arg(long, value_name = "VALUE")]
+    measurement: String,
+    /// ID private key file (P-384, PKCS#8 or SEC1 PEM).
+    #[arg(long, value_name = "PATH")]
+    idkey: PathBuf,
+    /// Author private key file (P-384 PEM). Without it AUTH_KEY_ALGO, ID_KEY_SIG and
+    /// AUTHOR_KEY stay zero (launch with AUTHOR_KEY_EN = 0).
+    #[arg(long, value_name = "PATH")]
+    authorkey: Option<PathBuf>,
+    /// FAMILY_ID: 32 hex digits or a GUID (default zero).
+    #[arg(long, value_name = "ID", value_parser = parse_id16)]
+    family_id: Option<[u8; 16]>,
+    /// IMAGE_ID: 32 hex digits or a GUID (default zero).
+    #[arg(long, value_name = "ID", value_parser = parse_id16)]
+    image_id: Option<[u8; 16]>,
+    /// GUEST_SVN (default 0).
+    #[arg(long, value_name = "N", value_parser = parse_u32, default_value = "0")]
+    guest_svn: u32,
+    /// Guest policy; must equal the LAUNCH_START policy (default 0x30000).
+    #[arg(long, value_name = "VALUE", value_parser = parse_int, default_value = "0x30000")]
+    policy: u64,
+    /// ID block VERSION (default 1).
+    #[arg(long, value_name = "N", value_parser = parse_u32, default_value = "1")]
+    id_block_version: u32,
+    /// Sign with RFC 6979 nonces (same inputs, same bytes) instead of random nonces.
+    #[arg(long)]
+    deterministic: bool,
+    /// Also write the 96-byte ID block to PATH.
+    #[arg(long, value_name = "PATH")]
+    id_block_out: Option<PathBuf>,
+    /// Also write the 4096-byte ID auth structure to PATH.
+    #[arg(long, value_name = "PATH")]
+    id_auth_out: Option<PathBuf>,
+    /// Print a JSON object instead of the snp-create-id-block lines.
+    #[arg(long)]
+    json: bool,
+    /// Instead of signing: check this ID block (base64) with --verify-id-auth, the way
+    /// SNP_LAUNCH_FINISH does, against --measurement and --policy. --idkey/--authorkey
+    /// are then not read; the author key is checked if AUTH_KEY_ALGO is non-zero or
+    /// --author-key-en is given.
+    #[arg(long, value_name = "BASE64", requires = "verify_id_auth")]
+    verify_id_block: Option<String>,
+    /// ID auth structure (base64) for --verify-id-block.
+    #[arg(long, value_name = "BASE64", requires = "verify_id_block")]
+    verify_id_auth: Option<String>,
+    /// With --verify-id-block: treat AUTHOR_KEY_EN as set.
+    #[arg(long)]
+    author_key_en: bool,
+}
+
+fn parse_measurement(s: &str) -> Result<[u8; 48]> {
+    let t = s.trim();
+    let bytes = if t.len() == 96 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(t).map_err(|e| anyhow!("--measurement '{s}' is not hex: {e}"))?
+    } else {
+        B64.decode(t)
+            .map_err(|e| anyhow!("--measurement '{s}' is neither base64 nor 96 hex digits: {e}"))?
+    };
+    let len = bytes.len();
+    <[u8; 48]>::try_from(bytes)
+        .map_err(|_| anyhow!("--measurement is {len} bytes; a launch digest is 48"))
+}
+
+fn load_key(what: &str, path: &Path) -> Result<P384SigningKey> {
+    let mut raw = std::fs::read(path)
+        .with_context(|| format!("cannot read {what} file '{}'", path.display()))?;
+    let result = match std::str::from_utf8(&raw) {
+        Ok(pem) => P384SigningKey::from_pem(pem)
+            .map_err(|e| anyhow!("{what} file '{}': {e}", path.display())),
+        Err(_) => Err(anyhow!(
+            "{what} file '{}' is not PEM text (P-384 private key expected)",
+            path.display()
+        )),
+    };
+    raw.fill(0);
+    std::hint::black_box(&raw);
+    result
+}
+
+fn write_out(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes)
+        .with_context(|| format!("cannot write {what} to '{}'", path.display()))
+}
+
+fn decode_fixed(flag: &str, s: &str, len: usize) -> Result<Vec<u8>> {
+    let v = B64
+        .decode(s.trim())
+        .map_err(|e| anyhow!("{flag} is not base64: {e}"))?;
+    if v.len() != len {
+        bail!("{flag} is {} bytes; expected {len}", v.len());
+    }
+    Ok(v)
+}
+
+fn verify(a: &Args, block_b64: &str, auth_b64: &str) -> Result<ExitCode> {
+    let ld = parse_measurement(&a.measurement)?;
+    let block = IdBlock::from_wire(&decode_fixed("--verify-id-block", block_b64, ID_BLOCK_LEN)?)?;
+    let auth = IdAuth::from_wire(&decode_fixed("--verify-id-auth", auth_b64, ID_AUTH_LEN)?)?;
+    let author_en = a.author_key_en || auth.auth_key_algo != 0;
+    match check_id_block(&block, &auth, &ld, a.policy, author_en) {
+        Ok(pass) => {
+            if a.json {
+                let v = serde_json::json!({
+                    "ok": true,
+                    "checks": pass.checks,
+                    "id_key_digest": hex::encode(pass.id_key_digest),
+                    "author_key_digest": pass.author_key_digest.map(hex::encode),
+                });
+                println!("{v}");
+            } else {
+                println!("OK: {}", pass.checks.join(", "));
+                println!("id_key_hash: {}", B64.encode(pass.id_key_digest));
+                if let Some(d) = pass.author_key_digest {
+                    println!("author_key: {}", B64.encode(d));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if a.json {
+                let v = serde_json::json!({
+                    "ok": false,
+                    "status": e.status().mnemonic(),
+                    "error": e.to_string(),
+                });
+                println!("{v}");
+            } else {
+                println!("FAIL ({}): {e}", e.status().mnemonic());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Run `softsev id-block`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    if let (Some(b), Some(au)) = (&a.verify_id_block, &a.verify_id_auth) {
+        return verify(&a, b, au);
+    }
+    let params = IdBlockParams {
+        ld: parse_measurement(&a.measurement)?,
+        family_id: a.family_id.unwrap_or_default(),
+        image_id: a.image_id.unwrap_or_default(),
+        version: a.id_block_version,
+        guest_svn: a.guest_svn,
+        policy: a.policy,
+    };
+    if params.policy != DEFAULT_POLICY {
+        tracing::info!(policy = params.policy, "non-default ID block policy");
+    }
+    let id_key = load_key("ID key", &a.idkey)?;
+    let author_key = a
+        .authorkey
+        .as_deref()
+        .map(|p| load_key("author key", p))
+        .transpose()?;
+    let mode = if a.deterministic {
+        SignMode::Deterministic
+    } else {
+        SignMode::Randomized
+    };
+    let block = params.to_id_block();
+    let auth = sign_id_auth(&block, &id_key, author_key.as_ref(), mode)?;
+    let id_digest = key_digest(&auth.id_key);
+    let author_digest = author_key.as_ref().map(|_| key_digest(&auth.author_key));
+    if let Some(p) = &a.id_block_out {
+        write_out(p, "ID block", block.as_wire())?;
+    }
+    if let Some(p) = &a.id_auth_out {
+        write_out(p, "ID auth", auth.as_wire())?;
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "id_block": B64.encode(block.as_wire()),
+            "id_auth": B64.encode(auth.as_wire()),
+            "id_key_digest": hex::encode(id_digest),
+            "author_key_digest": author_digest.map(hex::encode),
+            "family_id": hex::encode(params.family_id),
+            "image_id": hex::encode(params.image_id),
+            "guest_svn": params.guest_svn,
+            "policy": format!("{:#x}", params.policy),
+        });
+        println!("{v}");
+    } else {
+        // snp-create-id-block's exact output (QEMU's sev-snp-guest id-block/id-auth
+        // property syntax, then the digests).
+        println!(
+            "id-block={},id-auth={}",
+            B64.encode(block.as_wire()),
+            B64.encode(auth.as_wire())
+        );
+        println!("id_key_hash: {}", B64.encode(id_digest));
+        if let Some(d) = author_digest {
+            println!("author_key: {}", B64.encode(d));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_measurements() {
+        assert_eq!(
+            parse_id16("00112233-4455-6677-8899-aabbccddeeff").unwrap()[..3],
+            [0, 0x11, 0x22]
+        );
+        assert!(parse_id16("0011").unwrap_err().contains("2 bytes"));
+        assert!(parse_id16("zz").unwrap_err().contains("not hex"));
+        assert_eq!(parse_measurement(&"ab".repeat(48)).unwrap(), [0xab; 48]);
+        assert_eq!(parse_measurement(&B64.encode([7u8; 48])).unwrap(), [7; 48]);
+        let e = parse_measurement(&B64.encode([7u8; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("32 bytes"), "{e}");
+        let e = parse_measurement("!!notbase64").unwrap_err().to_string();
+        assert!(e.contains("neither base64"), "{e}");
+        assert_eq!(parse_int("0x30000").unwrap(), 0x30000);
+        assert!(parse_u32("0x1_0000_0000").is_err());
+    }
+}

@@ -171,8 +171,6 @@ fn fields_json_files_and_verify() {
     let ok = softsev(&[
         "--measurement",
         &ld,
-        "--idkey",
-        "unused",
         "--policy",
         "0x70000",
         "--verify-id-block",
@@ -201,8 +199,6 @@ fn fields_json_files_and_verify() {
         let o = softsev(&[
             "--measurement",
             &ld,
-            "--idkey",
-            "unused",
             "--policy",
             policy,
             "--verify-id-block",
@@ -217,8 +213,6 @@ fn fields_json_files_and_verify() {
     let o = softsev(&[
         "--measurement",
         &"22".repeat(48),
-        "--idkey",
-        "unused",
         "--verify-id-block",
         &b64b,
         "--verify-id-auth",
@@ -469,8 +463,6 @@ fn interop_snp_create_id_block() {
         let v = softsev(&[
             "--measurement",
             &ld,
-            "--idkey",
-            "unused",
             "--verify-id-block",
             &B64.encode(&t.0),
             "--verify-id-auth",

@@ -53,8 +53,8 @@ pub struct Args {
     #[arg(long, value_name = "VALUE")]
     measurement: String,
     /// ID private key file (P-384, PKCS#8 or SEC1 PEM).
-    #[arg(long, value_name = "PATH")]
-    idkey: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "verify_id_block")]
+    idkey: Option<PathBuf>,
     /// Author private key file (P-384 PEM). Without it AUTH_KEY_ALGO, ID_KEY_SIG and
     /// AUTHOR_KEY stay zero (launch with AUTHOR_KEY_EN = 0).
     #[arg(long, value_name = "PATH")]
@@ -87,8 +87,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Instead of signing: check this ID block (base64) with --verify-id-auth, the way
-    /// SNP_LAUNCH_FINISH does, against --measurement and --policy. --idkey/--authorkey
-    /// are then not read; the author key is checked if AUTH_KEY_ALGO is non-zero or
+    /// SNP_LAUNCH_FINISH does, against --measurement and --policy. No keys are needed;
+    /// the author key is checked if AUTH_KEY_ALGO is non-zero or
     /// --author-key-en is given.
     #[arg(long, value_name = "BASE64", requires = "verify_id_auth")]
     verify_id_block: Option<String>,
@@ -200,7 +200,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if params.policy != DEFAULT_POLICY {
         tracing::info!(policy = params.policy, "non-default ID block policy");
     }
-    let id_key = load_key("ID key", &a.idkey)?;
+    let Some(idkey) = a.idkey.as_deref() else {
+        bail!("--idkey is required to sign an ID block");
+    };
+    let id_key = load_key("ID key", idkey)?;
     let author_key = a
         .authorkey
         .as_deref()

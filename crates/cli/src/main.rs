@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "softsev", version, about = "AMD SEV / SEV-ES / SEV-SNP, end to end, in software")]
+#[command(
+    name = "softsev",
+    version,
+    about = "AMD SEV / SEV-ES / SEV-SNP, end to end, in software"
+)]
 struct Cli {
     /// Log filter for diagnostics on stderr (e.g. `info`, `softsev_measure=debug`).
     #[arg(long, global = true, env = "SOFTSEV_LOG", default_value = "warn")]

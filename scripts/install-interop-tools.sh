@@ -9,6 +9,9 @@ if ! command -v sev-snp-measure >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "sev-snp-measure==0.0.13"
 fi
 sev-snp-measure --version || true
+# Python `cryptography`: an independent ECDSA verifier for our ID auth signatures.
+python3 -c "import cryptography" 2>/dev/null || \
+  python3 -m pip install --quiet --disable-pip-version-check cryptography
 
 # snpguest (crates.io): `snpguest verify certs` on softsev's simulated ARK/ASK/VCEK
 # (crates/firmware/tests/identity_chain.rs). Builds from source; takes minutes.

@@ -9,6 +9,7 @@
 
 pub mod addr;
 pub mod ecdsa;
+pub mod fw;
 pub mod guid;
 pub mod id_block;
 pub mod kernel_hashes;
@@ -23,6 +24,7 @@ pub mod vmsa;
 mod open_enum;
 
 pub use addr::{Asid, Gfn, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Pfn, Spa, Vmpl};
+pub use fw::{FwCmd, FwStatus};
 pub use guid::Guid;
 pub use policy::GuestPolicy;
 pub use product::Product;

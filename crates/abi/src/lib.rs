@@ -10,6 +10,7 @@
 pub mod addr;
 pub mod ecdsa;
 pub mod fw;
+pub mod fw_buf;
 pub mod guid;
 pub mod id_block;
 pub mod kernel_hashes;

@@ -123,6 +123,26 @@ impl KeyTable {
         }
     }
 
+    pub fn release_unused(&self, asid: Asid) -> Result<(), KeyError> {
+        let i = self.check_guest(asid)?;
+        let mut slots = self.slots.write();
+        match slots.get_mut(i) {
+            Some(slot @ Slot::Active(_)) => {
+                *slot = Slot::Empty;
+                Ok(())
+            }
+            _ => Err(KeyError::NotActive(asid.0)),
+        }
+    }
+
+    pub fn wbinvd_done(&self) -> bool {
+        self.wbinvd_done.load(Ordering::SeqCst)
+    }
+
+    pub fn clear_wbinvd_done(&self) {
+        self.wbinvd_done.store(false, Ordering::SeqCst);
+    }
+
     pub fn state(&self, asid: Asid) -> Option<KeyState> {
         let slots = self.slots.read();
         match slots.get(usize::try_from(asid.0).ok()?)? {

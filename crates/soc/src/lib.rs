@@ -171,6 +171,25 @@ impl Soc {
         self.keys.deactivate(asid)
     }
 
+    /// Remove and zeroize the key of an ASID that never ran on a core (the firmware
+    /// decommissioning a guest whose ASID was only allocated): no cache line can carry
+    /// the ASID, so it is reusable at once, without WBINVD + DF_FLUSH.
+    pub fn release_unused_key(&self, asid: Asid) -> Result<(), KeyError> {
+        self.keys.release_unused(asid)
+    }
+
+    /// Whether WBINVD ran on all cores since the last deactivation or
+    /// [`Soc::clear_wbinvd_done`] (the cores' WBINVD_DONE flags the firmware reads).
+    pub fn wbinvd_done(&self) -> bool {
+        self.keys.wbinvd_done()
+    }
+
+    /// Clear the cores' WBINVD_DONE flags (the firmware does this at SNP_INIT, so the
+    /// host must WBINVD before the first DF_FLUSH).
+    pub fn clear_wbinvd_done(&self) {
+        self.keys.clear_wbinvd_done()
+    }
+
     /// The key-slot state of `asid`, `None` if out of range.
     pub fn key_state(&self, asid: Asid) -> Option<KeyState> {
         self.keys.state(asid)

@@ -319,6 +319,17 @@ impl Soc {
         }))
     }
 
+    /// Firmware: initialise the RMP (SNP_INIT with RMP initialisation): every entry
+    /// becomes hypervisor-owned (all zero) and every in-use mark is cleared.
+    pub fn fw_rmp_reset(&self) {
+        for idx in 0..self.store.regions() {
+            if let Some(r) = self.store.region_if_present(idx) {
+                let mut g = r.rmp.write();
+                *g = None;
+            }
+        }
+    }
+
     /// Firmware: overwrite the raw 4 KiB RMP entry of the page holding `spa`.
     pub fn fw_rmp_write(&self, spa: Spa, entry: RmpEntry) -> Result<(), SocError> {
         self.fw_rmp_modify(spa, |e| *e = entry).map(|_| ())

@@ -215,3 +215,53 @@ fn huge_page_backing_behaves_the_same() {
     assert!(back == data);
     assert_eq!(soc.allocated_bytes(), 4 << 20);
 }
+
+#[test]
+fn unused_key_release_needs_no_flush_but_deactivation_does() {
+    let soc = soc();
+    let a = Asid(7);
+    soc.activate_key(a, &[1; 16]).unwrap();
+    soc.release_unused_key(a).unwrap();
+    assert_eq!(soc.key_state(a), Some(KeyState::Empty));
+    soc.activate_key(a, &[2; 16]).unwrap();
+    soc.deactivate_key(a).unwrap();
+    assert!(!soc.wbinvd_done());
+    assert!(matches!(
+        soc.activate_key(a, &[3; 16]),
+        Err(KeyError::NeedsFlush(7))
+    ));
+    assert!(matches!(
+        soc.release_unused_key(a),
+        Err(KeyError::NotActive(7))
+    ));
+    soc.wbinvd();
+    assert!(soc.wbinvd_done());
+    soc.clear_wbinvd_done();
+    assert!(matches!(soc.df_flush(), Err(KeyError::WbinvdRequired)));
+    soc.wbinvd();
+    soc.df_flush().unwrap();
+    soc.activate_key(a, &[3; 16]).unwrap();
+}
+
+#[test]
+fn rmp_reset_returns_every_page_to_the_hypervisor() {
+    use softsev_abi::rmp::RmpUpdateInput;
+    let soc = soc();
+    for spa in [0x1000u64, 0x40_0000, 0x400_0000 - 0x1000] {
+        let st = soc.rmpupdate(
+            Spa(spa),
+            &RmpUpdateInput {
+                gpa: 0x5000,
+                assigned: 1,
+                asid: 3,
+                ..Default::default()
+            },
+        );
+        assert!(st.is_success(), "{st:?}");
+        assert!(soc.fw_rmp_read(Spa(spa)).unwrap().assigned());
+    }
+    soc.fw_rmp_reset();
+    for spa in [0x1000u64, 0x40_0000, 0x400_0000 - 0x1000] {
+        assert!(!soc.fw_rmp_read(Spa(spa)).unwrap().assigned());
+    }
+}

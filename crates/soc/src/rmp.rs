@@ -330,6 +330,20 @@ impl Soc {
         }
     }
 
+    /// Firmware: the number of RMP entries assigned to `asid` (SNP_ACTIVATE refuses an
+    /// ASID that still owns pages). Walks every touched region.
+    pub fn fw_rmp_count_asid(&self, asid: u32) -> u64 {
+        let mut n = 0u64;
+        for idx in 0..self.store.regions() {
+            if let Some(r) = self.store.region_if_present(idx)
+                && let Some(rr) = r.rmp.read().as_deref()
+            {
+                n += rr.assigned().filter(|(_, e)| e.asid() == asid).count() as u64;
+            }
+        }
+        n
+    }
+
     /// Firmware: overwrite the raw 4 KiB RMP entry of the page holding `spa`.
     pub fn fw_rmp_write(&self, spa: Spa, entry: RmpEntry) -> Result<(), SocError> {
         self.fw_rmp_modify(spa, |e| *e = entry).map(|_| ())

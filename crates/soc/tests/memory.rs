@@ -265,3 +265,24 @@ fn rmp_reset_returns_every_page_to_the_hypervisor() {
         assert!(!soc.fw_rmp_read(Spa(spa)).unwrap().assigned());
     }
 }
+
+#[test]
+fn rmp_count_asid_counts_assigned_entries() {
+    use softsev_abi::rmp::RmpUpdateInput;
+    let soc = soc();
+    assert_eq!(soc.fw_rmp_count_asid(3), 0);
+    for (i, spa) in [0x1000u64, 0x40_0000, 0x200_0000].iter().enumerate() {
+        let st = soc.rmpupdate(
+            Spa(*spa),
+            &RmpUpdateInput {
+                gpa: 0x5000 * (i as u64 + 1),
+                assigned: 1,
+                asid: if i == 2 { 4 } else { 3 },
+                ..Default::default()
+            },
+        );
+        assert!(st.is_success());
+    }
+    assert_eq!(soc.fw_rmp_count_asid(3), 2);
+    assert_eq!(soc.fw_rmp_count_asid(4), 1);
+}

@@ -508,6 +508,108 @@ impl Chip {
         Ok(v)
     }
 
+    /// Act as AMD's KDS for SNP_VLEK_LOAD: draw a VLEK seed from `rng`, certify its key
+    /// under the ASVK for `tcb` and `csp_id`, and wrap it for this chip in AMD's
+    /// `vlek_wrapped_t` layout (AES-256-GCM over the 0x180-byte payload, the TCB and
+    /// its 8 reserved bytes authenticated). Returns the blob and the VLEK certificate.
+    /// The payload's content is softsev's (AMD's is not public): the 64-byte seed,
+    /// then the CSP id's length and bytes, zero padded.
+    pub fn provision_vlek_blob(
+        &self,
+        rng: &mut Rng,
+        tcb: &TcbVersion,
+        csp_id: &str,
+    ) -> Result<(softsev_abi::fw_buf::VlekWrapped, Vec<u8>), IdentityError> {
+        let raw = self.check_tcb(tcb)?;
+        let id = csp_id.as_bytes();
+        if id.len() > 255 {
+            return Err(IdentityError::Malformed("CSP id longer than 255 bytes"));
+        }
+        let seed = Zeroizing::new(rng.array::<64>());
+        let key = vlek_key(&seed);
+        let cert = self.root.issue_vek(
+            tcb,
+            &VekKind::Vlek {
+                csp_id: csp_id.to_string(),
+            },
+            key.public(),
+            self.vek_not_before,
+        )?;
+        let mut payload = Zeroizing::new([0u8; 0x180]);
+        payload[..64].copy_from_slice(&seed[..]);
+        payload[64] = id.len() as u8;
+        payload[65..65 + id.len()].copy_from_slice(id);
+        let iv = rng.array::<NONCE_LEN>();
+        let aad = vlek_blob_aad(raw);
+        let tag = Aes256Gcm::new(&self.vlek_wrapping_key()).seal(&iv, &aad, &mut payload[..])?;
+        let blob = softsev_abi::fw_buf::VlekWrapped {
+            iv,
+            reserved: [0; 4],
+            vlek_wrapped: *payload,
+            tcb_version: raw.to_u64(),
+            reserved2: [0; 8],
+            auth_tag: tag,
+        };
+        Ok((blob, cert))
+    }
+
+    /// Unwrap and install a VLEK from AMD's blob layout (SNP_VLEK_LOAD). The blob must
+    /// be for `reported_tcb`, for this chip, and unaltered; the certificate is issued
+    /// again under the ASVK (the KDS role of the same process).
+    pub fn load_vlek_blob(
+        &self,
+        blob: &softsev_abi::fw_buf::VlekWrapped,
+        reported_tcb: &TcbVersion,
+    ) -> Result<Arc<Vlek>, IdentityError> {
+        let raw = self.check_tcb(reported_tcb)?;
+        let rejected = |why| IdentityError::VlekRejected {
+            product: self.product,
+            why,
+        };
+        if blob.tcb_version != raw.to_u64() {
+            return Err(rejected("blob is for another TCB"));
+        }
+        let mut aad = vlek_blob_aad(raw);
+        aad[8..].copy_from_slice(&blob.reserved2);
+        let mut payload = Zeroizing::new(blob.vlek_wrapped);
+        Aes256Gcm::new(&self.vlek_wrapping_key())
+            .open(&blob.iv, &aad, &mut payload[..], &blob.auth_tag)
+            .map_err(|_| rejected("authentication failed (wrong chip or tampered blob)"))?;
+        let mut seed = Zeroizing::new([0u8; 64]);
+        seed.copy_from_slice(&payload[..64]);
+        let n = payload[64] as usize;
+        let csp_id = std::str::from_utf8(&payload[65..65 + n])
+            .map_err(|_| rejected("CSP id is not UTF-8"))?
+            .to_string();
+        let key = vlek_key(&seed);
+        let cert = self.root.issue_vek(
+            reported_tcb,
+            &VekKind::Vlek {
+                csp_id: csp_id.clone(),
+            },
+            key.public(),
+            self.vek_not_before,
+        )?;
+        let v = Arc::new(Vlek {
+            tcb: *reported_tcb,
+            csp_id,
+            key,
+            root: Zeroizing::new(kdf::derive::<48>(
+                &seed[..],
+                b"softsev msg-key-req vlek root",
+                b"",
+            )),
+            cert,
+        });
+        *self.vlek.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        Ok(v)
+    }
+
+    /// Forget the loaded VLEK (SNP_SHUTDOWN wipes it).
+    pub fn unload_vlek(&self) {
+        *self.vlek.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The loaded VLEK, if any.
     pub fn vlek(&self) -> Option<Arc<Vlek>> {
         self.vlek.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -540,6 +642,13 @@ impl Chip {
             &self.chip_id,
         ))
     }
+}
+
+/// AAD of the AMD-layout VLEK blob: the TCB and its 8 reserved bytes.
+fn vlek_blob_aad(raw: RawTcb) -> [u8; 16] {
+    let mut aad = [0u8; 16];
+    aad[..8].copy_from_slice(&raw.to_u64().to_le_bytes());
+    aad
 }
 
 fn vlek_key(seed: &[u8; 64]) -> P384SigningKey {

@@ -67,11 +67,8 @@ impl Firmware {
         if st.snp == PlatformState::Uninit {
             return Ok(());
         }
-        if st
-            .asids
-            .iter()
-            .any(|a| matches!(a, AsidState::Dirty | AsidState::InUse))
-        {
+        // Every ASID must be clean: guests decommissioned, WBINVD + DF_FLUSH done.
+        if st.asids.iter().any(|a| *a != AsidState::Clean) {
             return Err(FwStatus::DFFLUSH_REQUIRED);
         }
         let mut iommu_shutdown = false;
@@ -90,16 +87,6 @@ impl Firmware {
                 return Err(FwStatus::INVALID_PARAM);
             }
             iommu_shutdown = ex.flags & SnpShutdownEx::IOMMU_SNP_SHUTDOWN != 0;
-        }
-        if st.asids.contains(&AsidState::Allocated) {
-            // A guest still holds an ASID: the firmware's guests are cleared below, as
-            // `sev_clear` does; their keys go with them.
-            for (i, a) in st.asids.iter_mut().enumerate() {
-                if *a == AsidState::Allocated {
-                    let _ = self.soc.release_unused_key(softsev_abi::Asid(i as u32 + 1));
-                    *a = AsidState::Clean;
-                }
-            }
         }
         if iommu_shutdown {
             st.rmp_initialized = false;

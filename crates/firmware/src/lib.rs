@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzz;
 mod fw;
 pub mod guest;
 pub mod identity;

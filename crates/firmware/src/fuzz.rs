@@ -1,0 +1,268 @@
+//! Fuzz entry point for the command dispatcher (`fuzz/fuzz_targets/fw_commands.rs`).
+//!
+//! The input drives a small platform through a sequence of host actions: firmware
+//! commands with structured buffers whose addresses come from a handful of pages (so
+//! they hit real states), raw buffers of arbitrary bytes, RMPUPDATEs, WBINVD. After
+//! every step it checks invariants: a guest context exists only on a CONTEXT page, an
+//! ASID the firmware calls clean has no live key, and no command panics.
+
+use crate::fw::{Firmware, FirmwareConfig};
+use crate::identity::Chip;
+use softsev_abi::fw_buf::*;
+use softsev_abi::rmp::{PageState, RmpUpdateInput};
+use softsev_abi::{FwCmd, Product, Spa};
+use softsev_soc::{KeySel, KeyState, Soc, SocConfig};
+use std::sync::{Arc, OnceLock};
+use zerocopy::IntoBytes;
+
+const CMD: u64 = 0x1000;
+const PAGES: [u64; 8] = [
+    0x2000, 0x3000, 0x10_0000, 0x10_1000, 0x40_0000, 0x40_1000, 0x60_0000, 0x80_0000,
+];
+const CMDS: [FwCmd; 22] = [
+    FwCmd::SNP_INIT,
+    FwCmd::SNP_INIT_EX,
+    FwCmd::SNP_SHUTDOWN,
+    FwCmd::SNP_SHUTDOWN_EX,
+    FwCmd::SNP_PLATFORM_STATUS,
+    FwCmd::SNP_DF_FLUSH,
+    FwCmd::SNP_CONFIG,
+    FwCmd::SNP_COMMIT,
+    FwCmd::SNP_VLEK_LOAD,
+    FwCmd::SNP_FEATURE_INFO,
+    FwCmd::SNP_GCTX_CREATE,
+    FwCmd::SNP_DECOMMISSION,
+    FwCmd::SNP_ACTIVATE,
+    FwCmd::SNP_GUEST_STATUS,
+    FwCmd::SNP_LAUNCH_START,
+    FwCmd::SNP_LAUNCH_UPDATE,
+    FwCmd::SNP_LAUNCH_FINISH,
+    FwCmd::SNP_DBG_DECRYPT,
+    FwCmd::SNP_DBG_ENCRYPT,
+    FwCmd::SNP_PAGE_RECLAIM,
+    FwCmd::SNP_PAGE_UNSMASH,
+    FwCmd::SNP_GUEST_REQUEST,
+];
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn page(&mut self) -> Option<u64> {
+        let b = self.byte()?;
+        let base = PAGES[(b & 7) as usize];
+        // Occasionally misalign or flag the address.
+        Some(match b >> 5 {
+            7 => base | 8,
+            6 => base | 1,
+            _ => base,
+        })
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut v = [0u8; 8];
+        for x in v.iter_mut() {
+            *x = self.byte()?;
+        }
+        Some(u64::from_le_bytes(v))
+    }
+}
+
+fn chip() -> Arc<Chip> {
+    static C: OnceLock<Arc<Chip>> = OnceLock::new();
+    C.get_or_init(|| {
+        Arc::new(Chip::from_seed(Product::Milan, b"fuzz").unwrap_or_else(|e| panic!("{e}")))
+    })
+    .clone()
+}
+
+/// Run one fuzz input; returns the commands that succeeded, in order. Panics only on an
+/// invariant violation (a bug).
+pub fn fuzz_commands(data: &[u8]) -> Vec<FwCmd> {
+    let soc = Arc::new(Soc::new(SocConfig {
+        seed: Some(b"fuzz".to_vec()),
+        asid_count: 8,
+        ..SocConfig::new(16 << 20)
+    }));
+    let mut cfg = FirmwareConfig::for_product(Product::Milan);
+    cfg.seed = Some(b"fuzz".to_vec());
+    let fw = Firmware::new(soc.clone(), chip(), cfg);
+    let mut inp = Input(data);
+    let mut ok = Vec::new();
+    while let Some(op) = inp.byte() {
+        let step = match op % 8 {
+            0..=3 => structured(&fw, &mut inp, op / 8).map(|r| {
+                if let Some(c) = r {
+                    ok.push(c);
+                }
+            }),
+            4 => raw(&fw, &soc, &mut inp),
+            5 | 6 => rmpupdate(&soc, &mut inp),
+            _ => {
+                soc.wbinvd();
+                Some(())
+            }
+        };
+        if step.is_none() {
+            break;
+        }
+        check_invariants(&fw, &soc);
+    }
+    ok
+}
+
+/// `None` when the input ran out; `Some(Some(cmd))` when `cmd` succeeded.
+fn structured(fw: &Firmware, inp: &mut Input<'_>, sel: u8) -> Option<Option<FwCmd>> {
+    let cmd = CMDS[(sel as usize) % CMDS.len()];
+    let a = inp.page()?;
+    let b = inp.page()?;
+    let c = inp.page()?;
+    let x = inp.byte()?;
+    let buf: Vec<u8> = match cmd {
+        FwCmd::SNP_INIT_EX => SnpInitEx {
+            flags: u32::from(x & 3),
+            reserved: 0,
+            list_paddr: 0,
+            reserved2: [0; 0x30],
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_SHUTDOWN_EX => SnpShutdownEx {
+            length: 8,
+            flags: u32::from(x & 3),
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_ACTIVATE => SnpActivate {
+            gctx_paddr: a,
+            asid: u32::from(x & 7),
+            pad: 0,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_GUEST_STATUS => SnpGuestStatusCmd {
+            gctx_paddr: a,
+            status_paddr: b,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_LAUNCH_START => SnpLaunchStart {
+            gctx_paddr: a,
+            policy: 0x30000 | (u64::from(x & 0xF) << 16),
+            ma_gctx_paddr: b,
+            flags: u32::from(x >> 6),
+            desired_tsc_freq: 0,
+            gosvw: [x; 16],
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_LAUNCH_UPDATE => SnpLaunchUpdate {
+            gctx_paddr: a,
+            page_flags: u32::from(x & 0x1F),
+            reserved: 0,
+            page_paddr: b,
+            vmpl_perms: u32::from(x) << 8,
+            reserved2: 0,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_LAUNCH_FINISH => SnpLaunchFinish {
+            gctx_paddr: a,
+            id_block_paddr: b,
+            id_auth_paddr: c,
+            flags: u64::from(x & 7),
+            host_data: [x; 32],
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_DBG_DECRYPT | FwCmd::SNP_DBG_ENCRYPT | FwCmd::SNP_GUEST_REQUEST => SnpDbg {
+            gctx_paddr: a,
+            src_paddr: b,
+            dst_paddr: c,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_CONFIG => {
+            let mut v = vec![0u8; SnpConfig::LEN];
+            v[8] = x & 3;
+            v
+        }
+        FwCmd::SNP_COMMIT => 4u32.to_le_bytes().to_vec(),
+        FwCmd::SNP_FEATURE_INFO => SnpFeatureInfoCmd {
+            length: 16,
+            ecx_in: u32::from(x & 3),
+            feature_info_paddr: a,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SNP_VLEK_LOAD => SnpVlekLoad {
+            length: 16,
+            vlek_wrapped_version: 0,
+            reserved: [0; 3],
+            vlek_wrapped_paddr: a,
+        }
+        .as_bytes()
+        .to_vec(),
+        _ => SnpPaddr { paddr: a }.as_bytes().to_vec(),
+    };
+    fw.soc().fw_write(Spa(CMD), KeySel::Plain, &buf).ok()?;
+    Some(fw.command(cmd, Spa(CMD)).is_ok().then_some(cmd))
+}
+
+fn raw(fw: &Firmware, soc: &Soc, inp: &mut Input<'_>) -> Option<()> {
+    let cmd = FwCmd(u32::from(inp.byte()?) | 0x80);
+    let mut buf = [0u8; 0x40];
+    for b in buf.iter_mut() {
+        *b = inp.byte()?;
+    }
+    soc.fw_write(Spa(CMD), KeySel::Plain, &buf).ok()?;
+    let _ = fw.command(cmd, Spa(CMD));
+    // An arbitrary buffer address, too.
+    let _ = fw.command(cmd, Spa(inp.u64()?));
+    Some(())
+}
+
+fn rmpupdate(soc: &Soc, inp: &mut Input<'_>) -> Option<()> {
+    let spa = inp.page()? & !0xFFF;
+    let x = inp.byte()?;
+    let _ = soc.rmpupdate(
+        Spa(spa),
+        &RmpUpdateInput {
+            gpa: u64::from(x & 0x30) << 8,
+            assigned: x & 1,
+            pagesize: (x >> 6) & 1,
+            immutable: (x >> 1) & 1,
+            asid: u32::from((x >> 2) & 3) * u32::from(x & 1),
+            ..Default::default()
+        },
+    );
+    Some(())
+}
+
+fn check_invariants(fw: &Firmware, soc: &Soc) {
+    let st = fw.state.lock();
+    for &gctx in st.guests.keys() {
+        let e = soc
+            .fw_rmp_read(Spa(gctx))
+            .unwrap_or_else(|e| panic!("context page {gctx:#x} unreadable: {e}"));
+        assert_eq!(
+            e.page_state(),
+            PageState::CONTEXT,
+            "guest context at {gctx:#x} but its page is not a CONTEXT page"
+        );
+    }
+    for (i, a) in st.asids.iter().enumerate() {
+        let asid = softsev_abi::Asid(i as u32 + 1);
+        if *a == crate::fw::AsidState::Clean {
+            assert_ne!(
+                soc.key_state(asid),
+                Some(KeyState::Active),
+                "ASID {} is clean for the firmware but has a live key",
+                asid.0
+            );
+        }
+    }
+}

@@ -104,15 +104,14 @@ fn bench(c: &mut Criterion) {
                         },
                     );
                     assert!(st.is_success(), "{st:?}");
-                    let cmd = SnpLaunchUpdate {
+                    SnpLaunchUpdate {
                         gctx_paddr: GCTX,
                         page_flags: SnpLaunchUpdate::flags(two_m, 1, false),
                         reserved: 0,
                         page_paddr: spa,
                         vmpl_perms: 0,
                         reserved2: 0,
-                    };
-                    cmd
+                    }
                 },
                 |cmd| {
                     soc.fw_write(Spa(CMD), KeySel::Plain, cmd.as_bytes())

@@ -18,6 +18,7 @@ pub mod ovmf;
 pub mod page_info;
 pub mod policy;
 pub mod product;
+pub mod report;
 pub mod rmp;
 pub mod tcb;
 pub mod vmsa;

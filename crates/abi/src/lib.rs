@@ -11,6 +11,7 @@ pub mod addr;
 pub mod ecdsa;
 pub mod fw;
 pub mod fw_buf;
+pub mod guest_msg;
 pub mod guid;
 pub mod id_block;
 pub mod kernel_hashes;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod product;
 pub mod report;
 pub mod rmp;
+pub mod secrets;
 pub mod tcb;
 pub mod vmsa;
 #[macro_use]

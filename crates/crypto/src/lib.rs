@@ -21,6 +21,7 @@ pub mod aead;
 pub mod ct;
 pub mod ecdsa;
 mod error;
+pub mod guest_msg_aead;
 pub mod hash;
 pub mod kdf;
 pub mod rng;

@@ -1,0 +1,27 @@
+//! softsev's launcher library: what QEMU does for an SEV-SNP guest, as data.
+//!
+//! * [`config`]: QEMU's command line (`-machine q35,confidential-guest-support=…
+//!   -object sev-snp-guest,… -smp -m -cpu -bios -kernel -initrd -append`) and the same
+//!   options as TOML, validated with QEMU's, KVM's and the firmware's rules into a
+//!   [`Config`].
+//! * [`cpu`]: QEMU CPU models → CPUID signature (VMSA RDX) and SNP product.
+//! * [`plan`]: the launch plan — memory layout, LAUNCH_START parameters, the ordered
+//!   LAUNCH_UPDATE ranges (firmware image, OVMF SEV metadata sections), the per-vCPU
+//!   VMSAs, LAUNCH_FINISH parameters and the expected launch digest
+//!   (shared/spec/snp-launch.md §2.3, §4, §5, §8). An executor replays it against a
+//!   KVM-shaped host.
+//! * [`bootgen`]: the generated kernel, initrd and command line of a default run.
+
+#![forbid(unsafe_code)]
+
+pub mod bootgen;
+pub mod config;
+pub mod cpu;
+pub mod error;
+pub mod keyval;
+pub mod plan;
+
+pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};
+pub use cpu::CpuModel;
+pub use error::{ConfigError, PlanError};
+pub use plan::LaunchPlan;

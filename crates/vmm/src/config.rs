@@ -718,18 +718,21 @@ fn parse_smp(p: Option<&Props>, machine: &MachineConfig) -> Result<Smp, ConfigEr
             });
         }
     }
-    let per_core = u64::from(dies) * u64::from(clusters) * u64::from(modules) * u64::from(threads);
-    let base = u64::from(maxcpus.or(cpus).unwrap_or(1));
+    // Six u32 factors: computed in u128 with saturation, so no input overflows.
+    let per_core = [dies, clusters, modules, threads]
+        .iter()
+        .fold(1u128, |a, &x| a.saturating_mul(u128::from(x)));
+    let base = u128::from(maxcpus.or(cpus).unwrap_or(1));
     // QEMU (≥ 6.2 machine types) prefers cores over sockets when completing the topology.
     let (sockets, cores) = match (sockets, cores) {
-        (Some(s), Some(c)) => (u64::from(s), u64::from(c)),
-        (Some(s), None) => (u64::from(s), (base / (u64::from(s) * per_core)).max(1)),
-        (None, Some(c)) => ((base / (u64::from(c) * per_core)).max(1), u64::from(c)),
+        (Some(s), Some(c)) => (u128::from(s), u128::from(c)),
+        (Some(s), None) => (u128::from(s), (base / (u128::from(s) * per_core)).max(1)),
+        (None, Some(c)) => ((base / (u128::from(c) * per_core)).max(1), u128::from(c)),
         (None, None) => (1, (base / per_core).max(1)),
     };
-    let product = sockets * cores * per_core;
-    let maxcpus = maxcpus.map(u64::from).unwrap_or(product);
-    let cpus = cpus.map(u64::from).unwrap_or(maxcpus);
+    let product = sockets.saturating_mul(cores).saturating_mul(per_core);
+    let maxcpus = maxcpus.map(u128::from).unwrap_or(product);
+    let cpus = cpus.map(u128::from).unwrap_or(maxcpus);
     if product != maxcpus {
         return Err(ConfigError::Smp(format!(
             "Invalid CPU topology: product of the hierarchy must match maxcpus: sockets \
@@ -743,14 +746,14 @@ fn parse_smp(p: Option<&Props>, machine: &MachineConfig) -> Result<Smp, ConfigEr
              ({maxcpus}) < smp_cpus ({cpus})"
         )));
     }
-    let max = u64::from(machine.kind.max_cpus());
+    let max = u128::from(machine.kind.max_cpus());
     if maxcpus > max {
         return Err(ConfigError::Smp(format!(
             "Invalid SMP CPUs {maxcpus}. The max CPUs supported by machine '{}' is {max}",
             machine.name
         )));
     }
-    let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let n = |v: u128| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(Smp {
         cpus: n(cpus),
         maxcpus: n(maxcpus),

@@ -18,6 +18,7 @@ pub mod bootgen;
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod fuzz;
 pub mod keyval;
 pub mod plan;
 

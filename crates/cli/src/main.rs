@@ -30,6 +30,10 @@ enum Command {
     Measure(cmd::measure::Args),
     /// Build an SNP ID block and ID auth structure (snp-create-id-block compatible).
     IdBlock(cmd::id_block::Args),
+    /// Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy).
+    Verify(Box<cmd::verify::Args>),
+    /// Inspect SNP attestation reports (`report show`).
+    Report(cmd::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Measure(a) => cmd::measure::run(a),
         Command::IdBlock(a) => cmd::id_block::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Report(a) => cmd::report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,5 @@
 
 pub mod id_block;
 pub mod measure;
+pub mod report;
+pub mod verify;

@@ -1,0 +1,194 @@
+//! The certificates that come with a report: from a directory named as snpguest names
+//! them (`ark`, `ask`, `asvk`, `vcek`, `vlek` with `.pem` or `.der`, plus an optional
+//! `crl.{der,pem}`), from PEM/DER files, or from a GHCB certificate-table blob.
+
+use crate::cert::{AmdCert, AmdCrl, CertError, CertRole, certs_from_bytes, crl_from_bytes};
+use crate::table::{CertTable, TableError, TableGuid};
+use std::path::Path;
+
+/// Why certificates cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertSetError {
+    /// A certificate or CRL does not parse.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// The certificate table does not parse.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// A file cannot be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// A certificate's CN names no AMD role.
+    #[error("{what}: subject CN {cn:?} is not an AMD ARK/ASK/ASVK/VCEK/VLEK name")]
+    UnknownRole {
+        /// Which input.
+        what: String,
+        /// The CN.
+        cn: Option<String>,
+    },
+}
+
+/// The certificates offered with a report (none is trusted by being here).
+#[derive(Clone, Debug, Default)]
+pub struct CertSet {
+    /// ARK (checked against the pinned root).
+    pub ark: Option<AmdCert>,
+    /// ASK.
+    pub ask: Option<AmdCert>,
+    /// ASVK.
+    pub asvk: Option<AmdCert>,
+    /// VCEK.
+    pub vcek: Option<AmdCert>,
+    /// VLEK.
+    pub vlek: Option<AmdCert>,
+    /// CRLs.
+    pub crls: Vec<AmdCrl>,
+}
+
+impl CertSet {
+    /// Put a certificate in the slot its subject CN names (`hint` decides when the CN
+    /// names no role, e.g. snpguest file names).
+    pub fn insert(&mut self, cert: AmdCert, hint: Option<CertRole>) -> Result<(), CertSetError> {
+        let role = match cert.role().map(|r| r.0).or(hint) {
+            Some(r) => r,
+            None => {
+                return Err(CertSetError::UnknownRole {
+                    what: cert.name().to_string(),
+                    cn: cert.subject_cn().map(str::to_string),
+                });
+            }
+        };
+        let slot = match role {
+            CertRole::Ark => &mut self.ark,
+            CertRole::Ask => &mut self.ask,
+            CertRole::Asvk => &mut self.asvk,
+            CertRole::Vcek => &mut self.vcek,
+            CertRole::Vlek => &mut self.vlek,
+        };
+        *slot = Some(cert);
+        Ok(())
+    }
+
+    /// Add every certificate in a PEM or DER file (a KDS `cert_chain` bundle works).
+    /// Files whose name is a snpguest stem use it as the role hint.
+    pub fn add_file(&mut self, path: &Path) -> Result<(), CertSetError> {
+        let bytes = std::fs::read(path).map_err(|source| CertSetError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let what = path.display().to_string();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if stem.eq_ignore_ascii_case("crl") || stem.ends_with("_crl") {
+            self.crls.push(crl_from_bytes(&what, &bytes)?);
+            return Ok(());
+        }
+        let hint = match stem.to_ascii_lowercase().as_str() {
+            "ark" => Some(CertRole::Ark),
+            "ask" => Some(CertRole::Ask),
+            "asvk" => Some(CertRole::Asvk),
+            "vcek" => Some(CertRole::Vcek),
+            "vlek" => Some(CertRole::Vlek),
+            _ => None,
+        };
+        for c in certs_from_bytes(&what, &bytes)? {
+            self.insert(c, hint)?;
+        }
+        Ok(())
+    }
+
+    /// Load a snpguest-style directory: `{ark,ask,asvk,vcek,vlek}.{pem,der}` and an
+    /// optional `crl.{der,pem}`. Other files are ignored.
+    pub fn from_dir(dir: &Path) -> Result<CertSet, CertSetError> {
+        let mut set = CertSet::default();
+        if !dir.is_dir() {
+            return Err(CertSetError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        for stem in ["ark", "ask", "asvk", "vcek", "vlek", "crl"] {
+            for ext in ["pem", "der"] {
+                let p = dir.join(format!("{stem}.{ext}"));
+                if p.is_file() {
+                    set.add_file(&p)?;
+                    break;
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Load from a GHCB certificate table (the blob next to an extended report).
+    /// Entries with unknown GUIDs are ignored; the ASK GUID may carry an ASVK.
+    pub fn from_table(buf: &[u8]) -> Result<CertSet, CertSetError> {
+        let table = CertTable::parse(buf)?;
+        let mut set = CertSet::default();
+        for (guid, blob) in &table.entries {
+            let what = format!("certificate table entry {guid:?}");
+            let hint = match *guid {
+                TableGuid::ARK => Some(CertRole::Ark),
+                TableGuid::ASK => Some(CertRole::Ask),
+                TableGuid::VCEK => Some(CertRole::Vcek),
+                TableGuid::VLEK => Some(CertRole::Vlek),
+                TableGuid::CRL => {
+                    set.crls.push(crl_from_bytes(&what, blob)?);
+                    continue;
+                }
+                _ => continue,
+            };
+            for c in certs_from_bytes(&what, blob)? {
+                set.insert(c, hint)?;
+            }
+        }
+        Ok(set)
+    }
+
+    /// Encode as a GHCB certificate table (ARK, ASK/ASVK, VCEK/VLEK, CRLs are left
+    /// out so virtee tools can read it).
+    pub fn to_table(&self) -> Vec<u8> {
+        let mut t = CertTable::default();
+        let mut push = |g: TableGuid, c: &Option<AmdCert>| {
+            if let Some(c) = c {
+                t.entries.push((g, c.der().to_vec()));
+            }
+        };
+        push(TableGuid::ARK, &self.ark);
+        if self.ask.is_some() {
+            push(TableGuid::ASK, &self.ask);
+        } else {
+            push(TableGuid::ASK, &self.asvk);
+        }
+        push(TableGuid::VCEK, &self.vcek);
+        push(TableGuid::VLEK, &self.vlek);
+        t.to_bytes()
+    }
+
+    /// Merge `other` into `self` (filled slots of `other` win).
+    pub fn merge(&mut self, other: CertSet) {
+        let CertSet {
+            ark,
+            ask,
+            asvk,
+            vcek,
+            vlek,
+            crls,
+        } = other;
+        for (dst, src) in [
+            (&mut self.ark, ark),
+            (&mut self.ask, ask),
+            (&mut self.asvk, asvk),
+            (&mut self.vcek, vcek),
+            (&mut self.vlek, vlek),
+        ] {
+            if src.is_some() {
+                *dst = src;
+            }
+        }
+        self.crls.extend(crls);
+    }
+}

@@ -1,0 +1,69 @@
+//! `softsev report show REPORT`: print every field of an SNP attestation report
+//! (versions 2, 3, 5), TCBs decoded in the product's layout, with `--json`.
+
+use anyhow::{Context, Result};
+use softsev_abi::Product;
+use softsev_abi::report::AttestationReport;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `softsev report`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Inspect SNP attestation reports")]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Print every field of a report.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ShowArgs {
+    /// The report file (0x4A0 bytes; trailing bytes, e.g. a certificate table, are
+    /// ignored).
+    report: PathBuf,
+    /// Product whose TCB layout to use (default: from the report's CPUID, or Turin for
+    /// an 8-byte CHIP_ID, else the Milan/Genoa layout).
+    #[arg(long, value_name = "NAME", value_parser = parse_product)]
+    product: Option<Product>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_product(s: &str) -> Result<Product, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "bergamo" | "siena" => Ok(Product::Genoa),
+        _ => Product::from_name(s)
+            .ok_or_else(|| format!("unknown product '{s}' (milan, genoa, turin)")),
+    }
+}
+
+/// Run `softsev report`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    match a.cmd {
+        Sub::Show(s) => {
+            let bytes = std::fs::read(&s.report)
+                .with_context(|| format!("reading {}", s.report.display()))?;
+            let (r, _) = AttestationReport::parse_prefix(&bytes)
+                .with_context(|| format!("parsing {}", s.report.display()))?;
+            let product = softsev_attest::show::product_for_show(&r, s.product);
+            if s.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&softsev_attest::show::report_json(&r, product))?
+                );
+            } else {
+                print!("{}", softsev_attest::show::report_text(&r, product));
+                if let Err(e) = r.check_reserved() {
+                    eprintln!("warning: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

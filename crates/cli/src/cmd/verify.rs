@@ -1,0 +1,370 @@
+//! `softsev verify REPORT --certs DIR`: verify an SNP attestation report as a relying
+//! party — AMD chain against pinned built-in roots (or `--root DIR`), CRLs, validity at
+//! `--at`, report-to-certificate binding, signature, and policy options in the breadth
+//! of go-sev-guest's `validate`. Exit code 0 only when every check passes.
+
+use anyhow::{Context, Result, bail};
+use softsev_abi::report::{AttestationReport, SigningKey};
+use softsev_abi::{GuestPolicy, Product};
+use softsev_attest::kds::{CacheDir, Kds};
+use softsev_attest::policy::{TcbSpec, parse_tcb};
+use softsev_attest::{CertSet, Policy, TrustStore, VerifyOptions, cert::crl_from_bytes, verify};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
+    let t = s.trim().trim_start_matches("0x");
+    let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
+    <[u8; N]>::try_from(v.as_slice()).map_err(|_| {
+        format!(
+            "'{s}' is {} bytes, expected {N} ({} hex digits)",
+            v.len(),
+            2 * N
+        )
+    })
+}
+
+/// REPORT_DATA: up to 64 bytes of hex, zero-padded on the right (as guests pass it).
+fn parse_report_data(s: &str) -> Result<[u8; 64], String> {
+    let t = s.trim().trim_start_matches("0x");
+    let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
+    if v.len() > 64 {
+        return Err(format!("report data is {} bytes, at most 64", v.len()));
+    }
+    let mut out = [0u8; 64];
+    out[..v.len()].copy_from_slice(&v);
+    Ok(out)
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    }
+    .map_err(|e| format!("invalid integer '{s}': {e}"))
+}
+
+fn parse_product(s: &str) -> Result<Product, String> {
+    // Bergamo and Siena use Genoa's roots and layout (KDS path "Genoa").
+    match s.to_ascii_lowercase().as_str() {
+        "bergamo" | "siena" => Ok(Product::Genoa),
+        _ => Product::from_name(s)
+            .ok_or_else(|| format!("unknown product '{s}' (milan, genoa, turin)")),
+    }
+}
+
+fn parse_version(s: &str) -> Result<(u8, u8), String> {
+    let (a, b) = s
+        .split_once('.')
+        .ok_or_else(|| format!("'{s}': expected MAJOR.MINOR, e.g. 1.55"))?;
+    Ok((
+        a.parse().map_err(|e| format!("'{s}': {e}"))?,
+        b.parse().map_err(|e| format!("'{s}': {e}"))?,
+    ))
+}
+
+fn parse_at(s: &str) -> Result<u64, String> {
+    softsev_attest::time::parse_rfc3339(s)
+}
+
+/// Arguments of `softsev verify`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Verify an SNP attestation report: AMD chain, CRL, binding, signature, policy")]
+pub struct Args {
+    /// The report (0x4A0 bytes; with --cert-table, or a report followed by a
+    /// certificate table).
+    report: PathBuf,
+    /// Directory with ark, ask or asvk, vcek or vlek (.pem or .der, snpguest names) and
+    /// optionally crl.der / crl.pem.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// Extra certificate or CRL files (PEM bundles such as KDS cert_chain work).
+    #[arg(long = "cert", value_name = "FILE")]
+    cert_files: Vec<PathBuf>,
+    /// A GHCB certificate table blob (extended report); `-` = the bytes after the
+    /// report in REPORT.
+    #[arg(long, value_name = "FILE")]
+    cert_table: Option<PathBuf>,
+    /// Trust these roots instead of AMD's built-in ones: a directory with ark (and ask /
+    /// asvk) certificates, e.g. softsev's own simulated AMD root.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Judge validity at this time (RFC 3339, e.g. 2026-01-01T00:00:00Z); default now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    at: Option<u64>,
+    /// Product line (milan, genoa, turin; bergamo/siena = genoa): needed only for v2
+    /// reports whose chain does not name it; also required to match.
+    #[arg(long, value_name = "NAME", value_parser = parse_product)]
+    product: Option<Product>,
+    /// CRL file(s) (DER or PEM) to check the intermediate against.
+    #[arg(long, value_name = "FILE")]
+    crl: Vec<PathBuf>,
+    /// Fail when no CRL is available.
+    #[arg(long)]
+    require_crl: bool,
+    /// Offline KDS cache directory: missing VCEK, chain or CRL are looked up there by
+    /// URL (see docs/attest.md); nothing is fetched from the network.
+    #[arg(long, value_name = "DIR")]
+    kds_cache: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Required MEASUREMENT (96 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    measurement: Option<[u8; 48]>,
+    /// Required REPORT_DATA (hex, up to 64 bytes, zero-padded).
+    #[arg(long, value_name = "HEX", value_parser = parse_report_data)]
+    report_data: Option<[u8; 64]>,
+    /// Required HOST_DATA (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<32>)]
+    host_data: Option<[u8; 32]>,
+    /// Required ID_KEY_DIGEST (96 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    id_key_digest: Option<[u8; 48]>,
+    /// Required AUTHOR_KEY_DIGEST (96 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    author_key_digest: Option<[u8; 48]>,
+    /// Required FAMILY_ID (32 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<16>)]
+    family_id: Option<[u8; 16]>,
+    /// Required IMAGE_ID (32 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<16>)]
+    image_id: Option<[u8; 16]>,
+    /// Required REPORT_ID (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<32>)]
+    report_id: Option<[u8; 32]>,
+    /// Required REPORT_ID_MA (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<32>)]
+    report_id_ma: Option<[u8; 32]>,
+    /// Minimum GUEST_SVN.
+    #[arg(long, value_name = "N")]
+    min_guest_svn: Option<u32>,
+    /// Minimum TCB for REPORTED/CURRENT/COMMITTED: raw u64 (0x.. or decimal, product
+    /// layout) or bl=N,tee=N,snp=N,ucode=N[,fmc=N].
+    #[arg(long, value_name = "TCB")]
+    min_tcb: Option<String>,
+    /// Minimum LAUNCH_TCB (same forms as --min-tcb).
+    #[arg(long, value_name = "TCB")]
+    min_launch_tcb: Option<String>,
+    /// Minimum firmware build (current and committed).
+    #[arg(long, value_name = "N")]
+    min_build: Option<u8>,
+    /// Minimum firmware version MAJOR.MINOR (current and committed).
+    #[arg(long, value_name = "X.Y", value_parser = parse_version)]
+    min_version: Option<(u8, u8)>,
+    /// Maximum permitted guest policy (go-sev-guest semantics): e.g. 0x30000 refuses
+    /// debug and migration agents but allows SMT.
+    #[arg(long, value_name = "POLICY", value_parser = parse_u64)]
+    max_policy: Option<u64>,
+    /// Refuse debug-enabled guests (shorthand for a --max-policy without DEBUG).
+    #[arg(long)]
+    no_debug: bool,
+    /// Refuse guests that allow a migration agent.
+    #[arg(long)]
+    no_migrate_ma: bool,
+    /// Refuse guests that allow SMT.
+    #[arg(long)]
+    no_smt: bool,
+    /// Require the single-socket policy bit.
+    #[arg(long)]
+    require_single_socket: bool,
+    /// Required VMPL.
+    #[arg(long, value_name = "N")]
+    vmpl: Option<u32>,
+    /// PLATFORM_INFO bits that must be set (e.g. 0x2 = TSME).
+    #[arg(long, value_name = "BITS", value_parser = parse_u64)]
+    platform_info_required: Option<u64>,
+    /// PLATFORM_INFO bits that must be clear (e.g. 0x1 = no SMT).
+    #[arg(long, value_name = "BITS", value_parser = parse_u64)]
+    platform_info_forbidden: Option<u64>,
+    /// Allowed CHIP_ID (hex, 64 bytes, or 8 on Turin); repeat for a list.
+    #[arg(long = "chip-id", value_name = "HEX")]
+    chip_ids: Vec<String>,
+    /// Required CPUID stepping (v3+; v2 from the VCEK's productName).
+    #[arg(long, value_name = "N")]
+    stepping: Option<u8>,
+    /// Refuse provisional (uncommitted) firmware.
+    #[arg(long)]
+    require_committed: bool,
+    /// Require an author key.
+    #[arg(long)]
+    require_author_key: bool,
+    /// Require an ID block.
+    #[arg(long)]
+    require_id_block: bool,
+    /// Required mitigation-vector bits (v5).
+    #[arg(long, value_name = "BITS", value_parser = parse_u64)]
+    mit_vector: Option<u64>,
+}
+
+fn resolve(
+    spec: &Option<String>,
+    product: Option<Product>,
+) -> Result<Option<softsev_abi::TcbVersion>> {
+    let Some(s) = spec else { return Ok(None) };
+    match parse_tcb(s, product).map_err(anyhow::Error::msg)? {
+        TcbSpec::Components(t) => Ok(Some(t)),
+        TcbSpec::Raw(_) => bail!("--min-tcb {s}: a raw TCB needs the product (give --product)"),
+    }
+}
+
+fn policy(a: &Args, product: Option<Product>) -> Result<Policy> {
+    let mut max_policy = a.max_policy.map(GuestPolicy);
+    if a.no_debug || a.no_migrate_ma || a.no_smt || a.require_single_socket {
+        let mut p = max_policy.unwrap_or(GuestPolicy(
+            GuestPolicy::SMT
+                | GuestPolicy::RESERVED_MBO
+                | GuestPolicy::MIGRATE_MA
+                | GuestPolicy::DEBUG
+                | GuestPolicy::CXL_ALLOW,
+        ));
+        for (flag, bit) in [
+            (a.no_debug, GuestPolicy::DEBUG),
+            (a.no_migrate_ma, GuestPolicy::MIGRATE_MA),
+            (a.no_smt, GuestPolicy::SMT),
+        ] {
+            if flag {
+                p.0 &= !bit;
+            }
+        }
+        if a.require_single_socket {
+            p.0 |= GuestPolicy::SINGLE_SOCKET;
+        }
+        max_policy = Some(p);
+    }
+    let chip_ids = a
+        .chip_ids
+        .iter()
+        .map(|s| {
+            hex::decode(s.trim().trim_start_matches("0x")).with_context(|| format!("--chip-id {s}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Policy {
+        measurement: a.measurement,
+        report_data: a.report_data,
+        host_data: a.host_data,
+        id_key_digest: a.id_key_digest,
+        author_key_digest: a.author_key_digest,
+        family_id: a.family_id,
+        image_id: a.image_id,
+        report_id: a.report_id,
+        report_id_ma: a.report_id_ma,
+        min_guest_svn: a.min_guest_svn,
+        min_tcb: resolve(&a.min_tcb, product)?,
+        min_launch_tcb: resolve(&a.min_launch_tcb, product)?,
+        min_build: a.min_build,
+        min_version: a.min_version,
+        max_guest_policy: max_policy,
+        vmpl: a.vmpl,
+        platform_info_required: a.platform_info_required,
+        platform_info_forbidden: a.platform_info_forbidden,
+        chip_ids,
+        product: a.product,
+        stepping: a.stepping,
+        require_committed: a.require_committed,
+        require_author_key: a.require_author_key,
+        require_id_block: a.require_id_block,
+        required_mit_vector: a.mit_vector,
+    })
+}
+
+/// Run `softsev verify`.
+pub fn run(a: Box<Args>) -> Result<ExitCode> {
+    let raw =
+        std::fs::read(&a.report).with_context(|| format!("reading {}", a.report.display()))?;
+    let mut certs = CertSet::default();
+    let mut report_bytes = raw.as_slice();
+    if let Some(t) = &a.cert_table {
+        let table = if t.as_os_str() == "-" {
+            let (_, rest) = raw.split_at(raw.len().min(softsev_abi::report::REPORT_SIZE));
+            report_bytes = raw.get(..softsev_abi::report::REPORT_SIZE).unwrap_or(&raw);
+            rest.to_vec()
+        } else {
+            std::fs::read(t).with_context(|| format!("reading {}", t.display()))?
+        };
+        certs.merge(CertSet::from_table(&table).context("certificate table")?);
+    }
+    if let Some(d) = &a.certs {
+        certs.merge(
+            CertSet::from_dir(d).with_context(|| format!("certificates in {}", d.display()))?,
+        );
+    }
+    for f in &a.cert_files {
+        certs
+            .add_file(f)
+            .with_context(|| format!("certificate file {}", f.display()))?;
+    }
+    let mut crls = Vec::new();
+    for f in &a.crl {
+        let b = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        crls.push(crl_from_bytes(&f.display().to_string(), &b)?);
+    }
+    // What the report says about its product, for raw TCB options and the KDS cache.
+    let parsed = AttestationReport::parse(report_bytes).ok();
+    let product_hint = a
+        .product
+        .or_else(|| parsed.as_ref().and_then(|r| r.product()))
+        .or_else(|| {
+            certs
+                .vcek
+                .as_ref()
+                .or(certs.vlek.as_ref())
+                .and_then(|c| c.extensions().product())
+        });
+    if let (Some(dir), Some(r), Some(p)) = (&a.kds_cache, &parsed, product_hint) {
+        let kds = Kds::new(CacheDir::new(dir));
+        let signer = r.key_info.signing_key();
+        if signer == SigningKey::VCEK
+            && certs.vcek.is_none()
+            && let Ok(t) = r.tcbs(p)
+        {
+            match kds.vcek(p, &r.chip_id, &t.reported) {
+                Ok(c) => certs.vcek = Some(c),
+                Err(e) => tracing::warn!("KDS cache: {e}"),
+            }
+        }
+        let inter_missing = if signer == SigningKey::VLEK {
+            certs.asvk.is_none()
+        } else {
+            certs.ask.is_none()
+        };
+        if inter_missing && let Ok(chain) = kds.cert_chain(p, signer) {
+            for c in chain {
+                let _ = certs.insert(c, None);
+            }
+        }
+        if let Ok(crl) = kds.crl(p, signer) {
+            crls.push(crl);
+        }
+    }
+    let trust_store;
+    let trust = match &a.root {
+        Some(d) => {
+            trust_store = TrustStore::from_dir(d, a.product)
+                .with_context(|| format!("custom roots in {}", d.display()))?;
+            &trust_store
+        }
+        None => TrustStore::builtin(),
+    };
+    let mut opts = VerifyOptions::new().with_trust(trust);
+    if let Some(t) = a.at {
+        opts.at = t;
+    }
+    opts.product = a.product;
+    opts.policy = policy(&a, product_hint)?;
+    opts.crls = crls;
+    opts.require_crl = a.require_crl;
+    let verdict = verify(report_bytes, &certs, &opts);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&verdict.to_json())?);
+    } else {
+        print!("{}", verdict.to_table());
+    }
+    Ok(if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

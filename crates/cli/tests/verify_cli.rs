@@ -1,0 +1,361 @@
+//! `softsev verify` and `softsev report show` through the binary, on the genuine AMD
+//! fixtures: exit codes, the table and JSON verdicts, policy options, --at, --root,
+//! certificate tables and CRLs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn softsev(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("SKIP: ../shared/fixtures not found");
+        None
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A snpguest-style directory for the go-sev-guest Milan set: ark.pem, ask.pem split
+/// from the KDS bundle, vcek.der.
+fn milan_dir(fx: &Path) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let bundle =
+        std::fs::read_to_string(fx.join("snp/milan-go-sev-guest/milan_ask_ark.pem")).unwrap();
+    let blocks: Vec<&str> = bundle
+        .split_inclusive("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+        .collect();
+    std::fs::write(d.path().join("ask.pem"), blocks[0].trim_start()).unwrap();
+    std::fs::write(d.path().join("ark.pem"), blocks[1].trim_start()).unwrap();
+    std::fs::copy(
+        fx.join("snp/milan-go-sev-guest/vcek.der"),
+        d.path().join("vcek.der"),
+    )
+    .unwrap();
+    d
+}
+
+const AT: &str = "2026-01-01T00:00:00Z";
+
+#[test]
+fn verify_genuine_report_table_and_json() {
+    let Some(fx) = fixtures() else { return };
+    let dir = milan_dir(&fx);
+    let report = fx.join("snp/milan-go-sev-guest/attestation.bin");
+    let o = softsev(&["verify", s(&report), "--certs", s(dir.path()), "--at", AT]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("PASS  report.signature"), "{out}");
+    assert!(out.contains("OK: "), "{out}");
+    let o = softsev(&[
+        "verify",
+        s(&report),
+        "--certs",
+        s(dir.path()),
+        "--at",
+        AT,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["passed"], true);
+    assert_eq!(j["product"], "Milan");
+    assert_eq!(j["signer"], "VCEK");
+    assert!(j["checks"].as_array().unwrap().len() > 15);
+}
+
+#[test]
+fn verify_failures_exit_nonzero_and_name_the_check() {
+    let Some(fx) = fixtures() else { return };
+    let dir = milan_dir(&fx);
+    let report = fx.join("snp/milan-go-sev-guest/attestation.bin");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["verify", s(&report), "--certs", s(dir.path()), "--json"];
+        args.extend_from_slice(extra);
+        let o = softsev(&args);
+        let j: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{extra:?}: {}", text(&o)));
+        (o.status.success(), j)
+    };
+    let failed = |j: &serde_json::Value| -> Vec<String> {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["outcome"] == "fail")
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c["id"].as_str().unwrap(),
+                    c["fault"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Policy failures (go-sev-guest's expectations for this report).
+    let cases: &[(&[&str], &str)] = &[
+        (&["--min-version", "1.50"], "policy.min_version:policy"),
+        (&["--min-build", "90"], "policy.min_build:policy"),
+        (
+            &["--min-tcb", "0x4405000000000003"],
+            "policy.min_tcb:policy",
+        ),
+        (&["--stepping", "12"], "policy.stepping:policy"),
+        (&["--no-debug"], "policy.guest_policy:policy"),
+        (&["--vmpl", "2"], "policy.vmpl:policy"),
+        (
+            &["--report-data", "0102030406"],
+            "policy.report_data:policy",
+        ),
+        (&["--chip-id", "00"], "policy.chip_id:policy"),
+        (&["--product", "genoa"], "chain.ark_pinned:cryptography"),
+        (
+            &["--at", "2035-01-01T00:00:00Z"],
+            "chain.validity:cryptography",
+        ),
+        (&["--require-crl"], "crl:cryptography"),
+    ];
+    for (extra, want) in cases {
+        let mut args = if extra.contains(&"--at") {
+            vec![]
+        } else {
+            vec!["--at", AT]
+        };
+        args.extend_from_slice(extra);
+        let (ok, j) = run(&args);
+        assert!(!ok, "{extra:?} passed");
+        assert!(
+            failed(&j).iter().any(|f| f == want),
+            "{extra:?}: {:?}",
+            failed(&j)
+        );
+    }
+    // Passing policy options.
+    let (ok, j) = run(&[
+        "--at",
+        AT,
+        "--min-version",
+        "1.49",
+        "--min-tcb",
+        "bl=2,tee=0,snp=5,ucode=68",
+        "--min-launch-tcb",
+        "4901323769462652930",
+        "--stepping",
+        "0",
+        "--max-policy",
+        "0xb0000",
+        "--report-data",
+        "0102030405",
+        "--measurement",
+        "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01",
+        "--report-id",
+        "8edc638e1857c555d21f6b11bda3c8b1b5a09dba4852b4c8ee7aa2f16f22cc0a",
+        "--vmpl",
+        "0",
+        "--product",
+        "milan",
+        "--platform-info-required",
+        "0x1",
+    ]);
+    assert!(ok, "{:?}", failed(&j));
+    // Tampered report: the signature check fails.
+    let bytes = std::fs::read(&report).unwrap();
+    let mut b = bytes.clone();
+    b[0x90] ^= 1;
+    let t = tempfile::tempdir().unwrap();
+    let bad = t.path().join("bad.bin");
+    std::fs::write(&bad, &b).unwrap();
+    let o = softsev(&["verify", s(&bad), "--certs", s(dir.path()), "--at", AT]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("FAIL  report.signature"), "{}", text(&o));
+    // Truncated.
+    std::fs::write(&bad, &bytes[..793]).unwrap();
+    let o = softsev(&["verify", s(&bad), "--certs", s(dir.path()), "--at", AT]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("FAIL  report.size"), "{}", text(&o));
+}
+
+#[test]
+fn verify_with_crl_cert_table_and_custom_root() {
+    let Some(fx) = fixtures() else { return };
+    let dir = milan_dir(&fx);
+    let report = fx.join("snp/milan-go-sev-guest/attestation.bin");
+    let crl = fx.join("amd-roots/crl-cyntrisec/milan_crl.der");
+    let o = softsev(&[
+        "verify",
+        s(&report),
+        "--certs",
+        s(dir.path()),
+        "--at",
+        AT,
+        "--crl",
+        s(&crl),
+        "--require-crl",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("PASS  crl.revocation"));
+    // Custom roots: the Milan ARK as the only root works; the Genoa one does not.
+    let o = softsev(&[
+        "verify",
+        s(&report),
+        "--certs",
+        s(dir.path()),
+        "--root",
+        s(dir.path()),
+        "--at",
+        AT,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let genoa_root = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fx.join("amd-roots/virtee-sev-snp-builtin/genoa/ark.pem"),
+        genoa_root.path().join("ark.pem"),
+    )
+    .unwrap();
+    let o = softsev(&[
+        "verify",
+        s(&report),
+        "--certs",
+        s(dir.path()),
+        "--root",
+        s(genoa_root.path()),
+        "--at",
+        AT,
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("FAIL  chain.root"), "{}", text(&o));
+    // The Turin report with only its certificate bundle and VCEK files.
+    let turin = fx.join("snp/turin-v5-yaxi");
+    let o = softsev(&[
+        "verify",
+        s(&turin.join("report.bin")),
+        "--cert",
+        s(&turin.join("vcek-chain-turin.pem")),
+        "--at",
+        AT,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Report followed by a GHCB certificate table in one file.
+    let mut set = softsev_attest::CertSet::default();
+    set.add_file(&turin.join("vcek-chain-turin.pem")).unwrap();
+    let mut blob = std::fs::read(turin.join("report.bin")).unwrap();
+    blob.extend_from_slice(&set.to_table());
+    let t = tempfile::tempdir().unwrap();
+    let ext = t.path().join("ext.bin");
+    std::fs::write(&ext, &blob).unwrap();
+    let o = softsev(&["verify", s(&ext), "--cert-table", "-", "--at", AT]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Missing VCEK found in an offline KDS cache by URL.
+    let cache = tempfile::tempdir().unwrap();
+    let r = softsev_abi::report::AttestationReport::parse(
+        &std::fs::read(turin.join("report.bin")).unwrap(),
+    )
+    .unwrap();
+    let tcb = r.tcbs(softsev_abi::Product::Turin).unwrap().reported;
+    let url = softsev_attest::kds::vcek_url(softsev_abi::Product::Turin, &r.chip_id, &tcb);
+    softsev_attest::kds::CacheDir::new(cache.path())
+        .store(&url, &std::fs::read(turin.join("vcek.der")).unwrap())
+        .unwrap();
+    let o = softsev(&[
+        "verify",
+        s(&turin.join("report.bin")),
+        "--kds-cache",
+        s(cache.path()),
+        "--at",
+        AT,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = softsev(&["verify", s(&turin.join("report.bin")), "--at", AT]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("FAIL  chain.vek_present"), "{}", text(&o));
+}
+
+#[test]
+fn report_show_prints_every_field() {
+    let Some(fx) = fixtures() else { return };
+    let r = fx.join("snp/turin-v5-yaxi/report.bin");
+    let o = softsev(&["report", "show", s(&r)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    for f in [
+        "version",
+        "guest_svn",
+        "policy.raw",
+        "family_id",
+        "image_id",
+        "vmpl",
+        "signature_algo",
+        "current_tcb.fmc",
+        "platform_info.flags",
+        "key_info.signing_key",
+        "report_data",
+        "measurement",
+        "host_data",
+        "id_key_digest",
+        "author_key_digest",
+        "report_id",
+        "report_id_ma",
+        "reported_tcb.snp",
+        "cpuid_fam_id",
+        "chip_id",
+        "committed_tcb",
+        "current_version",
+        "committed_version",
+        "launch_tcb",
+        "launch_mit_vector",
+        "current_mit_vector",
+        "signature.r",
+    ] {
+        assert!(out.contains(f), "{f} missing:\n{out}");
+    }
+    assert!(out.contains("1.55.61"));
+    let o = softsev(&["report", "show", "--json", s(&r)]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["product"], "Turin");
+    assert_eq!(j["reported_tcb"]["microcode"], 71);
+    assert_eq!(j["chip_id"].as_str().unwrap()[..16], *"3b42092f69c656d3");
+    // A v2 report decodes with the Milan/Genoa layout; --product labels it.
+    let v2 = fx.join("snp/genoa-v2-yaxi-noverify/report.bin");
+    let o = softsev(&["report", "show", "--json", "--product", "genoa", s(&v2)]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["product"], "Genoa");
+    assert_eq!(j["current_tcb"]["snp"], 14);
+    // Unknown version and short files are errors.
+    let t = tempfile::tempdir().unwrap();
+    let mut b = std::fs::read(&r).unwrap();
+    b[0] = 4;
+    std::fs::write(t.path().join("v4.bin"), &b).unwrap();
+    let o = softsev(&["report", "show", s(&t.path().join("v4.bin"))]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("version 4 is not supported"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(t.path().join("short.bin"), &b[..100]).unwrap();
+    let o = softsev(&["report", "show", s(&t.path().join("short.bin"))]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("100 bytes"), "{}", text(&o));
+}

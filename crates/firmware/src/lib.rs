@@ -18,6 +18,7 @@
 pub mod fuzz;
 mod fw;
 pub mod guest;
+pub mod guest_msg;
 pub mod identity;
 mod launch;
 mod pages;

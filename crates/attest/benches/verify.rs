@@ -76,6 +76,14 @@ fn bench(c: &mut Criterion) {
     assert!(chain.verify_report(&report, &Policy::default()).passed());
     let mut g = c.benchmark_group("attest");
     g.throughput(Throughput::Elements(1));
+    // Baseline: the bare ECDSA P-384 verification every report needs.
+    let parsed = AttestationReport::parse(&report).unwrap();
+    let (rr, ss) = parsed.signature.to_be().unwrap();
+    let sig = softsev_crypto::ecdsa::P384Signature { r: rr, s: ss };
+    let key = chain.vek().unwrap().p384_verifier().unwrap();
+    g.bench_function("baseline_p384_verify_only", |b| {
+        b.iter(|| black_box(key.verify(black_box(parsed.signed_bytes()), &sig)))
+    });
     g.bench_function("verify_report_cached_chain", |b| {
         b.iter(|| black_box(chain.verify_report(black_box(&report), &opts.policy)))
     });

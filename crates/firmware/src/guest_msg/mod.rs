@@ -527,22 +527,51 @@ pub fn handle_guest_request(
     })
 }
 
-/// Fuzz entry point: run arbitrary bytes through the handler as a request page, with a
-/// fixed chip, keys and environment; also seals the input's payload with VMPCK0 so the
-/// fuzzer reaches the payload handlers. Never panics (that is the property).
+/// Fuzz entry point: run arbitrary bytes through the handler as a request page, then
+/// seal the input's payload properly with the VMPCK its header names so the fuzzer
+/// reaches the payload handlers. Byte 0 (inside AUTHTAG) also selects environment
+/// flags: masks, VCEK disabled, launch keys, report v5, a chip with a VLEK loaded.
+/// Returns the result of each attempt. Never panics (that is the property checked).
 #[doc(hidden)]
-pub fn fuzz_guest_request(data: &[u8]) {
+pub fn fuzz_guest_request(data: &[u8]) -> Vec<Result<GuestMsgReply, GuestMsgError>> {
     use std::sync::OnceLock;
-    static CHIP: OnceLock<Option<Chip>> = OnceLock::new();
-    let Some(chip) = CHIP
-        .get_or_init(|| Chip::from_seed(softsev_abi::Product::Milan, b"fuzz guest_msg").ok())
+    static CHIPS: OnceLock<Option<(Chip, Chip)>> = OnceLock::new();
+    let tcb = TcbVersion {
+        fmc: 0,
+        bootloader: 9,
+        tee: 0,
+        snp: 23,
+        microcode: 0xdb,
+    };
+    let Some((plain_chip, vlek_chip)) = CHIPS
+        .get_or_init(|| {
+            let product = softsev_abi::Product::Milan;
+            let a = Chip::from_seed(product, b"fuzz guest_msg").ok()?;
+            let b = Chip::from_seed(product, b"fuzz guest_msg vlek").ok()?;
+            let mut rng = Rng::seeded(b"fuzz", "vlek");
+            let w = b.provision_vlek(&mut rng, &tcb, "fuzz-csp").ok()?;
+            b.load_vlek(&w).ok()?;
+            Some((a, b))
+        })
         .as_ref()
     else {
-        return;
+        return Vec::new();
+    };
+    let flags = data.first().copied().unwrap_or(0);
+    let chip = if flags & 64 != 0 {
+        vlek_chip
+    } else {
+        plain_chip
     };
     let vmrk = [9u8; 32];
     let mut env = GuestMsgEnv::new(chip, &vmrk);
-    let flags = data.first().copied().unwrap_or(0);
+    env.current_tcb = tcb;
+    env.reported_tcb = tcb;
+    env.committed_tcb = tcb;
+    env.launch_tcb = tcb;
+    env.guest_svn = 3;
+    env.launch_mit_vector = 0x3f;
+    env.desired_tsc_freq_khz = 2_000_000;
     env.mask_chip_id = flags & 1 != 0;
     env.mask_chip_key = flags & 2 != 0;
     env.vcek_disabled = flags & 4 != 0;
@@ -557,33 +586,52 @@ pub fn fuzz_guest_request(data: &[u8]) {
     let n = data.len().min(PAGE_SIZE);
     page[..n].copy_from_slice(&data[..n]);
     let mut rsp = vec![0u8; PAGE_SIZE];
-    // Raw: whatever the bytes are.
-    let _ = handle_guest_request(&mut state, &env, &page, &mut rsp);
-    // Sealed: take type/version/vmpck/payload from the input, seal properly.
-    if let Some(hdr) = MsgHeader::read(&page) {
-        let vmpck = hdr.msg_vmpck % VMPCK_COUNT;
-        let payload_len = usize::from(hdr.msg_size).min(PAGE_SIZE - HEADER_SIZE) & !15;
-        let payload = page
-            .get(HEADER_SIZE..HEADER_SIZE + payload_len)
-            .unwrap_or(&[]);
-        let seqno = state.msg_count(vmpck).unwrap_or(0) + 1;
-        if let Some(key) = keys.get(usize::from(vmpck))
-            && let Ok(sealed) = seal_request(
-                key,
-                vmpck,
-                seqno,
-                hdr.message_type(),
-                hdr.msg_version,
-                payload,
-            )
-            && let Ok(reply) = handle_guest_request(&mut state, &env, &sealed, &mut rsp)
-        {
-            let opened = open_response(key, &rsp);
-            assert!(opened.is_ok(), "our own response does not open");
-            assert_eq!(
-                reply.response_len,
-                HEADER_SIZE + opened.map(|o| o.payload.len()).unwrap_or(0)
-            );
-        }
+    let mut results = Vec::with_capacity(2);
+    // Raw: whatever the bytes are (also a short request, as given).
+    results.push(handle_guest_request(
+        &mut state,
+        &env,
+        data.get(..n).unwrap_or(&[]),
+        &mut rsp,
+    ));
+    // Sealed: type, version, VMPCK and payload from the input, a valid tag and seqno.
+    let Some(hdr) = MsgHeader::read(&page) else {
+        return results;
+    };
+    let vmpck = hdr.msg_vmpck % VMPCK_COUNT;
+    let payload_len = usize::from(hdr.msg_size).min(PAGE_SIZE - HEADER_SIZE);
+    let payload = page
+        .get(HEADER_SIZE..HEADER_SIZE + payload_len)
+        .unwrap_or(&[]);
+    let seqno = state.msg_count(vmpck).unwrap_or(0).saturating_add(1);
+    let Some(key) = keys.get(usize::from(vmpck)) else {
+        return results;
+    };
+    // Keep the input's header oddities (sizes, versions, algorithm) but make the
+    // sequence number and VMPCK index valid, then seal.
+    let mut h = hdr;
+    h.msg_seqno = seqno;
+    h.msg_vmpck = vmpck;
+    let mut sealed = Vec::with_capacity(HEADER_SIZE + payload.len());
+    sealed.extend_from_slice(h.as_bytes());
+    sealed.extend_from_slice(payload);
+    if guest_msg_aead::seal(key, &mut sealed).is_err() {
+        return results;
     }
+    let before = state.msg_count(vmpck);
+    let r = handle_guest_request(&mut state, &env, &sealed, &mut rsp);
+    match &r {
+        Ok(reply) => {
+            let opened = open_response(key, &rsp);
+            assert!(opened.is_ok(), "the firmware's response does not open");
+            if let Ok(o) = opened {
+                assert_eq!(reply.response_len, HEADER_SIZE + o.payload.len());
+                assert_eq!(o.header.msg_seqno, seqno + 1);
+            }
+            assert_eq!(state.msg_count(vmpck), before.map(|c| c + 2));
+        }
+        Err(_) => assert_eq!(state.msg_count(vmpck), before, "counter moved on failure"),
+    }
+    results.push(r);
+    results
 }

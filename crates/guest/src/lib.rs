@@ -1,0 +1,23 @@
+//! The guest side of an SEV-SNP virtual machine, modelled on how OVMF and Linux boot
+//! on SNP hardware, behind a [`GuestPlatform`] trait that a host implements per vCPU
+//! (shared/spec/host-interfaces.md §2–3, shared/spec/snp-attestation.md §2–3).
+//!
+//! * [`ghcb`]: the GHCB client — MSR protocol, full-GHCB calls, page state change, AP
+//!   creation, guest-request transport.
+//! * [`memory`]: accepting memory (PSC + PVALIDATE, 2 MiB with 4 KiB fallback) and
+//!   making it shared.
+//!
+//! The guest depends only on `softsev-abi` and `softsev-crypto`: it reaches the
+//! firmware through the host, via the GHCB, as on real hardware.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod ghcb;
+pub mod memory;
+pub mod platform;
+
+pub use error::GuestError;
+pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
+pub use memory::{MemRange, RangeSet, Validated};
+pub use platform::{CBit, GuestFault, GuestPlatform, PageSize};

@@ -1,0 +1,143 @@
+//! The hardware a guest vCPU sees, as a trait: memory accesses with an explicit C-bit,
+//! the SNP guest instructions PVALIDATE and RMPADJUST, the GHCB and SEV_STATUS MSRs,
+//! and VMGEXIT (host-interfaces.md §2.1, §3.3–3.4; AMD APM vol. 2 §15.36).
+//!
+//! A host backs one [`GuestPlatform`] per vCPU; tests back it with a scripted fake.
+//! Nothing here knows about the firmware: the guest reaches it only through VMGEXIT and
+//! the GHCB, as on real hardware.
+
+use softsev_abi::Gpa;
+use softsev_abi::rmp::RmpStatus;
+
+/// The C-bit of an access: whether the guest maps the page private (encrypted with its
+/// key, RMP-checked) or shared (hypervisor-owned, plaintext to the host).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum CBit {
+    /// C-bit set: guest-private memory.
+    Private,
+    /// C-bit clear: shared memory (GHCB, DMA bounce buffers, guest-request pages).
+    Shared,
+}
+
+/// Page size operand of PVALIDATE and RMPADJUST (RCX).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum PageSize {
+    /// 4 KiB (RCX = 0).
+    Size4K,
+    /// 2 MiB (RCX = 1).
+    Size2M,
+}
+
+impl PageSize {
+    /// Bytes covered.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => softsev_abi::PAGE_SIZE_4K,
+            PageSize::Size2M => softsev_abi::PAGE_SIZE_2M,
+        }
+    }
+}
+
+/// #VC error code of an access to a private page whose RMP entry is not validated.
+pub const VC_PAGE_NOT_VALIDATED: u64 = 0x404;
+/// #VC error code of a non-restartable access.
+pub const VC_NOT_RESTARTABLE: u64 = 0x406;
+
+/// What an instruction raised instead of completing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, thiserror::Error)]
+pub enum GuestFault {
+    /// #VC (vector 29) delivered to the guest; `code` is the SVM exit code it carries
+    /// ([`VC_PAGE_NOT_VALIDATED`] for an unvalidated private page).
+    #[error("#VC with error code {code:#x} at GPA {gpa}")]
+    Vc {
+        /// The #VC error code.
+        code: u64,
+        /// The faulting guest physical address.
+        gpa: Gpa,
+    },
+    /// A nested page fault the host could not (or would not) resolve: the vCPU cannot
+    /// continue past this access.
+    #[error("unresolved #NPF at GPA {gpa} (error code {error_code:#x})")]
+    Npf {
+        /// The faulting guest physical address.
+        gpa: Gpa,
+        /// The #NPF EXITINFO1 error-code bits (host-interfaces.md §3.4).
+        error_code: u64,
+    },
+    /// #GP(0), e.g. an MSR the guest may not access.
+    #[error("#GP(0)")]
+    Gp,
+    /// The host stopped the vCPU (after a termination request, or on a fatal exit);
+    /// the instruction never completes.
+    #[error("vCPU stopped by the host")]
+    Stopped,
+}
+
+/// One vCPU of an SEV-SNP guest, at the level of the hardware interface.
+///
+/// Every method is what a single guest instruction (or memory access) does. A host
+/// implements it by running the access through its nested page tables and the RMP;
+/// [`GuestPlatform::vmgexit`] hands control to the hypervisor, which reads the GHCB MSR
+/// (and, for the full protocol, the GHCB page the guest wrote in shared memory) and
+/// writes its answer back before returning.
+pub trait GuestPlatform {
+    /// Read `buf.len()` bytes of guest memory at `gpa` through a mapping with C-bit
+    /// `c_bit`. A private read of an unvalidated page raises #VC 0x404.
+    fn read(&mut self, gpa: Gpa, c_bit: CBit, buf: &mut [u8]) -> Result<(), GuestFault>;
+
+    /// Write `data` to guest memory at `gpa` through a mapping with C-bit `c_bit`.
+    fn write(&mut self, gpa: Gpa, c_bit: CBit, data: &[u8]) -> Result<(), GuestFault>;
+
+    /// PVALIDATE the page at `gpa` (`validate` = RDX 1, rescind = RDX 0) and return
+    /// RAX; success with RFLAGS.CF = 1 (nothing changed) is reported as
+    /// [`RmpStatus::FAIL_UNCHANGED`], as Linux does.
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
+        size: PageSize,
+        validate: bool,
+    ) -> Result<RmpStatus, GuestFault>;
+
+    /// RMPADJUST the page at `gpa` with the attribute word `attrs` (RDX: bits 7:0
+    /// target VMPL, 15:8 permission mask, bit 16 VMSA) and return RAX.
+    fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault>;
+
+    /// RDMSR (the guest uses `MSR_GHCB` 0xC001_0130 and `MSR_SEV_STATUS` 0xC001_0131).
+    fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault>;
+
+    /// WRMSR (the guest writes only `MSR_GHCB`).
+    fn wrmsr(&mut self, msr: u32, value: u64) -> Result<(), GuestFault>;
+
+    /// VMGEXIT: exit to the hypervisor, which handles the request named by the GHCB
+    /// MSR and resumes the guest.
+    fn vmgexit(&mut self) -> Result<(), GuestFault>;
+}
+
+impl<T: GuestPlatform + ?Sized> GuestPlatform for &mut T {
+    fn read(&mut self, gpa: Gpa, c_bit: CBit, buf: &mut [u8]) -> Result<(), GuestFault> {
+        (**self).read(gpa, c_bit, buf)
+    }
+    fn write(&mut self, gpa: Gpa, c_bit: CBit, data: &[u8]) -> Result<(), GuestFault> {
+        (**self).write(gpa, c_bit, data)
+    }
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
+        size: PageSize,
+        validate: bool,
+    ) -> Result<RmpStatus, GuestFault> {
+        (**self).pvalidate(gpa, size, validate)
+    }
+    fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault> {
+        (**self).rmpadjust(gpa, size, attrs)
+    }
+    fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
+        (**self).rdmsr(msr)
+    }
+    fn wrmsr(&mut self, msr: u32, value: u64) -> Result<(), GuestFault> {
+        (**self).wrmsr(msr, value)
+    }
+    fn vmgexit(&mut self) -> Result<(), GuestFault> {
+        (**self).vmgexit()
+    }
+}

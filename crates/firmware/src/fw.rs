@@ -18,22 +18,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub type FwResult<T = ()> = Result<T, FwStatus>;
 
 /// A firmware version (API major.minor and build id), as PLATFORM_STATUS and the
-/// attestation report carry it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FwVersion {
-    /// API major version.
-    pub major: u8,
-    /// API minor version.
-    pub minor: u8,
-    /// Build id.
-    pub build: u8,
-}
-
-impl std::fmt::Display for FwVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.build)
-    }
-}
+/// attestation report carry it; ordered by (major, minor, build).
+pub use softsev_abi::report::FirmwareVersion as FwVersion;
 
 /// A firmware image as SNP_DOWNLOAD_FIRMWARE_EX would install it: its version and the
 /// TCB it runs at (its SNP SVN; the other components come from the boot loader, the
@@ -178,6 +164,7 @@ pub struct Firmware {
     pub(crate) soc: Arc<Soc>,
     pub(crate) chip: Arc<Chip>,
     pub(crate) config: FirmwareConfig,
+    pub(crate) cpuid: crate::cpuid::PlatformCpuid,
     pub(crate) state: Mutex<State>,
 }
 
@@ -201,9 +188,11 @@ impl Firmware {
         };
         let max_asid = soc.asid_count().saturating_sub(1) as usize;
         let image = config.image;
+        let cpuid = crate::cpuid::PlatformCpuid::for_product(chip.product());
         Firmware {
             soc,
             chip,
+            cpuid,
             state: Mutex::new(State {
                 snp: PlatformState::Uninit,
                 rmp_initialized: false,
@@ -294,6 +283,7 @@ impl Firmware {
             FwCmd::SNP_DBG_ENCRYPT => self.snp_dbg(st, self.read_cmd(buf)?, true),
             FwCmd::SNP_PAGE_RECLAIM => self.snp_page_reclaim(st, self.read_cmd(buf)?),
             FwCmd::SNP_PAGE_UNSMASH => self.snp_page_unsmash(st, self.read_cmd(buf)?),
+            FwCmd::SNP_GUEST_REQUEST => self.snp_guest_request(st, self.read_cmd(buf)?),
             // Legacy SEV API, migration (swap, page move, metadata), ACTIVATE_EX and
             // firmware download by image are not modelled.
             _ => Err(FwStatus::INVALID_COMMAND),
@@ -470,7 +460,7 @@ impl Firmware {
 
 /// `a < b` in (major, minor, build) order.
 pub(crate) fn version_lt(a: FwVersion, b: FwVersion) -> bool {
-    (a.major, a.minor, a.build) < (b.major, b.minor, b.build)
+    a < b
 }
 
 /// Status for a SoC error on a firmware memory access.

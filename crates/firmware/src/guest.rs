@@ -55,8 +55,8 @@ pub(crate) struct GuestContext {
     pub report_id_ma: [u8; 32],
     pub gosvw: [u8; 16],
     pub desired_tsc_freq: u32,
-    /// VMPCK0..3, drawn at LAUNCH_START.
-    pub vmpck: Zeroizing<[[u8; 32]; 4]>,
+    /// VMPCK0..3 (drawn at LAUNCH_START) and their message counters.
+    pub msg: crate::guest_msg::GuestMsgState,
     /// VM root key (migration), drawn at LAUNCH_START.
     pub vmrk: Zeroizing<[u8; 32]>,
     pub id_block: Option<IdBlock>,
@@ -88,7 +88,7 @@ impl GuestContext {
             report_id_ma: [0; 32],
             gosvw: [0; 16],
             desired_tsc_freq: 0,
-            vmpck: Zeroizing::new([[0; 32]; 4]),
+            msg: crate::guest_msg::GuestMsgState::from_keys(&[[0; 32]; 4]),
             vmrk: Zeroizing::new([0; 32]),
             id_block: None,
             id_key_digest: [0; 48],

@@ -7,6 +7,7 @@ use softsev_abi::fw_buf::{SnpCpuidPage, SnpLaunchFinish, SnpLaunchStart, SnpLaun
 use softsev_abi::id_block::{IdAuth, IdBlock};
 use softsev_abi::page_info::PageType;
 use softsev_abi::rmp::PageState;
+use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{FwStatus, Gpa, GuestPolicy, Product, Spa};
 use softsev_measure::VmplPerms;
 use softsev_measure::digest::page_contents;
@@ -64,19 +65,13 @@ impl Firmware {
         if bad {
             return Err(FwStatus::POLICY_FAILURE);
         }
-        let vmpck = {
-            let mut k = [[0u8; 32]; 4];
-            for key in k.iter_mut() {
-                st.rng.fill(key);
-            }
-            k
-        };
+        let msg = crate::guest_msg::GuestMsgState::new(&mut st.rng);
         let vmrk = st.rng.array::<32>();
         let report_id = st.rng.array::<32>();
         let g = self.context_mut(st, cmd.gctx_paddr)?;
         g.policy = cmd.policy;
         g.ma_gctx = ma_en.then_some(cmd.ma_gctx_paddr);
-        *g.vmpck = vmpck;
+        g.msg = msg;
         *g.vmrk = vmrk;
         g.report_id = report_id;
         g.report_id_ma = match ma {
@@ -194,15 +189,9 @@ impl Firmware {
     }
 
     /// The CPUID page check (count and reserved fields, then every function against the
-    /// platform, corrections written into `page`).
+    /// platform, corrections written into `page`): `crate::cpuid`.
     fn check_cpuid(&self, page: &mut SnpCpuidPage) -> FwResult {
-        if page.reserved != 0 || page.reserved2 != 0 {
-            return Err(FwStatus::INVALID_PARAM);
-        }
-        if page.count as usize > softsev_abi::fw_buf::SNP_CPUID_COUNT_MAX {
-            return Err(FwStatus::INVALID_PARAM);
-        }
-        Ok(())
+        crate::cpuid::check_cpuid_page(&self.cpuid, page)
     }
 
     pub(crate) fn snp_launch_finish(&self, st: &mut State, cmd: SnpLaunchFinish) -> FwResult {
@@ -271,18 +260,18 @@ impl Firmware {
 
 /// Fill `buf` (one page) with the secrets page of guest `g`.
 fn write_secrets_page(buf: &mut [u8], g: &crate::guest::GuestContext, product: Product) {
-    buf.fill(0);
-    let put = |buf: &mut [u8], off: usize, data: &[u8]| {
-        if let Some(d) = buf.get_mut(off..off + data.len()) {
-            d.copy_from_slice(data);
-        }
-    };
-    put(buf, 0x00, &SECRETS_PAGE_VERSION.to_le_bytes());
-    put(buf, 0x04, &u32::from(g.imi_en).to_le_bytes());
-    put(buf, 0x08, &product.cpuid_signature().to_le_bytes());
-    put(buf, 0x10, &g.gosvw);
-    for (i, k) in g.vmpck.iter().enumerate() {
-        put(buf, 0x20 + 32 * i, k);
+    let mut page = SecretsPage::new(
+        SECRETS_PAGE_VERSION,
+        g.imi_en,
+        product.cpuid_signature(),
+        g.gosvw,
+        &[[0; 32]; 4],
+        TSC_FACTOR,
+    );
+    g.msg.write_secrets(&mut page);
+    let bytes = page.as_mut_bytes();
+    if let Some(dst) = buf.get_mut(..bytes.len()) {
+        dst.copy_from_slice(bytes);
     }
-    put(buf, 0x160, &TSC_FACTOR.to_le_bytes());
+    bytes.zeroize();
 }

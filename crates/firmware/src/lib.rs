@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cpuid;
 #[doc(hidden)]
 pub mod fuzz;
 mod fw;
@@ -23,6 +24,7 @@ pub mod identity;
 mod launch;
 mod pages;
 mod platform;
+mod request;
 
 pub use fw::{
     AsidState, Firmware, FirmwareConfig, FirmwareImage, FwResult, FwVersion, PlatformState,

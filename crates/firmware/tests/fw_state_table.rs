@@ -118,6 +118,16 @@ fn probes() -> Vec<(&'static str, Probe)> {
                 },
             )
         }),
+        ("SNP_GUEST_REQUEST", |h| {
+            h.cmd(
+                FwCmd::SNP_GUEST_REQUEST,
+                &SnpGuestRequest {
+                    gctx_paddr: GCTX,
+                    request_paddr: 0x6000,
+                    response_paddr: FWPAGE,
+                },
+            )
+        }),
         ("SNP_PAGE_RECLAIM", |h| {
             h.cmd(FwCmd::SNP_PAGE_RECLAIM, &SnpPaddr { paddr: FWPAGE })
         }),
@@ -195,6 +205,11 @@ fn state_by_command_table() {
                 S::POLICY_FAILURE,
                 IG,
             ],
+        ),
+        // The request page holds zeros: a bad header once the guest runs.
+        (
+            "SNP_GUEST_REQUEST",
+            [IPS, IG, IG, IGS, IGS, IGS, S::INVALID_PARAM, IG],
         ),
         ("SNP_PAGE_RECLAIM", [IPS, OK, OK, OK, OK, OK, OK, OK]),
         (

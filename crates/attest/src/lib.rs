@@ -33,3 +33,27 @@ pub use verify::{
     Clock, FixedClock, SystemClock, VerifiedChain, VerifyOptions, verify, verify_batch,
     verify_batch_with,
 };
+
+/// Every error of this crate (verification failures are not errors: they are failed
+/// checks in a [`Verdict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A report does not parse.
+    #[error(transparent)]
+    Report(#[from] softsev_abi::report::ReportError),
+    /// A certificate or CRL does not parse.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// Certificates cannot be loaded.
+    #[error(transparent)]
+    CertSet(#[from] CertSetError),
+    /// Roots cannot be loaded.
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    /// A certificate table does not parse.
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    /// A KDS fetch failed.
+    #[error(transparent)]
+    Fetch(#[from] kds::FetchError),
+}

@@ -190,6 +190,36 @@ fn verify_failures_exit_nonzero_and_name_the_check() {
     let o = softsev(&["verify", s(&bad), "--certs", s(dir.path()), "--at", AT]);
     assert!(!o.status.success());
     assert!(text(&o).contains("FAIL  report.signature"), "{}", text(&o));
+    // Several reports at once (verified in parallel): one line each.
+    let good = t.path().join("good.bin");
+    std::fs::write(&good, &bytes).unwrap();
+    let o = softsev(&[
+        "verify",
+        s(&good),
+        s(&good),
+        s(&bad),
+        "--certs",
+        s(dir.path()),
+        "--at",
+        AT,
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("2 of 3 reports verified"), "{out}");
+    assert!(out.contains("bad.bin: report.signature"), "{out}");
+    let o = softsev(&[
+        "verify",
+        s(&good),
+        s(&good),
+        "--certs",
+        s(dir.path()),
+        "--at",
+        AT,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["reports"].as_array().unwrap().len(), 2);
     // Truncated.
     std::fs::write(&bad, &bytes[..793]).unwrap();
     let o = softsev(&["verify", s(&bad), "--certs", s(dir.path()), "--at", AT]);

@@ -72,9 +72,12 @@ fn parse_at(s: &str) -> Result<u64, String> {
 #[derive(clap::Args, Debug)]
 #[command(about = "Verify an SNP attestation report: AMD chain, CRL, binding, signature, policy")]
 pub struct Args {
-    /// The report (0x4A0 bytes; with --cert-table, or a report followed by a
+    /// The report (0x4A0 bytes; with `--cert-table -`, a report followed by a
     /// certificate table).
     report: PathBuf,
+    /// More reports signed under the same chain: all are verified in parallel on every
+    /// core, one verdict each.
+    more_reports: Vec<PathBuf>,
     /// Directory with ark, ask or asvk, vcek or vlek (.pem or .der, snpguest names) and
     /// optionally crl.der / crl.pem.
     #[arg(long, value_name = "DIR")]
@@ -356,6 +359,9 @@ pub fn run(a: Box<Args>) -> Result<ExitCode> {
     opts.policy = policy(&a, product_hint)?;
     opts.crls = crls;
     opts.require_crl = a.require_crl;
+    if !a.more_reports.is_empty() {
+        return run_batch(&a, report_bytes, &certs, &opts);
+    }
     let verdict = verify(report_bytes, &certs, &opts);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&verdict.to_json())?);
@@ -363,6 +369,52 @@ pub fn run(a: Box<Args>) -> Result<ExitCode> {
         print!("{}", verdict.to_table());
     }
     Ok(if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Several reports under one certificate set: the chain is verified once per signer
+/// kind and the reports in parallel (`softsev_attest::verify_batch`).
+fn run_batch(
+    a: &Args,
+    first: &[u8],
+    certs: &CertSet,
+    opts: &VerifyOptions<'_>,
+) -> Result<ExitCode> {
+    let mut reports = vec![first.to_vec()];
+    let mut names = vec![a.report.display().to_string()];
+    for p in &a.more_reports {
+        reports.push(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+        names.push(p.display().to_string());
+    }
+    let verdicts = softsev_attest::verify_batch(&reports, certs, opts);
+    let all = verdicts.iter().all(|v| v.passed());
+    if a.json {
+        let items: Vec<_> = names
+            .iter()
+            .zip(&verdicts)
+            .map(|(n, v)| serde_json::json!({ "report": n, "verdict": v.to_json() }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "passed": all, "reports": items }))?
+        );
+    } else {
+        for (n, v) in names.iter().zip(&verdicts) {
+            match v.first_failure() {
+                None => println!("OK      {n}"),
+                Some(c) => println!("FAILED  {n}: {} ({}) [{}]", c.id, c.detail, c.fault),
+            }
+        }
+        println!(
+            "{} of {} reports verified",
+            verdicts.iter().filter(|v| v.passed()).count(),
+            verdicts.len()
+        );
+    }
+    Ok(if all {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

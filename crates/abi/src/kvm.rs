@@ -339,6 +339,8 @@ crate::open_enum! {
         ENOENT = 2,
         /// I/O error (firmware failure; `error` holds the status).
         EIO = 5,
+        /// No such device or address (unknown device attribute).
+        ENXIO = 6,
         /// Bad file descriptor.
         EBADF = 9,
         /// Try again.

@@ -1,0 +1,620 @@
+//! Guest memory as KVM models it for SNP (host-interfaces.md §1.8): memslots whose
+//! shared backing is VMM memory and whose private backing is a guest_memfd, the
+//! per-GFN PRIVATE attribute, the nested translation that picks one of the two (never
+//! both: the attribute decides), and the gmem hooks — *prepare* (first private use:
+//! RMPUPDATE to guest-owned, 2 MiB when the whole aligned range allows it) and
+//! *invalidate* (hole punch / teardown: back to hypervisor-owned, PSMASH first when only
+//! part of a 2 MiB entry goes, SNP_PAGE_RECLAIM first for immutable pages).
+
+use crate::error::{Errno, KvmError, KvmResult, einval};
+use crate::events::Event;
+use crate::platform::{SoftHost, rmp_ok};
+use crate::usermem::Hva;
+use softsev_abi::kvm::{KVM_MEM_GUEST_MEMFD, KvmUserspaceMemoryRegion2};
+use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
+use softsev_abi::{Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa};
+use softsev_soc::PageSize;
+use std::collections::{BTreeMap, HashMap};
+
+const PAGES_2M: u64 = 512;
+
+/// A set of GFN ranges (the PRIVATE attribute), kept merged.
+#[derive(Debug, Default, Clone)]
+pub struct RangeSet {
+    r: BTreeMap<u64, u64>,
+}
+
+impl RangeSet {
+    /// Add (`on`) or remove `[start, end)`.
+    pub fn set(&mut self, start: u64, end: u64, on: bool) {
+        if start >= end {
+            return;
+        }
+        // Collect overlapping or adjacent ranges.
+        let mut lo = start;
+        let mut hi = end;
+        let keys: Vec<u64> = self
+            .r
+            .range(..=end)
+            .rev()
+            .take_while(|(_, e)| **e >= start)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut keep = Vec::new();
+        for s in keys {
+            if let Some(e) = self.r.remove(&s) {
+                if on {
+                    lo = lo.min(s);
+                    hi = hi.max(e);
+                } else {
+                    if s < start {
+                        keep.push((s, start));
+                    }
+                    if e > end {
+                        keep.push((end, e));
+                    }
+                }
+            }
+        }
+        if on {
+            self.r.insert(lo, hi);
+        }
+        for (s, e) in keep {
+            self.r.insert(s, e);
+        }
+    }
+
+    /// Whether `x` is in the set.
+    pub fn contains(&self, x: u64) -> bool {
+        self.r.range(..=x).next_back().is_some_and(|(_, e)| x < *e)
+    }
+
+    /// Whether all of `[start, end)` is in the set.
+    pub fn contains_all(&self, start: u64, end: u64) -> bool {
+        start >= end
+            || self
+                .r
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(_, e)| end <= *e)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.r.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.r.is_empty()
+    }
+}
+
+/// A memslot.
+#[derive(Debug, Clone)]
+pub struct Memslot {
+    /// Slot id.
+    pub slot: u32,
+    /// First GFN.
+    pub base_gfn: u64,
+    /// Pages.
+    pub npages: u64,
+    /// Shared backing.
+    pub uaddr: u64,
+    /// guest_memfd and offset, for private-capable slots.
+    pub gmem: Option<(u32, u64)>,
+}
+
+impl Memslot {
+    fn contains(&self, gfn: u64) -> bool {
+        gfn >= self.base_gfn && gfn - self.base_gfn < self.npages
+    }
+    fn gmem_offset(&self, gfn: u64) -> Option<(u32, u64)> {
+        let (fd, off) = self.gmem?;
+        Some((fd, off + (gfn - self.base_gfn) * PAGE_SIZE_4K))
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    spa: Spa,
+    populated: [u64; 8],
+}
+
+impl Chunk {
+    fn is_set(&self, i: u64) -> bool {
+        self.populated[(i / 64) as usize % 8] & (1 << (i % 64)) != 0
+    }
+    fn set(&mut self, i: u64, v: bool) {
+        let w = &mut self.populated[(i / 64) as usize % 8];
+        if v {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+    fn empty(&self) -> bool {
+        self.populated.iter().all(|w| *w == 0)
+    }
+}
+
+/// A guest_memfd: private memory of fixed size, in 2 MiB chunks of contiguous SoC
+/// memory allocated on first use.
+#[derive(Debug)]
+pub struct GmemFile {
+    size: u64,
+    chunks: HashMap<u64, Chunk>,
+    bound: Vec<(u64, u64, u32)>,
+}
+
+/// Result of a nested translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// Private (gmem) page, with the NPT mapping size.
+    Private {
+        /// System address of the GPA (same page offset).
+        spa: Spa,
+        /// NPT mapping size.
+        npt: PageSize,
+    },
+    /// Shared page (VMM memory).
+    Shared {
+        /// System address of the GPA.
+        spa: Spa,
+    },
+}
+
+/// Why a translation did not produce a mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranslateError {
+    /// The access's private-ness disagrees with the attribute: KVM_EXIT_MEMORY_FAULT.
+    MemoryFault {
+        /// GPA (page aligned).
+        gpa: Gpa,
+        /// The access was private.
+        private: bool,
+    },
+    /// No memslot: emulated MMIO.
+    NoSlot(Gpa),
+    /// The private page cannot be given to the guest (owned by someone else).
+    Refused(String),
+}
+
+/// The memory state of one VM.
+#[derive(Debug, Default)]
+pub struct MemState {
+    slots: BTreeMap<u32, Memslot>,
+    gmem: HashMap<u32, GmemFile>,
+    /// GFNs with the PRIVATE attribute.
+    pub private: RangeSet,
+    next_fd: u32,
+}
+
+impl MemState {
+    /// All memslots.
+    pub fn slots(&self) -> impl Iterator<Item = &Memslot> {
+        self.slots.values()
+    }
+
+    /// The slot holding `gfn`.
+    pub fn slot_of(&self, gfn: u64) -> Option<&Memslot> {
+        self.slots.values().find(|s| s.contains(gfn))
+    }
+
+    /// KVM_CREATE_GUEST_MEMFD.
+    pub fn create_gmem(&mut self, size: u64, flags: u64) -> KvmResult<u32> {
+        if flags != 0 {
+            return einval(format!("guest_memfd flags {flags:#x}"));
+        }
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE_4K) {
+            return einval(format!("guest_memfd size {size:#x}"));
+        }
+        self.next_fd += 1;
+        let fd = self.next_fd + 100;
+        self.gmem.insert(
+            fd,
+            GmemFile {
+                size,
+                chunks: HashMap::new(),
+                bound: Vec::new(),
+            },
+        );
+        Ok(fd)
+    }
+
+    /// KVM_SET_USER_MEMORY_REGION2 (create or delete; moving/resizing is refused).
+    pub fn set_region(
+        &mut self,
+        r: &KvmUserspaceMemoryRegion2,
+        user_ok: impl Fn(u64, u64) -> bool,
+    ) -> KvmResult<Option<Memslot>> {
+        if r.flags & !KVM_MEM_GUEST_MEMFD != 0 {
+            return einval(format!("memslot flags {:#x}", r.flags));
+        }
+        if r.memory_size == 0 {
+            let old = self.slots.remove(&r.slot);
+            if let Some(s) = &old
+                && let Some((fd, _)) = s.gmem
+                && let Some(f) = self.gmem.get_mut(&fd)
+            {
+                f.bound.retain(|b| b.2 != r.slot);
+            }
+            return Ok(old);
+        }
+        if !r.guest_phys_addr.is_multiple_of(PAGE_SIZE_4K)
+            || !r.memory_size.is_multiple_of(PAGE_SIZE_4K)
+            || !r.userspace_addr.is_multiple_of(PAGE_SIZE_4K)
+        {
+            return einval("memslot address, size or userspace address not page aligned");
+        }
+        if self.slots.contains_key(&r.slot) {
+            return einval(format!(
+                "memslot {} exists (moving is not supported)",
+                r.slot
+            ));
+        }
+        let base_gfn = r.guest_phys_addr / PAGE_SIZE_4K;
+        let npages = r.memory_size / PAGE_SIZE_4K;
+        let end = base_gfn
+            .checked_add(npages)
+            .ok_or_else(|| KvmError::inval("memslot wraps"))?;
+        if self
+            .slots
+            .values()
+            .any(|s| s.base_gfn < end && base_gfn < s.base_gfn + s.npages)
+        {
+            return Err(KvmError::new(Errno::EEXIST, "memslot overlaps another"));
+        }
+        if !user_ok(r.userspace_addr, r.memory_size) {
+            return Err(KvmError::new(
+                Errno::EFAULT,
+                format!("userspace_addr {:#x} is not mapped", r.userspace_addr),
+            ));
+        }
+        let gmem = if r.flags & KVM_MEM_GUEST_MEMFD != 0 {
+            let off = r.guest_memfd_offset;
+            let f = self.gmem.get_mut(&r.guest_memfd).ok_or_else(|| {
+                KvmError::new(Errno::EBADF, format!("guest_memfd {}", r.guest_memfd))
+            })?;
+            if !off.is_multiple_of(PAGE_SIZE_4K)
+                || off.checked_add(r.memory_size).is_none_or(|e| e > f.size)
+            {
+                return einval(format!(
+                    "guest_memfd range {off:#x}+{:#x} outside the file",
+                    r.memory_size
+                ));
+            }
+            if f.bound
+                .iter()
+                .any(|(o, l, _)| *o < off + r.memory_size && off < o + l)
+            {
+                return Err(KvmError::new(
+                    Errno::EEXIST,
+                    "guest_memfd range already bound",
+                ));
+            }
+            f.bound.push((off, r.memory_size, r.slot));
+            Some((r.guest_memfd, off))
+        } else {
+            None
+        };
+        let s = Memslot {
+            slot: r.slot,
+            base_gfn,
+            npages,
+            uaddr: r.userspace_addr,
+            gmem,
+        };
+        self.slots.insert(r.slot, s);
+        Ok(None)
+    }
+
+    /// The SPA of gmem page `off` of `fd`, allocating its 2 MiB chunk if needed.
+    fn gmem_page(&mut self, h: &SoftHost, fd: u32, off: u64) -> Result<(Spa, u64), TranslateError> {
+        let f = self
+            .gmem
+            .get_mut(&fd)
+            .ok_or_else(|| TranslateError::Refused(format!("guest_memfd {fd} is gone")))?;
+        if off >= f.size {
+            return Err(TranslateError::Refused(format!(
+                "offset {off:#x} beyond guest_memfd"
+            )));
+        }
+        let ci = off / PAGE_SIZE_2M;
+        let chunk = match f.chunks.get(&ci) {
+            Some(c) => c.spa,
+            None => {
+                let spa = h
+                    .alloc
+                    .alloc_2m()
+                    .ok_or_else(|| TranslateError::Refused("out of physical memory".into()))?;
+                f.chunks.insert(
+                    ci,
+                    Chunk {
+                        spa,
+                        populated: [0; 8],
+                    },
+                );
+                spa
+            }
+        };
+        Ok((Spa(chunk.0 + off % PAGE_SIZE_2M), ci))
+    }
+
+    fn mark_populated(&mut self, fd: u32, ci: u64, page: Option<u64>) {
+        if let Some(c) = self.gmem.get_mut(&fd).and_then(|f| f.chunks.get_mut(&ci)) {
+            match page {
+                Some(i) => c.set(i, true),
+                None => c.populated = [u64::MAX; 8],
+            }
+        }
+    }
+
+    /// Translate `gpa` for an access of private-ness `private` by the guest of `asid`,
+    /// preparing (RMPUPDATE to guest-owned) the private page on first use.
+    pub fn translate(
+        &mut self,
+        h: &SoftHost,
+        asid: u32,
+        gpa: Gpa,
+        private: bool,
+    ) -> Result<Mapping, TranslateError> {
+        let gfn = gpa.0 / PAGE_SIZE_4K;
+        let page_gpa = Gpa(gpa.0 & !(PAGE_SIZE_4K - 1));
+        let slot = self
+            .slot_of(gfn)
+            .cloned()
+            .ok_or(TranslateError::NoSlot(gpa))?;
+        let attr_private = self.private.contains(gfn);
+        if private != attr_private || (private && slot.gmem.is_none()) {
+            return Err(TranslateError::MemoryFault {
+                gpa: page_gpa,
+                private,
+            });
+        }
+        if !private {
+            let hva = Hva(slot.uaddr + (gfn - slot.base_gfn) * PAGE_SIZE_4K);
+            let spa = h
+                .user
+                .page_spa(hva)
+                .map_err(|e| TranslateError::Refused(e.to_string()))?;
+            return Ok(Mapping::Shared {
+                spa: Spa(spa.0 + gpa.page_offset()),
+            });
+        }
+        let (fd, off) = slot
+            .gmem_offset(gfn)
+            .ok_or_else(|| TranslateError::Refused("slot has no guest_memfd".into()))?;
+        let (spa, ci) = self.gmem_page(h, fd, off)?;
+        let g2 = gfn & !(PAGE_SIZE_2M / PAGE_SIZE_4K - 1);
+        let all_private = self.private.contains_all(g2, g2 + PAGES_2M);
+        let (entry, size) = h
+            .soc
+            .rmp_lookup(spa)
+            .map_err(|e| TranslateError::Refused(e.to_string()))?;
+        let mine = |e: &softsev_abi::rmp::RmpEntry, size: PageSize| {
+            let expect = match size {
+                PageSize::Size2M => g2 * PAGE_SIZE_4K,
+                PageSize::Size4K => page_gpa.0,
+            };
+            e.assigned() && e.asid() == asid && e.gpa() == expect
+        };
+        let npt = if entry.assigned() {
+            if !mine(&entry, size) {
+                return Err(TranslateError::Refused(format!(
+                    "private page {spa} for GPA {page_gpa} is owned by ASID {} at GPA {:#x}",
+                    entry.asid(),
+                    entry.gpa()
+                )));
+            }
+            if size == PageSize::Size2M && !all_private {
+                let head = Spa(spa.0 & !(PAGE_SIZE_2M - 1));
+                let st = h.soc.psmash(head);
+                h.log.push(Event::Psmash {
+                    spa: head.0,
+                    status: st.0,
+                });
+                PageSize::Size4K
+            } else {
+                size
+            }
+        } else {
+            // gmem prepare.
+            let can_2m = all_private
+                && g2 >= slot.base_gfn
+                && g2 + PAGES_2M <= slot.base_gfn + slot.npages
+                && slot
+                    .gmem_offset(g2)
+                    .is_some_and(|(_, o)| o.is_multiple_of(PAGE_SIZE_2M));
+            let mut done = None;
+            if can_2m {
+                let head = Spa(spa.0 & !(PAGE_SIZE_2M - 1));
+                let st = h.soc.rmpupdate(
+                    head,
+                    &RmpUpdateInput {
+                        gpa: g2 * PAGE_SIZE_4K,
+                        assigned: 1,
+                        pagesize: 1,
+                        immutable: 0,
+                        asid,
+                        ..Default::default()
+                    },
+                );
+                if st.is_success() {
+                    self.mark_populated(fd, ci, None);
+                    h.log.push(Event::GmemPrepare {
+                        gpa: g2 * PAGE_SIZE_4K,
+                        spa: head.0,
+                        huge: true,
+                    });
+                    done = Some(PageSize::Size2M);
+                }
+            }
+            match done {
+                Some(s) => s,
+                None => {
+                    let st = h.soc.rmpupdate(
+                        spa,
+                        &RmpUpdateInput {
+                            gpa: page_gpa.0,
+                            assigned: 1,
+                            asid,
+                            ..Default::default()
+                        },
+                    );
+                    if !st.is_success() {
+                        return Err(TranslateError::Refused(format!(
+                            "RMPUPDATE of {spa} to private failed: {st:?}"
+                        )));
+                    }
+                    self.mark_populated(fd, ci, Some((off % PAGE_SIZE_2M) / PAGE_SIZE_4K));
+                    h.log.push(Event::GmemPrepare {
+                        gpa: page_gpa.0,
+                        spa: spa.0,
+                        huge: false,
+                    });
+                    PageSize::Size4K
+                }
+            }
+        };
+        Ok(Mapping::Private {
+            spa: Spa(spa.0 + gpa.page_offset()),
+            npt,
+        })
+    }
+
+    /// The gmem page backing `gfn` without preparing it: (SPA, chunk index, fd, offset).
+    pub fn gmem_spa(&mut self, h: &SoftHost, gfn: u64) -> KvmResult<(Spa, u32, u64)> {
+        let slot = self
+            .slot_of(gfn)
+            .cloned()
+            .ok_or_else(|| KvmError::inval(format!("no memslot for GFN {gfn:#x}")))?;
+        let (fd, off) = slot.gmem_offset(gfn).ok_or_else(|| {
+            KvmError::inval(format!("memslot {} is not private-capable", slot.slot))
+        })?;
+        let (spa, ci) = self
+            .gmem_page(h, fd, off)
+            .map_err(|e| KvmError::new(Errno::ENOMEM, format!("{e:?}")))?;
+        self.mark_populated(fd, ci, Some((off % PAGE_SIZE_2M) / PAGE_SIZE_4K));
+        Ok((spa, fd, off))
+    }
+
+    /// Punch a hole in gmem `fd` over `[off, off+len)`: every populated page goes
+    /// back to the hypervisor (invalidate hook), chunks left empty are freed.
+    pub fn punch_hole(&mut self, h: &SoftHost, fd: u32, off: u64, len: u64) -> KvmResult {
+        let f = self
+            .gmem
+            .get_mut(&fd)
+            .ok_or_else(|| KvmError::new(Errno::EBADF, format!("guest_memfd {fd}")))?;
+        if !off.is_multiple_of(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
+            return einval("hole not page aligned");
+        }
+        let end = off.saturating_add(len).min(f.size);
+        let mut ci = off / PAGE_SIZE_2M;
+        let mut first_err = None;
+        while ci * PAGE_SIZE_2M < end {
+            let c_start = ci * PAGE_SIZE_2M;
+            let lo = off.max(c_start) - c_start;
+            let hi = end.min(c_start + PAGE_SIZE_2M) - c_start;
+            if let Some(c) = f.chunks.get_mut(&ci) {
+                if let Err(e) = invalidate_chunk(h, c, lo / PAGE_SIZE_4K, hi / PAGE_SIZE_4K) {
+                    first_err.get_or_insert(e);
+                }
+                if c.empty() {
+                    let spa = c.spa;
+                    f.chunks.remove(&ci);
+                    h.alloc.free_2m(spa);
+                }
+            }
+            ci += 1;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Release everything (VM teardown): all gmem pages back to the hypervisor.
+    pub fn release_all(&mut self, h: &SoftHost) {
+        let fds: Vec<(u32, u64)> = self.gmem.iter().map(|(fd, f)| (*fd, f.size)).collect();
+        for (fd, size) in fds {
+            let _ = self.punch_hole(h, fd, 0, size);
+        }
+    }
+}
+
+fn invalidate_chunk(h: &SoftHost, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult {
+    let head = c.spa;
+    let (e, size) = h
+        .soc
+        .rmp_lookup(head)
+        .map_err(|e| KvmError::new(Errno::EIO, e.to_string()))?;
+    let mut res = Ok(());
+    if e.assigned() && size == PageSize::Size2M {
+        if lo == 0 && hi == PAGES_2M {
+            let reclaimed = e.immutable();
+            res = h.reclaim_page(head, true);
+            h.log.push(Event::GmemInvalidate {
+                spa: head.0,
+                huge: true,
+                reclaimed,
+            });
+            c.populated = [0; 8];
+            return res;
+        }
+        let st = h.soc.psmash(head);
+        h.log.push(Event::Psmash {
+            spa: head.0,
+            status: st.0,
+        });
+        if st != RmpStatus::SUCCESS {
+            return rmp_ok(st, head, "PSMASH");
+        }
+    }
+    for i in lo..hi {
+        if !c.is_set(i) {
+            continue;
+        }
+        let spa = Spa(head.0 + i * PAGE_SIZE_4K);
+        match h.soc.rmp_lookup(spa) {
+            Ok((e, _)) if e.assigned() => {
+                let reclaimed = e.immutable();
+                let r = h.reclaim_page(spa, false);
+                h.log.push(Event::GmemInvalidate {
+                    spa: spa.0,
+                    huge: false,
+                    reclaimed,
+                });
+                if r.is_err() && res.is_ok() {
+                    res = r;
+                }
+            }
+            _ => {}
+        }
+        c.set(i, false);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_set() {
+        let mut r = RangeSet::default();
+        r.set(10, 20, true);
+        r.set(20, 30, true);
+        assert!(r.contains_all(10, 30));
+        assert_eq!(r.len(), 20);
+        r.set(15, 16, false);
+        assert!(!r.contains(15));
+        assert!(r.contains(14) && r.contains(16));
+        assert!(!r.contains_all(10, 30));
+        assert_eq!(r.len(), 19);
+        r.set(0, 100, false);
+        assert!(r.is_empty());
+        r.set(5, 6, true);
+        r.set(7, 8, true);
+        r.set(6, 7, true);
+        assert!(r.contains_all(5, 8));
+        assert_eq!(r.r.len(), 1);
+    }
+}

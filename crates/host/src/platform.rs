@@ -1,0 +1,417 @@
+//! The software host platform: `kvm_amd`'s module parameters, the ASID allocator with
+//! recycling through WBINVD + SNP_DF_FLUSH (host-interfaces.md §1.11), the PSP driver
+//! path to the firmware (command buffers in a hypervisor page, firmware-state pages,
+//! reclaim), and `/dev/kvm`-level queries (capabilities, device attributes).
+
+use crate::alloc::PhysAlloc;
+use crate::error::{Errno, KvmError, KvmResult};
+use crate::events::{Event, EventLog};
+use crate::usermem::UserMemory;
+use parking_lot::Mutex;
+use softsev_abi::fw_buf::SnpPaddr;
+use softsev_abi::kvm::{
+    KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS, KVM_X86_SEV_VMSA_FEATURES, KVM_X86_SNP_POLICY_BITS,
+    KvmCap, VmType,
+};
+use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
+use softsev_abi::vmsa::SEV_FEATURE_DEBUG_SWAP;
+use softsev_abi::{FwCmd, FwStatus, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa};
+use softsev_firmware::{Firmware, PlatformState};
+use softsev_soc::Soc;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// SNP policy bits KVM knows (`KVM_SNP_POLICY_MASK_VALID`): ABI minor/major, SMT,
+/// RSVD_MBO, DEBUG, SINGLE_SOCKET, CXL_ALLOW, MEM_AES_256_XTS, RAPL_DIS,
+/// CIPHERTEXT_HIDING_DRAM, PAGE_SWAP_DISABLE. MIGRATE_MA (bit 18) is not accepted.
+pub const KVM_SNP_POLICY_MASK: u64 = 0xFFFF | (1 << 16) | (1 << 17) | (0x7F << 19);
+/// Policy bit 17, reserved, must be one.
+pub const SNP_POLICY_RSVD_MBO: u64 = 1 << 17;
+
+/// `kvm_amd` module parameters and platform knobs.
+#[derive(Debug, Clone)]
+pub struct ModuleParams {
+    /// `sev`: SEV guests allowed.
+    pub sev: bool,
+    /// `sev_es`: SEV-ES guests allowed.
+    pub sev_es: bool,
+    /// `sev_snp`: SNP guests allowed.
+    pub sev_snp: bool,
+    /// `debug_swap`: advertise DebugSwap (SEV_FEATURES bit 5) in the VMSA features.
+    pub debug_swap: bool,
+    /// First ASID of plain SEV (CPUID 0x8000001F EDX); `None` = the firmware's.
+    pub min_sev_asid: Option<u32>,
+    /// Highest usable ASID (CPUID 0x8000001F ECX); `None` = the SoC's.
+    pub max_asid: Option<u32>,
+    /// `ciphertext_hiding_asids`: SNP gets `1..=n`, SEV-ES `n+1..min_sev_asid-1` (0 = off).
+    pub ciphertext_hiding_asids: u32,
+    /// C-bit position reported in the SEV-info response (CPUID 0x8000001F EBX[5:0]).
+    pub cbit: u8,
+    /// Events kept in each VM's log.
+    pub event_log_cap: usize,
+    /// Pages one SNP_LAUNCH_UPDATE call processes before returning its progress
+    /// (`None` = the whole range, as KVM unless a signal is pending).
+    pub launch_update_batch: Option<u64>,
+}
+
+impl Default for ModuleParams {
+    fn default() -> Self {
+        Self {
+            sev: true,
+            sev_es: true,
+            sev_snp: true,
+            debug_swap: true,
+            min_sev_asid: None,
+            max_asid: None,
+            ciphertext_hiding_asids: 0,
+            cbit: 51,
+            event_log_cap: 4096,
+            launch_update_batch: None,
+        }
+    }
+}
+
+/// Which ASID range a guest needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsidClass {
+    /// Plain SEV: `[min_sev_asid, max_asid]`.
+    Sev,
+    /// SEV-ES: below `min_sev_asid` (above the SNP range with ciphertext hiding).
+    SevEs,
+    /// SNP: below `min_sev_asid` (`1..=ciphertext_hiding_asids` with ciphertext hiding).
+    Snp,
+}
+
+#[derive(Debug, Default)]
+struct Asids {
+    used: BTreeSet<u32>,
+    reclaim: BTreeSet<u32>,
+}
+
+/// The software host: SoC + firmware + physical memory + VMM address space.
+pub struct SoftHost {
+    pub(crate) soc: Arc<Soc>,
+    pub(crate) fw: Arc<Firmware>,
+    pub(crate) params: ModuleParams,
+    pub(crate) alloc: Arc<PhysAlloc>,
+    pub(crate) user: Arc<UserMemory>,
+    asids: Mutex<Asids>,
+    cmd_page: Mutex<Spa>,
+    min_sev_asid: u32,
+    max_asid: u32,
+    pub(crate) log: Arc<EventLog>,
+}
+
+impl std::fmt::Debug for SoftHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftHost")
+            .field("params", &self.params)
+            .field("min_sev_asid", &self.min_sev_asid)
+            .field("max_asid", &self.max_asid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftHost {
+    /// A host on `fw`'s SoC. Initialises SNP in the firmware if it is not yet (SNP_INIT,
+    /// WBINVD, SNP_DF_FLUSH, as the PSP driver does at probe).
+    pub fn new(fw: Arc<Firmware>, params: ModuleParams) -> KvmResult<Arc<SoftHost>> {
+        let soc = fw.soc().clone();
+        let alloc = Arc::new(PhysAlloc::new(PAGE_SIZE_2M, soc.mem_size()));
+        let cmd = alloc
+            .alloc_4k()
+            .ok_or_else(|| KvmError::new(Errno::ENOMEM, "no memory for the PSP command page"))?;
+        let min_sev_asid = params
+            .min_sev_asid
+            .unwrap_or(fw.config().min_sev_asid)
+            .max(1);
+        let max_asid = params
+            .max_asid
+            .unwrap_or(soc.asid_count().saturating_sub(1))
+            .min(soc.asid_count().saturating_sub(1));
+        let user = Arc::new(UserMemory::new(soc.clone(), alloc.clone()));
+        let h = SoftHost {
+            soc,
+            fw,
+            log: Arc::new(EventLog::new(params.event_log_cap)),
+            params,
+            alloc,
+            user,
+            asids: Mutex::new(Asids::default()),
+            cmd_page: Mutex::new(cmd),
+            min_sev_asid,
+            max_asid,
+        };
+        if h.params.sev_snp && h.fw.platform_state() == PlatformState::Uninit {
+            h.psp_raw(FwCmd::SNP_INIT)
+                .map_err(|s| KvmError::fw(s, "SNP_INIT"))?;
+            h.soc.wbinvd();
+            h.psp_raw(FwCmd::SNP_DF_FLUSH)
+                .map_err(|s| KvmError::fw(s, "SNP_DF_FLUSH"))?;
+        }
+        Ok(Arc::new(h))
+    }
+
+    /// The SoC.
+    pub fn soc(&self) -> &Arc<Soc> {
+        &self.soc
+    }
+
+    /// The firmware.
+    pub fn firmware(&self) -> &Arc<Firmware> {
+        &self.fw
+    }
+
+    /// The module parameters in force.
+    pub fn params(&self) -> &ModuleParams {
+        &self.params
+    }
+
+    /// The VMM address space.
+    pub fn user(&self) -> &Arc<UserMemory> {
+        &self.user
+    }
+
+    /// The physical page allocator.
+    pub fn phys(&self) -> &Arc<PhysAlloc> {
+        &self.alloc
+    }
+
+    /// Host-wide events (ASID recycling, DF_FLUSH).
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// VM types this host can create (`KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)` bits).
+    pub fn vm_types(&self) -> u64 {
+        let mut t = 1u64 << VmType::DEFAULT.0;
+        if self.params.sev {
+            t |= 1 << VmType::SEV.0;
+        }
+        if self.params.sev_es && self.min_sev_asid > 1 {
+            t |= 1 << VmType::SEV_ES.0;
+        }
+        if self.params.sev_snp && self.min_sev_asid > 1 && self.soc.snp_enabled() {
+            t |= 1 << VmType::SNP.0;
+        }
+        t
+    }
+
+    /// The VMSA features INIT2 accepts (`KVM_X86_SEV_VMSA_FEATURES`).
+    pub fn supported_vmsa_features(&self) -> u64 {
+        if self.params.debug_swap {
+            SEV_FEATURE_DEBUG_SWAP
+        } else {
+            0
+        }
+    }
+
+    /// SNP policy bits accepted at SNP_LAUNCH_START (`KVM_X86_SNP_POLICY_BITS`).
+    pub fn snp_policy_bits(&self) -> u64 {
+        let mut m = KVM_SNP_POLICY_MASK;
+        if !self.fw.config().ciphertext_hiding {
+            m &= !(1 << 24);
+        }
+        m
+    }
+
+    /// `KVM_CHECK_EXTENSION` on /dev/kvm.
+    pub fn check_extension(&self, cap: KvmCap) -> u64 {
+        match cap {
+            KvmCap::VM_TYPES => self.vm_types(),
+            KvmCap::EXIT_HYPERCALL => 1 << softsev_abi::kvm::KVM_HC_MAP_GPA_RANGE,
+            KvmCap::MEMORY_ATTRIBUTES => softsev_abi::kvm::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+            KvmCap::USER_MEMORY2
+            | KvmCap::GUEST_MEMFD
+            | KvmCap::MEMORY_FAULT_INFO
+            | KvmCap::PRE_FAULT_MEMORY => 1,
+            KvmCap::VM_COPY_ENC_CONTEXT_FROM | KvmCap::VM_MOVE_ENC_CONTEXT_FROM => 1,
+            _ => 0,
+        }
+    }
+
+    /// `KVM_GET_DEVICE_ATTR` on /dev/kvm.
+    pub fn get_device_attr(&self, group: u32, attr: u64) -> KvmResult<u64> {
+        if group != KVM_X86_GRP_SEV {
+            return Err(KvmError::new(
+                Errno::ENXIO,
+                format!("attribute group {group}"),
+            ));
+        }
+        match attr {
+            KVM_X86_SEV_VMSA_FEATURES => Ok(self.supported_vmsa_features()),
+            KVM_X86_SNP_POLICY_BITS => Ok(self.snp_policy_bits()),
+            KVM_X86_SEV_SNP_REQ_CERTS => Ok(1),
+            _ => Err(KvmError::new(Errno::ENXIO, format!("SEV attribute {attr}"))),
+        }
+    }
+
+    // ---- ASIDs ----
+
+    /// The inclusive ASID range of `class` (empty when `lo > hi`).
+    pub fn asid_range(&self, class: AsidClass) -> (u32, u32) {
+        let below = self.min_sev_asid.saturating_sub(1);
+        let ch = self.params.ciphertext_hiding_asids.min(below);
+        match class {
+            AsidClass::Sev => (self.min_sev_asid, self.max_asid),
+            AsidClass::Snp if ch > 0 => (1, ch),
+            AsidClass::SevEs if ch > 0 => (ch + 1, below),
+            AsidClass::Snp | AsidClass::SevEs => (1, below),
+        }
+    }
+
+    /// Allocate an ASID of `class`; recycles released ASIDs with WBINVD + DF_FLUSH when
+    /// the range is exhausted; `-EBUSY` when none is left.
+    pub(crate) fn asid_alloc(&self, class: AsidClass) -> KvmResult<u32> {
+        let (lo, hi) = self.asid_range(class);
+        if lo == 0 || lo > hi {
+            return Err(KvmError::new(
+                Errno::EBUSY,
+                format!("no ASIDs for {class:?} (range {lo}..={hi})"),
+            ));
+        }
+        let mut a = self.asids.lock();
+        for retry in 0..2 {
+            if let Some(x) = (lo..=hi).find(|x| !a.used.contains(x) && !a.reclaim.contains(x)) {
+                a.used.insert(x);
+                self.log.push(Event::Asid {
+                    asid: x,
+                    allocated: true,
+                });
+                return Ok(x);
+            }
+            if retry == 0 && !a.reclaim.is_empty() {
+                self.recycle(&mut a)?;
+            }
+        }
+        Err(KvmError::new(
+            Errno::EBUSY,
+            format!("all ASIDs of {class:?} ({lo}..={hi}) are in use"),
+        ))
+    }
+
+    fn recycle(&self, a: &mut Asids) -> KvmResult {
+        self.soc.wbinvd();
+        if self.params.sev_snp {
+            self.psp_raw(FwCmd::SNP_DF_FLUSH)
+                .map_err(|s| KvmError::fw(s, "SNP_DF_FLUSH"))?;
+        } else {
+            self.soc
+                .df_flush()
+                .map_err(|e| KvmError::new(Errno::EIO, format!("DF_FLUSH: {e}")))?;
+        }
+        let n = a.reclaim.len() as u32;
+        a.reclaim.clear();
+        self.log.push(Event::DfFlush { recycled: n });
+        Ok(())
+    }
+
+    /// Release an ASID into the reclaim set (usable again after the next flush).
+    pub(crate) fn asid_free(&self, asid: u32) {
+        let mut a = self.asids.lock();
+        if a.used.remove(&asid) {
+            a.reclaim.insert(asid);
+            self.log.push(Event::Asid {
+                asid,
+                allocated: false,
+            });
+        }
+    }
+
+    /// ASIDs in use and waiting for a flush.
+    pub fn asid_counts(&self) -> (usize, usize) {
+        let a = self.asids.lock();
+        (a.used.len(), a.reclaim.len())
+    }
+
+    // ---- PSP driver ----
+
+    /// Issue a command without a buffer.
+    pub(crate) fn psp_raw(&self, cmd: FwCmd) -> Result<(), FwStatus> {
+        let page = self.cmd_page.lock();
+        self.fw.command(cmd, *page)
+    }
+
+    /// Issue `cmd` with `data` as its buffer in the host's command page; outputs are
+    /// read back into `data` (even on failure, as the PSP driver copies back).
+    pub(crate) fn psp<T>(&self, cmd: FwCmd, data: &mut T) -> Result<(), FwStatus>
+    where
+        T: IntoBytes + FromBytes + Immutable + KnownLayout,
+    {
+        let page = self.cmd_page.lock();
+        self.soc
+            .host_write(*page, false, data.as_bytes())
+            .map_err(|_| FwStatus::INVALID_ADDRESS)?;
+        let r = self.fw.command(cmd, *page);
+        let _ = self.soc.host_read(*page, false, data.as_mut_bytes());
+        r
+    }
+
+    /// RMPUPDATE a hypervisor page to the firmware state (`rmp_mark_pages_firmware`).
+    pub(crate) fn make_firmware_page(&self, spa: Spa) -> KvmResult {
+        let st = self.soc.rmpupdate(
+            spa,
+            &RmpUpdateInput {
+                assigned: 1,
+                immutable: 1,
+                ..Default::default()
+            },
+        );
+        rmp_ok(st, spa, "to firmware")
+    }
+
+    /// Return a page to the hypervisor: SNP_PAGE_RECLAIM if it is immutable, then
+    /// RMPUPDATE to shared. On failure the page is leaked (`snp_leak_pages`).
+    pub(crate) fn reclaim_page(&self, spa: Spa, huge: bool) -> KvmResult {
+        let (e, _) = self
+            .soc
+            .rmp_lookup(spa)
+            .map_err(|e| KvmError::new(Errno::EIO, e.to_string()))?;
+        if e.assigned() && e.immutable() {
+            let mut p = SnpPaddr {
+                paddr: spa.0 | huge as u64,
+            };
+            if let Err(s) = self.psp(FwCmd::SNP_PAGE_RECLAIM, &mut p) {
+                self.alloc
+                    .leak(if huge { PAGE_SIZE_2M } else { PAGE_SIZE_4K });
+                return Err(KvmError::fw(s, format!("SNP_PAGE_RECLAIM of {spa}")));
+            }
+        }
+        let st = self.soc.rmpupdate(
+            spa,
+            &RmpUpdateInput {
+                pagesize: huge as u8,
+                ..Default::default()
+            },
+        );
+        if !st.is_success() {
+            self.alloc
+                .leak(if huge { PAGE_SIZE_2M } else { PAGE_SIZE_4K });
+        }
+        rmp_ok(st, spa, "to shared")
+    }
+
+    /// A zeroed hypervisor page.
+    pub(crate) fn alloc_page(&self) -> KvmResult<Spa> {
+        let spa = self
+            .alloc
+            .alloc_4k()
+            .ok_or_else(|| KvmError::new(Errno::ENOMEM, "out of physical memory"))?;
+        self.soc
+            .host_write(spa, false, &[0u8; PAGE_SIZE_4K as usize])
+            .map_err(|e| KvmError::new(Errno::EFAULT, e.to_string()))?;
+        Ok(spa)
+    }
+}
+
+pub(crate) fn rmp_ok(st: RmpStatus, spa: Spa, what: &str) -> KvmResult {
+    if st.is_success() {
+        Ok(())
+    } else {
+        Err(KvmError::new(
+            Errno::EIO,
+            format!("RMPUPDATE of {spa} {what} failed: {st:?}"),
+        ))
+    }
+}

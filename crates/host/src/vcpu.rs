@@ -1,0 +1,480 @@
+//! vCPUs and KVM_RUN: the run loop, the exits a VMM sees (host-interfaces.md §1.9)
+//! and the completion of an exit when the VMM re-enters. Guest code runs on its own
+//! thread ([`crate::guest`]); the run loop waits for its VMGEXITs and faults.
+
+use crate::error::{Errno, KvmError, KvmResult, einval};
+use crate::events::Event;
+use crate::ghcb::{Completion, Outcome};
+use crate::guest::{GuestCpu, GuestEnd, GuestFault, GuestFn, ToGuest, ToHost};
+use crate::vm::VmInner;
+use parking_lot::Mutex;
+use softsev_abi::Spa;
+use softsev_abi::ghcb::{GHCB_VERSION_MIN, GhcbMsg};
+use softsev_abi::kvm::{ExitReason, KVM_MEMORY_EXIT_FLAG_PRIVATE, SystemEventType};
+use softsev_abi::vmsa::Vmsa;
+use softsev_soc::Paging;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+/// One CPUID leaf (`struct kvm_cpuid_entry2`, the parts that matter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuidEntry {
+    /// Function (EAX in).
+    pub function: u32,
+    /// Index (ECX in).
+    pub index: u32,
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// The state of an AP with respect to SNP AP creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApState {
+    /// Runs from its launch VMSA.
+    Launch,
+    /// AP creation gave it a new VMSA (guest page at this GPA).
+    Created(u64),
+    /// AP creation (DESTROY) removed its VMSA: it cannot run.
+    Destroyed,
+}
+
+/// vCPU state shared with the VM and the guest thread.
+#[derive(Debug)]
+pub struct VcpuShared {
+    /// vCPU id (= APIC id).
+    pub id: u32,
+    pub(crate) st: Mutex<VcpuCommon>,
+}
+
+#[derive(Debug)]
+pub(crate) struct VcpuCommon {
+    pub regs: Box<Vmsa>,
+    pub vmsa_spa: Spa,
+    pub protected: bool,
+    pub ghcb_msr: u64,
+    pub ghcb_registered: Option<u64>,
+    pub cpuid: Vec<CpuidEntry>,
+    pub msrs: HashMap<u32, u64>,
+    pub ap: ApState,
+    pub ap_vmsa_gpa: Option<u64>,
+    pub ap_jump_table: u64,
+}
+
+/// What the last KVM_RUN returned (`struct kvm_run`'s exit union). Fields the VMM
+/// answers (`data` of an IN / MMIO read, `ret`) are written before the next run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuExit {
+    /// Never ran.
+    None,
+    /// The guest halted.
+    Hlt,
+    /// Triple fault.
+    Shutdown,
+    /// VMRUN failed (e.g. an AP's VMSA is not a valid VMSA page).
+    FailEntry {
+        /// `hardware_entry_failure_reason`.
+        reason: u64,
+    },
+    /// KVM could not handle something.
+    InternalError {
+        /// Description.
+        detail: String,
+    },
+    /// Port I/O.
+    Io {
+        /// Port.
+        port: u16,
+        /// Bytes (1, 2, 4).
+        size: u8,
+        /// OUT.
+        write: bool,
+        /// Data written, or (for IN) to be filled by the VMM.
+        data: u32,
+    },
+    /// MMIO.
+    Mmio {
+        /// Physical address.
+        gpa: u64,
+        /// Length (1..=8).
+        len: u8,
+        /// Write.
+        write: bool,
+        /// Data written, or (for a read) to be filled by the VMM.
+        data: [u8; 8],
+    },
+    /// A hypercall forwarded to userspace (MAP_GPA_RANGE for page-state changes).
+    Hypercall {
+        /// Hypercall number.
+        nr: u64,
+        /// Arguments.
+        args: [u64; 6],
+        /// Result, set by the VMM: 0, EINVAL or EAGAIN.
+        ret: u64,
+    },
+    /// A system event (SEV termination).
+    SystemEvent {
+        /// Type.
+        kind: SystemEventType,
+        /// Data (`ndata` entries).
+        data: Vec<u64>,
+    },
+    /// Private/shared mismatch (KVM_RUN fails with EFAULT; the VMM converts and retries).
+    MemoryFault {
+        /// `KVM_MEMORY_EXIT_FLAG_PRIVATE` if the access was private.
+        flags: u64,
+        /// GPA.
+        gpa: u64,
+        /// Size (4096).
+        size: u64,
+    },
+    /// AP reset hold (userspace LAPIC): re-run after the SIPI.
+    ApResetHold,
+    /// Certificates for an extended guest request: write them to `gpa` (`npages`
+    /// pages) and set `ret` 0, or set `ret` ENOSPC with `npages` = pages needed,
+    /// or EAGAIN / EIO.
+    SnpReqCerts {
+        /// Guest buffer.
+        gpa: u64,
+        /// Its pages (in: guest's; on ENOSPC: needed).
+        npages: u64,
+        /// Result.
+        ret: u64,
+    },
+}
+
+impl VcpuExit {
+    /// The KVM exit reason number.
+    pub fn reason(&self) -> ExitReason {
+        match self {
+            VcpuExit::None => ExitReason::UNKNOWN,
+            VcpuExit::Hlt => ExitReason::HLT,
+            VcpuExit::Shutdown => ExitReason::SHUTDOWN,
+            VcpuExit::FailEntry { .. } => ExitReason::FAIL_ENTRY,
+            VcpuExit::InternalError { .. } => ExitReason::INTERNAL_ERROR,
+            VcpuExit::Io { .. } => ExitReason::IO,
+            VcpuExit::Mmio { .. } => ExitReason::MMIO,
+            VcpuExit::Hypercall { .. } => ExitReason::HYPERCALL,
+            VcpuExit::SystemEvent { .. } => ExitReason::SYSTEM_EVENT,
+            VcpuExit::MemoryFault { .. } => ExitReason::MEMORY_FAULT,
+            VcpuExit::ApResetHold => ExitReason::AP_RESET_HOLD,
+            VcpuExit::SnpReqCerts { .. } => ExitReason::SNP_REQ_CERTS,
+        }
+    }
+
+    /// The errno KVM_RUN returns with this exit (EFAULT for a memory fault, else 0).
+    pub fn errno(&self) -> Option<Errno> {
+        matches!(self, VcpuExit::MemoryFault { .. }).then_some(Errno::EFAULT)
+    }
+}
+
+struct GuestThread {
+    tx: Sender<ToGuest>,
+    rx: Receiver<ToHost>,
+}
+
+/// A vCPU of the software host (a vCPU file descriptor).
+pub struct SoftVcpu {
+    pub(crate) vm: Arc<VmInner>,
+    pub(crate) shared: Arc<VcpuShared>,
+    guest_fn: Option<GuestFn>,
+    thread: Option<GuestThread>,
+    pending: Option<Completion>,
+    resume_guest: bool,
+    exit: VcpuExit,
+    dead: Option<String>,
+}
+
+impl std::fmt::Debug for SoftVcpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftVcpu")
+            .field("id", &self.shared.id)
+            .field("exit", &self.exit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftVcpu {
+    pub(crate) fn create(vm: Arc<VmInner>, id: u32) -> KvmResult<SoftVcpu> {
+        let mut vcpus = vm.vcpus.lock();
+        if vcpus.iter().any(|v| v.id == id) {
+            return Err(KvmError::new(Errno::EEXIST, format!("vCPU {id} exists")));
+        }
+        let vmsa_spa = vm.host.alloc_page()?;
+        let features = vm.sev.lock().vmsa_features;
+        let regs = softsev_measure::vmsa::launch_vmsa(
+            softsev_measure::vmsa::BSP_EIP,
+            features,
+            0x00A0_0F11,
+            softsev_measure::vmsa::VmmType::Qemu,
+        );
+        let shared = Arc::new(VcpuShared {
+            id,
+            st: Mutex::new(VcpuCommon {
+                regs: Box::new(regs),
+                vmsa_spa,
+                protected: false,
+                ghcb_msr: 0,
+                ghcb_registered: None,
+                cpuid: Vec::new(),
+                msrs: HashMap::new(),
+                ap: ApState::Launch,
+                ap_vmsa_gpa: None,
+                ap_jump_table: 0,
+            }),
+        });
+        vcpus.push(shared.clone());
+        drop(vcpus);
+        Ok(SoftVcpu {
+            vm,
+            shared,
+            guest_fn: None,
+            thread: None,
+            pending: None,
+            resume_guest: false,
+            exit: VcpuExit::None,
+            dead: None,
+        })
+    }
+
+    /// The vCPU id.
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// Install the code the guest runs on this vCPU (before its first KVM_RUN).
+    pub fn set_guest(
+        &mut self,
+        f: impl FnOnce(&mut GuestCpu) -> Result<GuestEnd, GuestFault> + Send + 'static,
+    ) {
+        self.guest_fn = Some(Box::new(f));
+    }
+
+    /// KVM_SET_CPUID2.
+    pub fn set_cpuid(&self, entries: &[CpuidEntry]) {
+        self.shared.st.lock().cpuid = entries.to_vec();
+    }
+
+    /// Set the register state the launch measures (KVM_SET_REGS/SREGS/XSAVE as one
+    /// VMSA image; SEV_FEATURES is replaced by the VM's). `-EINVAL` once protected.
+    pub fn set_vmsa_state(&self, v: &Vmsa) -> KvmResult {
+        let mut c = self.shared.st.lock();
+        if c.protected {
+            return einval("guest state is protected");
+        }
+        *c.regs = v.clone();
+        Ok(())
+    }
+
+    /// The register state (as measured, once protected).
+    pub fn vmsa_state(&self) -> Vmsa {
+        (*self.shared.st.lock().regs).clone()
+    }
+
+    /// The SPA of the vCPU's launch VMSA page.
+    pub fn vmsa_spa(&self) -> Spa {
+        self.shared.st.lock().vmsa_spa
+    }
+
+    /// The AP-creation state.
+    pub fn ap_state(&self) -> ApState {
+        self.shared.st.lock().ap
+    }
+
+    /// The current GHCB MSR value (host view, as saved in the VMCB).
+    pub fn ghcb_msr(&self) -> u64 {
+        self.shared.st.lock().ghcb_msr
+    }
+
+    /// The last exit (`kvm_run`), writable for the VMM's answer.
+    pub fn exit_mut(&mut self) -> &mut VcpuExit {
+        &mut self.exit
+    }
+
+    /// KVM_RUN.
+    pub fn run(&mut self) -> KvmResult<&mut VcpuExit> {
+        let span = tracing::debug_span!("kvm_run", vcpu = self.shared.id);
+        let _g = span.enter();
+        if let Some(why) = &self.dead {
+            return einval(format!("vCPU {} cannot run: {why}", self.shared.id));
+        }
+        self.check_runnable()?;
+        let exit = match (
+            self.thread.is_none(),
+            crate::ghcb::check_ap_vmsa(&self.vm, &self.shared),
+        ) {
+            (true, Some(why)) => {
+                tracing::debug!(vcpu = self.shared.id, %why, "VMRUN fails");
+                VcpuExit::FailEntry { reason: u64::MAX }
+            }
+            _ => self.run_inner()?,
+        };
+        self.vm.log.push(Event::Exit {
+            vcpu: self.shared.id,
+            reason: exit.reason().0,
+            detail: format!("{exit:?}"),
+        });
+        if matches!(
+            exit,
+            VcpuExit::SystemEvent { .. } | VcpuExit::Shutdown | VcpuExit::FailEntry { .. }
+        ) {
+            self.dead = Some(format!("{:?}", exit.reason()));
+        }
+        self.exit = exit;
+        Ok(&mut self.exit)
+    }
+
+    fn check_runnable(&mut self) -> KvmResult {
+        let (snp, launched, active) = {
+            let s = self.vm.sev.lock();
+            (s.snp, s.launched, s.active)
+        };
+        if matches!(
+            self.vm.vm_type,
+            softsev_abi::kvm::VmType::SEV
+                | softsev_abi::kvm::VmType::SEV_ES
+                | softsev_abi::kvm::VmType::SNP
+        ) && !active
+        {
+            return einval("KVM_RUN before KVM_SEV_INIT2");
+        }
+        if snp && !launched {
+            return einval("KVM_RUN of an SNP vCPU before SNP_LAUNCH_FINISH");
+        }
+        let ap = self.shared.st.lock().ap;
+        match ap {
+            ApState::Destroyed => einval(format!(
+                "vCPU {} has no VMSA (AP destroyed)",
+                self.shared.id
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn run_inner(&mut self) -> KvmResult<VcpuExit> {
+        // Complete the exit the VMM answered.
+        if let Some(c) = self.pending.take() {
+            let exit = std::mem::replace(&mut self.exit, VcpuExit::None);
+            match crate::ghcb::complete(&self.vm, &self.shared, c, &exit)? {
+                Outcome::Resume => self.resume_guest = true,
+                Outcome::Exit(e, c) => {
+                    self.pending = c;
+                    return Ok(e);
+                }
+            }
+        }
+        if self.thread.is_none() {
+            let Some(f) = self.guest_fn.take() else {
+                return einval(format!("vCPU {} has no guest code", self.shared.id));
+            };
+            // The GHCB MSR at RESET holds the SEV-info response.
+            let max = self.vm.sev.lock().ghcb_version;
+            self.shared.st.lock().ghcb_msr = GhcbMsg::SevInfoResp {
+                max,
+                min: GHCB_VERSION_MIN,
+                cbit: self.vm.host.params.cbit,
+            }
+            .encode();
+            self.start_guest(f);
+        } else if self.resume_guest {
+            self.resume_guest = false;
+            if let Some(t) = &self.thread {
+                t.tx.send(ToGuest::Resume)
+                    .map_err(|_| KvmError::new(Errno::EIO, "guest thread is gone"))?;
+            }
+        } else {
+            // The guest ended earlier: it stays halted.
+            return Ok(VcpuExit::Hlt);
+        }
+        loop {
+            let ev = match &self.thread {
+                Some(t) => t.rx.recv(),
+                None => return Ok(VcpuExit::Hlt),
+            };
+            match ev {
+                Ok(ToHost::Vmgexit) => match crate::ghcb::handle_vmgexit(&self.vm, &self.shared)? {
+                    Outcome::Resume => {
+                        if let Some(t) = &self.thread {
+                            t.tx.send(ToGuest::Resume)
+                                .map_err(|_| KvmError::new(Errno::EIO, "guest thread is gone"))?;
+                        }
+                    }
+                    Outcome::Exit(e, c) => {
+                        self.pending = c;
+                        if self.pending.is_none() {
+                            self.resume_guest = true;
+                        }
+                        return Ok(e);
+                    }
+                },
+                Ok(ToHost::MemoryFault { gpa, private }) => {
+                    self.resume_guest = true;
+                    return Ok(VcpuExit::MemoryFault {
+                        flags: if private {
+                            KVM_MEMORY_EXIT_FLAG_PRIVATE
+                        } else {
+                            0
+                        },
+                        gpa: gpa.0,
+                        size: softsev_abi::PAGE_SIZE_4K,
+                    });
+                }
+                Ok(ToHost::Done(r)) => {
+                    self.thread = None;
+                    return Ok(match r {
+                        Ok(GuestEnd::Halt) => VcpuExit::Hlt,
+                        Ok(GuestEnd::Shutdown) => VcpuExit::Shutdown,
+                        Err(GuestFault::Killed) => VcpuExit::Shutdown,
+                        Err(f) => {
+                            tracing::debug!(fault = %f, "guest code ended with an unhandled fault");
+                            VcpuExit::Shutdown
+                        }
+                    });
+                }
+                Err(_) => {
+                    self.thread = None;
+                    return Ok(VcpuExit::InternalError {
+                        detail: "guest thread ended without reporting".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn start_guest(&mut self, f: GuestFn) {
+        let (to_host, from_guest) = channel();
+        let (to_guest, from_host) = channel();
+        let mut cpu = GuestCpu {
+            vm: self.vm.clone(),
+            vcpu: self.shared.clone(),
+            tx: to_host.clone(),
+            rx: from_host,
+            vmpl: softsev_abi::Vmpl(0),
+            paging: Paging::PaeOrLong,
+        };
+        let name = format!("guest-vcpu{}", self.shared.id);
+        let spawn = std::thread::Builder::new().name(name).spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut cpu)))
+                .unwrap_or_else(|_| Err(GuestFault::Refused("guest code panicked".into())));
+            let _ = to_host.send(ToHost::Done(r));
+        });
+        if spawn.is_err() {
+            let (tx, rx) = channel();
+            let _ = tx.send(ToHost::Done(Err(GuestFault::Refused(
+                "cannot start guest thread".into(),
+            ))));
+            self.thread = Some(GuestThread { tx: to_guest, rx });
+            return;
+        }
+        self.thread = Some(GuestThread {
+            tx: to_guest,
+            rx: from_guest,
+        });
+    }
+}

@@ -6,6 +6,8 @@
 //!   creation, guest-request transport.
 //! * [`memory`]: accepting memory (PSC + PVALIDATE, 2 MiB with 4 KiB fallback) and
 //!   making it shared.
+//! * [`msg`]: guest messages through a VMPCK (reports, derived keys, the extended
+//!   request's certificate table).
 //!
 //! The guest depends only on `softsev-abi` and `softsev-crypto`: it reaches the
 //! firmware through the host, via the GHCB, as on real hardware.
@@ -15,9 +17,11 @@
 pub mod error;
 pub mod ghcb;
 pub mod memory;
+pub mod msg;
 pub mod platform;
 
 pub use error::GuestError;
 pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
 pub use memory::{MemRange, RangeSet, Validated};
+pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
 pub use platform::{CBit, GuestFault, GuestPlatform, PageSize};

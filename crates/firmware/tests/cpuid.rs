@@ -2,6 +2,8 @@
 //! with the right correction written back, page-level checks, unchecked ranges,
 //! QEMU-built pages for all products, and random pages / mutations.
 
+mod fwcommon;
+
 use proptest::prelude::*;
 use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidFunction, SnpCpuidPage};
 use softsev_abi::{FwStatus, Product};
@@ -687,5 +689,46 @@ fn fuzz_corpus_and_mutations() {
             data.truncate((next() as usize) % (data.len() + 1));
         }
         fuzz_cpuid_page(&data);
+    }
+}
+
+/// End to end through SNP_LAUNCH_UPDATE: a QEMU page is accepted and measured; a page
+/// with a bad leaf fails with INVALID_PARAM, leaves the launch digest alone and the
+/// host finds the corrected page at the page's address.
+#[test]
+fn launch_update_checks_the_cpuid_page() {
+    use fwcommon::{GCTX, GUEST_BASE, Host};
+    use softsev_abi::Spa;
+    const CPUID_TYPE: u8 = 6;
+    for p in PRODUCTS {
+        let h = Host::with(p, |_| {});
+        h.started_guest(0x30000);
+        let good = qemu_cpuid_page(p, 4);
+        let d0 = h.fw.launch_digest(Spa(GCTX)).unwrap();
+        h.load_page(GCTX, GUEST_BASE, 0x1000, CPUID_TYPE, good.as_bytes())
+            .unwrap_or_else(|s| panic!("{p:?}: {s:?}"));
+        let d1 = h.fw.launch_digest(Spa(GCTX)).unwrap();
+        assert_ne!(d0, d1, "{p:?}: the CPUID page is measured");
+
+        let mut bad = good;
+        let i = (0..bad.count as usize)
+            .find(|&i| bad.functions[i].eax_in == 7 && bad.functions[i].ecx_in == 0)
+            .unwrap();
+        bad.functions[i].ebx |= 1 << 1; // TSC_ADJUST
+        let spa = GUEST_BASE + 0x1000;
+        let r = h.load_page(GCTX, spa, 0x2000, CPUID_TYPE, bad.as_bytes());
+        assert_eq!(r, BAD, "{p:?}");
+        assert_eq!(
+            h.fw.launch_digest(Spa(GCTX)).unwrap(),
+            d1,
+            "{p:?}: not measured"
+        );
+        let mut back = [0u8; 4096];
+        h.soc.host_read(Spa(spa), false, &mut back).unwrap();
+        assert_eq!(
+            &back[..],
+            good.as_bytes(),
+            "{p:?}: corrections written back"
+        );
     }
 }

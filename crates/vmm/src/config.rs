@@ -1,7 +1,7 @@
 //! The launcher configuration: QEMU's command line for SEV-SNP guests (QEMU
 //! `target/i386/sev.c` sev-snp-guest properties, qapi `SevCommonProperties` /
 //! `SevSnpGuestProperties`, `-machine`/`-smp`/`-m`/`-cpu`/`-bios`/`-kernel`) and the
-//! same options as a TOML file. Both front ends fill one [`Raw`] option set, and one
+//! same options as a TOML file. Both front ends fill one raw option set, and one
 //! validation turns it into a [`Config`], refusing what QEMU, KVM's
 //! KVM_SEV_SNP_LAUNCH_START or the firmware would refuse, before any launch step.
 //!
@@ -231,7 +231,7 @@ pub struct Config {
 
 /// The options as given, before validation (both front ends fill this).
 #[derive(Clone, Debug, Default)]
-pub struct Raw {
+pub(crate) struct Raw {
     machine: Props,
     objects: Vec<Props>,
     smp: Option<Props>,
@@ -601,7 +601,11 @@ fn parse_snp(p: &Props) -> Result<(SnpGuestConfig, Option<u32>, bool), ConfigErr
                 }
                 s.id_auth = Some(b);
             }
-            "certs-path" => s.certs_path = Some(PathBuf::from(v)),
+            // `certs-path` in the first RFC, `certs-filename` in later revisions.
+            "certs-path" | "certs-filename" => s.certs_path = Some(PathBuf::from(v)),
+            "certs-timeout" => {
+                parse_u32(O, k, v)?;
+            }
             _ => {
                 return Err(ConfigError::UnknownProperty {
                     object: O.into(),
@@ -793,7 +797,7 @@ pub fn check_policy(policy: u64) -> Result<(), ConfigError> {
 
 impl Raw {
     /// Validate the options into a [`Config`].
-    pub fn validate(self) -> Result<Config, ConfigError> {
+    pub(crate) fn validate(self) -> Result<Config, ConfigError> {
         let mut notes = self.notes;
         // Machine.
         let mtype = props_get(&self.machine, "type").unwrap_or("pc").to_string();
@@ -1279,6 +1283,124 @@ impl Config {
         a
     }
 
+    /// The configuration as a TOML document in the format [`from_toml`] reads (built-in
+    /// blobs have no path and are omitted; notes are not configuration).
+    pub fn to_toml(&self) -> String {
+        use toml::{Table, Value};
+        let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
+        let int = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let mut t = Table::new();
+        if let Some(n) = &self.name {
+            t.insert("name".into(), Value::String(n.clone()));
+        }
+        let mut m = Table::new();
+        m.insert("type".into(), Value::String(self.machine.name.clone()));
+        m.insert(
+            "confidential-guest-support".into(),
+            Value::String(self.snp.id.clone()),
+        );
+        if let Some(b) = &self.memory.backend {
+            m.insert("memory-backend".into(), Value::String(b.id.clone()));
+        }
+        if let Some(x) = self.machine.max_ram_below_4g {
+            m.insert("max-ram-below-4g".into(), int(x));
+        }
+        t.insert("machine".into(), Value::Table(m));
+        if self.memory.backend.is_none() {
+            t.insert("m".into(), Value::String(format!("{}B", self.memory.size)));
+        }
+        let mut smp = Table::new();
+        for (k, v) in [
+            ("cpus", self.smp.cpus),
+            ("maxcpus", self.smp.maxcpus),
+            ("sockets", self.smp.sockets),
+            ("dies", self.smp.dies),
+            ("cores", self.smp.cores),
+            ("threads", self.smp.threads),
+        ] {
+            smp.insert(k.into(), int(u64::from(v)));
+        }
+        t.insert("smp".into(), Value::Table(smp));
+        let mut cpu = self.cpu.name.clone();
+        for f in &self.cpu.features {
+            cpu.push(',');
+            cpu.push_str(&keyval::escape(f));
+        }
+        t.insert("cpu".into(), Value::String(cpu));
+        let path = |b: &Blob| match b {
+            Blob::File(p) => Some(Value::String(p.to_string_lossy().into_owned())),
+            Blob::Builtin => None,
+        };
+        if let Some(p) = path(&self.firmware) {
+            t.insert("bios".into(), p);
+        }
+        if let Some(p) = self.kernel.as_ref().and_then(path) {
+            t.insert("kernel".into(), p);
+        }
+        if let Some(p) = self.initrd.as_ref().and_then(path) {
+            t.insert("initrd".into(), p);
+        }
+        if let Some(a) = &self.append {
+            t.insert("append".into(), Value::String(a.clone()));
+        }
+        let mut objects = Vec::new();
+        if let Some(b) = &self.memory.backend {
+            let mut o = Table::new();
+            let kind = match b.kind {
+                BackendKind::Memfd => "memory-backend-memfd",
+                BackendKind::Ram => "memory-backend-ram",
+                BackendKind::File => "memory-backend-file",
+            };
+            o.insert("qom-type".into(), Value::String(kind.into()));
+            o.insert("id".into(), Value::String(b.id.clone()));
+            o.insert("size".into(), int(b.size));
+            o.insert("share".into(), Value::Boolean(b.share));
+            o.insert("reserve".into(), Value::Boolean(b.reserve));
+            if let Some(p) = &b.mem_path {
+                o.insert(
+                    "mem-path".into(),
+                    Value::String(p.to_string_lossy().into_owned()),
+                );
+            }
+            objects.push(Value::Table(o));
+        }
+        let s = &self.snp;
+        let mut o = Table::new();
+        o.insert("qom-type".into(), Value::String("sev-snp-guest".into()));
+        o.insert("id".into(), Value::String(s.id.clone()));
+        o.insert("sev-device".into(), Value::String(s.sev_device.clone()));
+        o.insert("cbitpos".into(), int(u64::from(s.cbitpos)));
+        o.insert(
+            "reduced-phys-bits".into(),
+            int(u64::from(s.reduced_phys_bits)),
+        );
+        o.insert("policy".into(), Value::String(format!("{:#x}", s.policy)));
+        o.insert("kernel-hashes".into(), Value::Boolean(s.kernel_hashes));
+        o.insert("debug-swap".into(), Value::Boolean(s.debug_swap));
+        o.insert(
+            "author-key-enabled".into(),
+            Value::Boolean(s.author_key_enabled),
+        );
+        o.insert("vcek-disabled".into(), Value::Boolean(s.vcek_disabled));
+        o.insert("guest-visible-workarounds".into(), b64(&s.gosvw));
+        o.insert("host-data".into(), b64(&s.host_data));
+        if let Some(b) = &s.id_block {
+            o.insert("id-block".into(), b64(b));
+        }
+        if let Some(b) = &s.id_auth {
+            o.insert("id-auth".into(), b64(b));
+        }
+        if let Some(p) = &s.certs_path {
+            o.insert(
+                "certs-path".into(),
+                Value::String(p.to_string_lossy().into_owned()),
+            );
+        }
+        objects.push(Value::Table(o));
+        t.insert("object".into(), Value::Array(objects));
+        toml::to_string(&t).unwrap_or_default()
+    }
+
     /// `softsev run` with no arguments: the built-in firmware image, the generated test
     /// kernel, initrd and command line ([`crate::bootgen`]) measured with
     /// `kernel-hashes=on`, 4 vCPUs of EPYC-Milan, 4 GiB on q35, policy 0x30000.
@@ -1335,6 +1457,8 @@ mod tests {
         c.kernel = Some(Blob::File("k".into()));
         c.initrd = Some(Blob::File("i".into()));
         let back = parse_args(c.to_args()).unwrap();
+        assert_eq!(back, c);
+        let back = from_toml(&c.to_toml()).unwrap();
         assert_eq!(back, c);
     }
 

@@ -221,6 +221,25 @@ pub enum PlanError {
         /// End of RAM below 4 GiB.
         ram_end: u64,
     },
+    /// Two launch ranges cover the same page (KVM would refuse the second: the page is
+    /// already private).
+    #[error(
+        "launch ranges overlap: {first} at {first_gpa:#x}+{first_len:#x} and {second} at {second_gpa:#x}+{second_len:#x}"
+    )]
+    Overlap {
+        /// The earlier range.
+        first: String,
+        /// Its start.
+        first_gpa: u64,
+        /// Its length.
+        first_len: u64,
+        /// The later range.
+        second: String,
+        /// Its start.
+        second_gpa: u64,
+        /// Its length.
+        second_len: u64,
+    },
     /// The firmware overlaps RAM below 4 GiB.
     #[error("firmware at {gpa:#x} overlaps guest RAM below 4 GiB (ends at {ram_end:#x})")]
     FirmwareOverlapsRam {

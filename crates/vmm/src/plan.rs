@@ -331,6 +331,33 @@ pub fn cpuid_page(_product: Product, _vcpus: u32) -> Vec<u8> {
     vec![0u8; PAGE as usize]
 }
 
+fn describe(u: &LaunchUpdate) -> String {
+    match u.source {
+        UpdateSource::Firmware => "firmware".to_string(),
+        UpdateSource::Metadata { index, kind } => format!("metadata section {index} ({kind:?})"),
+    }
+}
+
+/// KVM populates each GFN once; a range overlapping an earlier one would fail.
+fn check_overlaps(updates: &[LaunchUpdate]) -> Result<(), PlanError> {
+    for (i, b) in updates.iter().enumerate() {
+        for a in &updates[..i] {
+            let (a0, b0) = (a.gpa.raw(), b.gpa.raw());
+            if a0 < b0.saturating_add(b.len) && b0 < a0.saturating_add(a.len) {
+                return Err(PlanError::Overlap {
+                    first: describe(a),
+                    first_gpa: a0,
+                    first_len: a.len,
+                    second: describe(b),
+                    second_gpa: b0,
+                    second_len: b.len,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Everything needed to launch the guest, in launch order.
 #[derive(Clone)]
 pub struct LaunchPlan {
@@ -522,6 +549,8 @@ impl LaunchPlan {
             };
             updates.push(u);
         }
+
+        check_overlaps(&updates)?;
 
         let finish = LaunchFinish {
             id_block: snp

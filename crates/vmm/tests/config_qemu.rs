@@ -88,8 +88,19 @@ fn the_issue_command_line_parses() {
             c.notes
         );
     }
-    // The configuration's own command line gives it back.
-    assert_eq!(parse_args(c.to_args()).unwrap().snp, c.snp);
+    // The configuration's own command line and TOML give it back.
+    let mut bare = c.clone();
+    bare.notes.clear();
+    assert_eq!(parse_args(c.to_args()).unwrap(), bare);
+    assert_eq!(from_toml(&c.to_toml()).unwrap(), bare);
+    // certs-filename (later RFC spelling) and certs-timeout are accepted.
+    let mut a = full_cmdline();
+    let i = a
+        .iter()
+        .position(|x| x.starts_with("sev-snp-guest"))
+        .unwrap();
+    a[i] = a[i].replace("certs-path=", "certs-timeout=100,certs-filename=");
+    assert_eq!(parse_args(a).unwrap().snp, c.snp);
 }
 
 #[test]

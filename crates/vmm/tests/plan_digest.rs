@@ -320,6 +320,25 @@ fn plan_errors() {
 }
 
 #[test]
+fn overlapping_sections_are_refused() {
+    use softsev_measure::builtin::METADATA_OFFSET;
+    let mut img = softsev_measure::builtin::image();
+    // Section 1 (SNP_SEC_MEM at 0x80A000) moved onto section 0 (0x800000+0x9000).
+    let d1 = METADATA_OFFSET + 16 + 12;
+    img[d1..d1 + 4].copy_from_slice(&0x80_8000u32.to_le_bytes());
+    let ovmf = Ovmf::parse(img).unwrap();
+    let c = cfg(Blob::Builtin, 1, "EPYC-Milan", false);
+    match LaunchPlan::from_parts(&c, &ovmf, None, None) {
+        Ok(_) => panic!("overlap accepted"),
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "launch ranges overlap: metadata section 0 (SNP_SEC_MEM) at 0x800000+0x9000 and \
+             metadata section 1 (SNP_SEC_MEM) at 0x808000+0x3000"
+        ),
+    }
+}
+
+#[test]
 fn from_parts_needs_no_files() {
     let ovmf = Ovmf::parse(softsev_measure::builtin::image()).unwrap();
     let c = Config::default_run();

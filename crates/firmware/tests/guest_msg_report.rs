@@ -362,6 +362,52 @@ fn snpguest_verifies_reports_from_the_handler() {
             "{tag}: {text}"
         );
 
+        // Field checks (snpguest wants 0x-prefixed hex): the values the report
+        // carries pass, a wrong one fails.
+        let fields = |m: &[u8], hd: &[u8], rd: &[u8], idk: &[u8]| {
+            let args = [
+                "-m".to_string(),
+                format!("0x{}", hex::encode(m)),
+                "-d".to_string(),
+                format!("0x{}", hex::encode(hd)),
+                "-r".to_string(),
+                format!("0x{}", hex::encode(rd)),
+                "--id-key-digest".to_string(),
+                format!("0x{}", hex::encode(idk)),
+            ];
+            let mut all: Vec<&std::ffi::OsStr> = vec![
+                "verify".as_ref(),
+                "attestation".as_ref(),
+                d,
+                report_path.as_os_str(),
+            ];
+            all.extend(args.iter().map(|a| std::ffi::OsStr::new(a.as_str())));
+            snpguest(&bin, &all)
+        };
+        let (ok, text) = fields(
+            &good.measurement,
+            &good.host_data,
+            &good.report_data,
+            &good.id_key_digest,
+        );
+        assert!(ok, "{tag}: field checks: {text}");
+        let mut wrong = good.measurement;
+        wrong[47] ^= 1;
+        let (ok, _) = fields(
+            &wrong,
+            &good.host_data,
+            &good.report_data,
+            &good.id_key_digest,
+        );
+        assert!(!ok, "{tag}: wrong measurement accepted");
+        let (ok, _) = fields(
+            &good.measurement,
+            &[0; 32],
+            &good.report_data,
+            &good.id_key_digest,
+        );
+        assert!(!ok, "{tag}: wrong host data accepted");
+
         for pos in [0x50usize, 0x90, 0x180, 0x2A0] {
             let mut bad = good;
             bad.as_mut_bytes()[pos] ^= 0x01;
@@ -383,4 +429,43 @@ fn snpguest_verifies_reports_from_the_handler() {
         let (ok, _) = verify(&request_report(&env, 0, 0).report);
         assert!(!ok, "{tag}: report for another REPORTED_TCB accepted");
     }
+}
+
+/// VLEK-signed reports: snpguest picks the VLEK chain (ark, asvk, vlek) and accepts.
+#[test]
+fn snpguest_verifies_vlek_signed_reports() {
+    let Some(bin) = tool("snpguest") else { return };
+    let chip = Chip::from_seed(Product::Genoa, b"snpguest vlek").unwrap();
+    let env = full_env(&chip, ReportVersion::V3);
+    let mut rng = softsev_crypto::rng::Rng::seeded(b"kds", "snpguest vlek");
+    let wrapped = chip
+        .provision_vlek(&mut rng, &env.reported_tcb, "softsev-csp")
+        .unwrap();
+    chip.load_vlek(&wrapped).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    chip.vlek_chain()
+        .unwrap()
+        .write_dir(dir.path(), true)
+        .unwrap();
+    let report = request_report(&env, 0, 2).report;
+    assert_eq!(report.key_info.signing_key(), SigningKey::VLEK);
+    let path = dir.path().join("report.bin");
+    let d = dir.path().as_os_str();
+    let (ok, text) = snpguest(&bin, &["verify".as_ref(), "certs".as_ref(), d]);
+    assert!(ok, "{text}");
+    std::fs::write(&path, report.as_bytes()).unwrap();
+    let args = [
+        "verify".as_ref(),
+        "attestation".as_ref(),
+        d,
+        path.as_os_str(),
+    ];
+    let (ok, text) = snpguest(&bin, &args);
+    assert!(ok, "{text}");
+    assert!(text.contains("VEK signed the Attestation Report"), "{text}");
+    let mut bad = report;
+    bad.report_data[0] ^= 1;
+    std::fs::write(&path, bad.as_bytes()).unwrap();
+    let (ok, _) = snpguest(&bin, &args);
+    assert!(!ok, "flipped report accepted with the VLEK chain");
 }

@@ -30,6 +30,7 @@ use softsev_measure::launch::{check_snp_sections, launch_vmsas, snp_measure_vmsa
 use softsev_measure::vmsa::{VcpuVmsas, VmmType};
 use softsev_measure::{KernelHashes, MeasureError, Ovmf, SnpDigest, VmplPerms};
 use std::path::Path;
+use zerocopy::IntoBytes;
 
 /// `KVM_X86_SNP_VM`.
 pub const KVM_X86_SNP_VM: u32 = 4;
@@ -321,14 +322,14 @@ pub fn load_firmware(config: &Config) -> Result<Ovmf, PlanError> {
     Ok(Ovmf::parse(data)?)
 }
 
-/// The contents of the CPUID page QEMU would build for this guest.
-///
-/// Until the firmware crate's `qemu_cpuid_page(product, vcpus)` (crates/firmware
-/// `cpuid.rs`) exists, the page is all zeros: a table of 0 functions, which the
-/// firmware accepts as is. The page contents never enter the launch digest (CPUID pages
-/// are measured as zeros; only their GPA is).
-pub fn cpuid_page(_product: Product, _vcpus: u32) -> Vec<u8> {
-    vec![0u8; PAGE as usize]
+/// The contents of the CPUID page QEMU would build for this guest: the firmware crate's
+/// QEMU-style table for the host product (`softsev_firmware::cpuid::qemu_cpuid_page`),
+/// which that product's SNP_LAUNCH_UPDATE CPUID check accepts. The contents never enter
+/// the launch digest (CPUID pages are measured as zeros; only their GPA is).
+pub fn cpuid_page(product: Product, vcpus: u32) -> Vec<u8> {
+    softsev_firmware::cpuid::qemu_cpuid_page(product, vcpus)
+        .as_bytes()
+        .to_vec()
 }
 
 fn describe(u: &LaunchUpdate) -> String {

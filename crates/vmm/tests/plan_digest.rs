@@ -320,6 +320,38 @@ fn plan_errors() {
 }
 
 #[test]
+fn cpuid_page_passes_the_firmware_check() {
+    use softsev_abi::fw_buf::SnpCpuidPage;
+    use softsev_firmware::cpuid::{PlatformCpuid, check_cpuid_page};
+    use zerocopy::FromBytes;
+    for (cpu, vcpus) in [
+        ("EPYC-Milan-v2", 4),
+        ("EPYC-Genoa", 32),
+        ("EPYC-Turin", 1),
+        ("EPYC-v4", 2),
+    ] {
+        let c = cfg(Blob::Builtin, vcpus, cpu, false);
+        let plan = LaunchPlan::build(&c).unwrap();
+        let u = plan
+            .updates
+            .iter()
+            .find(|u| u.page_type == PageType::CPUID)
+            .unwrap();
+        assert_eq!((u.gpa, u.len), (Gpa(0x80_E000), 0x1000));
+        let mut page = SnpCpuidPage::read_from_bytes(&u.data).unwrap();
+        assert!(page.count > 0, "{cpu}: empty CPUID table");
+        let before = page.as_bytes().to_vec();
+        check_cpuid_page(&PlatformCpuid::for_product(c.cpu.product), &mut page)
+            .unwrap_or_else(|e| panic!("{cpu}: firmware refuses the CPUID page: {e:?}"));
+        assert_eq!(
+            page.as_bytes(),
+            &before[..],
+            "{cpu}: firmware corrected the page"
+        );
+    }
+}
+
+#[test]
 fn overlapping_sections_are_refused() {
     use softsev_measure::builtin::METADATA_OFFSET;
     let mut img = softsev_measure::builtin::image();

@@ -39,7 +39,7 @@ pub use mem::{Mapping, Memslot, RangeSet};
 pub use platform::{AsidClass, KVM_SNP_POLICY_MASK, ModuleParams, SNP_POLICY_RSVD_MBO, SoftHost};
 pub use usermem::{Hva, USER_BASE, UserMemory};
 pub use vcpu::{ApState, CpuidEntry, SoftVcpu, VcpuExit};
-pub use vm::{GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, SevState, SoftVm};
+pub use vm::{GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, GfnState, SevState, SoftVm};
 
 use softsev_abi::kvm::{
     KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevCmd, KvmUserspaceMemoryRegion2, VmType,

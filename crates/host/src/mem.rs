@@ -483,6 +483,14 @@ impl MemState {
         })
     }
 
+    /// The gmem page backing `gfn` if its chunk exists (no allocation, no change).
+    pub fn gmem_peek(&self, gfn: u64) -> Option<Spa> {
+        let s = self.slot_of(gfn)?;
+        let (fd, off) = s.gmem_offset(gfn)?;
+        let c = self.gmem.get(&fd)?.chunks.get(&(off / PAGE_SIZE_2M))?;
+        Some(Spa(c.spa.0 + off % PAGE_SIZE_2M))
+    }
+
     /// The gmem page backing `gfn` without preparing it: (SPA, chunk index, fd, offset).
     pub fn gmem_spa(&mut self, h: &SoftHost, gfn: u64) -> KvmResult<(Spa, u32, u64)> {
         let slot = self

@@ -20,6 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, IntoBytes};
 
+/// One GFN's state: GFN, PRIVATE attribute, RMP entry and size of its private page.
+pub type GfnState = (
+    u64,
+    bool,
+    Option<(softsev_abi::rmp::RmpEntry, softsev_soc::PageSize)>,
+);
+
 /// Highest GHCB protocol version KVM supports.
 pub const GHCB_VERSION_MAX: u16 = 2;
 /// Default GHCB version for SEV-ES/SNP guests created with INIT2.
@@ -391,6 +398,19 @@ impl SoftVm {
                 .page_spa_if_present(hva)
                 .map(|spa| (false, spa))
         }
+    }
+
+    /// For each GFN in `gfns`: its PRIVATE attribute, and the RMP entry (with its size)
+    /// of its private backing page if one exists. Nothing is allocated.
+    pub fn rmp_snapshot(&self, gfns: std::ops::Range<u64>) -> Vec<GfnState> {
+        let m = self.inner.mem.lock();
+        gfns.map(|g| {
+            let e = m
+                .gmem_peek(g)
+                .and_then(|spa| self.inner.host.soc.rmp_lookup(spa).ok());
+            (g, m.private.contains(g), e)
+        })
+        .collect()
     }
 
     /// Whether `gfn` has the PRIVATE attribute.

@@ -102,8 +102,27 @@ pub fn launched_snp(
     image_pages: u64,
     policy: u64,
 ) -> TestVm {
+    launched_snp_with(h, size, nvcpus, image_pages, policy, None, false)
+}
+
+/// As [`launched_snp`], with a SECRETS page at `secrets_gfn` and optionally the
+/// certificate exit enabled.
+pub fn launched_snp_with(
+    h: &Arc<SoftHost>,
+    size: u64,
+    nvcpus: u32,
+    image_pages: u64,
+    policy: u64,
+    secrets_gfn: Option<u64>,
+    req_certs: bool,
+) -> TestVm {
     let vm = h.create_vm(VmType::SNP).unwrap();
     init2(&vm, KvmSevInit::default()).unwrap();
+    if req_certs {
+        sev_ioctl(&vm, SevCmdId::SNP_ENABLE_REQ_CERTS, &mut [0u8; 8])
+            .0
+            .unwrap();
+    }
     vm.enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)
         .unwrap();
     let (uaddr, gmem) = add_memory(&vm, size);
@@ -143,7 +162,21 @@ pub fn launched_snp(
             r.unwrap_or_else(|err| panic!("launch update: {err} (fw {e:#x})"));
         }
     }
-    let mut f = KvmSevSnpLaunchFinish::default();
+    if let Some(g) = secrets_gfn {
+        let mut u = KvmSevSnpLaunchUpdate {
+            gfn_start: g,
+            uaddr: uaddr.0 + g * PAGE_SIZE_4K,
+            len: PAGE_SIZE_4K,
+            page_type: 5,
+            ..Default::default()
+        };
+        let (r, e) = sev_ioctl(&vm, SevCmdId::SNP_LAUNCH_UPDATE, &mut u);
+        r.unwrap_or_else(|err| panic!("secrets page: {err} (fw {e:#x})"));
+    }
+    let mut f = KvmSevSnpLaunchFinish {
+        host_data: [0x42; 32],
+        ..Default::default()
+    };
     let (r, e) = sev_ioctl(&vm, SevCmdId::SNP_LAUNCH_FINISH, &mut f);
     r.unwrap_or_else(|err| panic!("launch finish: {err} (fw {e:#x})"));
     TestVm {

@@ -155,6 +155,12 @@ pub enum GuestError {
         /// SW_EXITINFO1 returned.
         info1: u64,
     },
+    /// The hypervisor does not offer SNP AP creation.
+    #[error("hypervisor features {features:#x} lack SNP AP creation (bit 1)")]
+    ApCreationUnsupported {
+        /// The bitmap received.
+        features: u64,
+    },
     /// A guest request failed in the hypervisor or the firmware.
     #[error("guest request failed: VMM error {vmm:?}, firmware status {fw:?}")]
     GuestRequest {

@@ -6,6 +6,9 @@
 //!   creation, guest-request transport.
 //! * [`memory`]: accepting memory (PSC + PVALIDATE, 2 MiB with 4 KiB fallback) and
 //!   making it shared.
+//! * [`ap`]: starting APs with SNP AP creation.
+//! * [`hashes`]: the kernel-hashes check OVMF makes.
+//! * [`boot`]: the whole boot flow, [`boot()`] with a [`BootConfig`] → [`BootReport`].
 //! * [`msg`]: guest messages through a VMPCK (reports, derived keys, the extended
 //!   request's certificate table).
 //!
@@ -14,14 +17,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ap;
+pub mod boot;
 pub mod error;
 pub mod ghcb;
+pub mod hashes;
 pub mod memory;
 pub mod msg;
 pub mod platform;
 
+pub use boot::{AcceptMode, ApConfig, BootConfig, BootReport, Guest, Phase, SeqnoPlace, boot};
 pub use error::GuestError;
 pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
+pub use hashes::KernelBlobs;
 pub use memory::{MemRange, RangeSet, Validated};
 pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
 pub use platform::{CBit, GuestFault, GuestPlatform, PageSize};

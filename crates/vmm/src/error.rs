@@ -190,6 +190,14 @@ pub enum PlanError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// An output file could not be written.
+    #[error("cannot write '{}': {error}", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
     /// The firmware image or its metadata is unusable.
     #[error("firmware: {0}")]
     Measure(#[from] softsev_measure::MeasureError),

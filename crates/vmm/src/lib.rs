@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod error;
 pub mod fuzz;
 pub mod keyval;
+pub mod outputs;
 pub mod plan;
 
 pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};

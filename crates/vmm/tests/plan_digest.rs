@@ -385,3 +385,74 @@ fn from_parts_needs_no_files() {
     // The plan's VMSA pages are the measured ones.
     assert_eq!(plan.vmsa(0).unwrap().as_bytes().len(), 4096);
 }
+
+#[test]
+fn summary_and_written_inputs_re_measure() {
+    let plan = LaunchPlan::build(&Config::default_run()).unwrap();
+    let s = plan.summary();
+    assert_eq!(s.measurement, hex::encode(plan.expected_digest));
+    assert_eq!(
+        (s.vcpus, s.policy.as_str(), s.vcpu_sig.as_str()),
+        (4, "0x30000", "0xa00f11")
+    );
+    assert_eq!(s.updates.len(), 8);
+    assert_eq!(s.updates[4].page_type, "CPUID");
+    assert_eq!(s.updates[4].source, "metadata[3] CPUID");
+    assert!(s.kernel_hashes && !s.id_block);
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["measurement"], s.measurement);
+    assert_eq!(json["updates"][0]["source"], "firmware");
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = plan.write_inputs(&dir.path().join("inputs")).unwrap();
+    assert_eq!(
+        std::fs::read(&files.firmware).unwrap(),
+        softsev_measure::builtin::image()
+    );
+    assert_eq!(
+        std::fs::read(files.kernel.as_ref().unwrap()).unwrap(),
+        bootgen::kernel()
+    );
+    assert_eq!(
+        std::fs::read(files.initrd.as_ref().unwrap()).unwrap(),
+        bootgen::initrd()
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.cmdline.as_ref().unwrap()).unwrap(),
+        bootgen::CMDLINE
+    );
+    // Re-measure the written files with the measurement library alone.
+    let ovmf = Ovmf::read(&files.firmware).unwrap();
+    let hashes = KernelHashes::from_files(
+        files.kernel.as_ref().unwrap(),
+        files.initrd.as_deref(),
+        Some(bootgen::CMDLINE),
+    )
+    .unwrap();
+    let c = Config::default_run();
+    assert_eq!(reference(&ovmf, &c, Some(hashes)), plan.expected_digest);
+    let args = plan.measure_args(&files);
+    assert_eq!(&args[..4], ["--mode", "snp", "--vmm-type", "QEMU"]);
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--append" && w[1] == bootgen::CMDLINE)
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--vcpu-sig" && w[1] == "0xa00f11")
+    );
+    // Without kernel hashes the kernel is written but not passed to the measurer.
+    let mut c = Config::default_run();
+    c.snp.kernel_hashes = false;
+    let plan = LaunchPlan::build(&c).unwrap();
+    let files = plan.write_inputs(dir.path()).unwrap();
+    assert!(files.kernel.is_some());
+    assert!(!plan.measure_args(&files).iter().any(|a| a == "--kernel"));
+    // Unwritable directory.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    match plan.write_inputs(&blocker.join("sub")) {
+        Ok(_) => panic!("wrote under a file"),
+        Err(e) => assert!(e.to_string().starts_with("cannot write"), "{e}"),
+    }
+}

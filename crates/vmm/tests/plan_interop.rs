@@ -206,6 +206,30 @@ fn plan_digest_matches_sev_snp_measure() {
         }
         None => println!("note: ../shared/fixtures absent; only the built-in image is compared"),
     }
+    // The default run's written inputs and measure_args reproduce its digest.
+    for kh in [true, false] {
+        let mut cfg = softsev_vmm::Config::default_run();
+        cfg.snp.kernel_hashes = kh;
+        let plan = LaunchPlan::build(&cfg).unwrap();
+        let files = plan
+            .write_inputs(&dir.path().join(format!("out{kh}")))
+            .unwrap();
+        let out = Command::new(&tool)
+            .args(plan.measure_args(&files))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            hex::encode(plan.expected_digest),
+            "default run (kernel-hashes={kh}) re-measured by {TOOL}"
+        );
+    }
+
     let mut failures = Vec::new();
     let (mut equal, mut both_failed) = (0, 0);
     for c in &cases {

@@ -5,6 +5,7 @@
 //!
 //! - `psc_253x4k`: 253 4 KiB entries per PSC, alternating private / shared.
 //! - `convert_64g_2m`: 64 GiB to private with 2 MiB entries (130 PSCs of ≤ 253 entries).
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use softsev_abi::ghcb::*;

@@ -599,6 +599,21 @@ impl VerifiedChain {
                     Fault::Malformed,
                     "TCB fields decode",
                 ));
+                // The key that signs is for REPORTED_TCB, which the platform may lower
+                // (SNP_CONFIG) but never raise above what it runs (go-sev-guest checks
+                // the same: VCEK TCB <= CURRENT_TCB).
+                v.push(Check::cond(
+                    "report.tcb_order",
+                    Fault::Malformed,
+                    t.current.dominates(&t.reported),
+                    "REPORTED_TCB <= CURRENT_TCB",
+                    || {
+                        format!(
+                            "REPORTED_TCB {} exceeds CURRENT_TCB {}",
+                            t.reported, t.current
+                        )
+                    },
+                ));
                 Some(t)
             }
             Err(e) => {

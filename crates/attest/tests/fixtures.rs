@@ -375,7 +375,7 @@ fn every_tampered_field_fails_naming_the_right_check() {
         ("signature_r", 0x2A0, 0x01),
         ("signature_reserved", 0x400, 0x01),
     ];
-    for (name, report, vek, chain, _) in SETS {
+    for (name, report, vek, chain, product) in SETS {
         let bytes = std::fs::read(fx.join(report)).unwrap();
         let version = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
         let certs = load(&fx, vek, chain);
@@ -387,10 +387,42 @@ fn every_tampered_field_fails_naming_the_right_check() {
             let v = verify(&b, &certs, &opts());
             assert!(!v.passed(), "{name}: tampered {field} passed");
             let got: Vec<&str> = v.failures().map(|c| c.id).collect();
-            let want = expected_failures(field, version);
+            let mut want = expected_failures(field, version);
+            // A TCB flip can also put REPORTED_TCB above CURRENT_TCB (checked right after
+            // the TCB fields decode, before chain, binding and signature checks).
+            if let Ok(r) = AttestationReport::parse(&b)
+                && let Ok(t) = r.tcbs(product)
+                && !t.current.dominates(&t.reported)
+            {
+                let at = want
+                    .iter()
+                    .position(|id| {
+                        id.starts_with("chain.")
+                            || id.starts_with("binding.")
+                            || *id == "report.signature"
+                    })
+                    .unwrap_or(want.len());
+                want.insert(at, "report.tcb_order");
+            }
             assert_eq!(got, want, "{name} {field} @{off:#x}:\n{}", v.to_table());
         }
     }
+}
+
+#[test]
+fn reported_tcb_above_current_is_named() {
+    let Some(fx) = fixtures() else { return };
+    let (_, report, vek, chain, _) = SETS[3];
+    let mut b = std::fs::read(fx.join(report)).unwrap();
+    b[0x183] += 1; // Turin REPORTED_TCB.snp 2 -> 3 > CURRENT_TCB.snp 2
+    let v = verify(&b, &load(&fx, vek, chain), &opts());
+    let fails: Vec<_> = v.failures().map(|c| c.id).collect();
+    assert_eq!(
+        fails,
+        ["report.tcb_order", "binding.tcb", "report.signature"],
+        "{}",
+        v.to_table()
+    );
 }
 
 #[test]

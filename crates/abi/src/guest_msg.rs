@@ -12,6 +12,7 @@
 //! The STATUS word of every response payload holds a firmware status code
 //! ([`crate::FwStatus`]: SUCCESS, INVALID_PARAM, INVALID_KEY, ...).
 
+use crate::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidFunction};
 use crate::report::AttestationReport;
 use crate::tcb::RawTcb;
 use core::ops::Range;
@@ -451,6 +452,53 @@ impl Default for TscInfoRsp {
         Self::new_zeroed()
     }
 }
+
+/// MSG_CPUID_REQ payload (0xC10 bytes): CPUID functions the guest wants checked against
+/// what the platform allows (the same entries as the CPUID page).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CpuidReq {
+    /// COUNT: number of functions (at most 64).
+    pub count: u32,
+    /// Reserved, MBZ.
+    pub _reserved_04: u32,
+    /// Reserved, MBZ.
+    pub _reserved_08: u64,
+    /// The functions.
+    pub functions: [SnpCpuidFunction; SNP_CPUID_COUNT_MAX],
+}
+
+crate::assert_layout!(
+    CpuidReq,
+    size = 0xC10,
+    count = 0x00,
+    _reserved_04 = 0x04,
+    _reserved_08 = 0x08,
+    functions = 0x10,
+);
+
+/// MSG_CPUID_RSP payload (0xC10 bytes): the functions with corrected outputs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CpuidRsp {
+    /// STATUS (firmware status code).
+    pub status: u32,
+    /// COUNT: number of functions in the checked ranges.
+    pub count: u32,
+    /// Reserved.
+    pub _reserved_08: u64,
+    /// The functions, outputs corrected where the platform does not allow them.
+    pub functions: [SnpCpuidFunction; SNP_CPUID_COUNT_MAX],
+}
+
+crate::assert_layout!(
+    CpuidRsp,
+    size = 0xC10,
+    status = 0x00,
+    count = 0x04,
+    _reserved_08 = 0x08,
+    functions = 0x10,
+);
 
 #[cfg(test)]
 mod tests {

@@ -389,8 +389,8 @@ fn every_header_check_gives_its_status() {
             FwStatus::INVALID_PARAM,
         ),
         (
-            "CPUID_REQ (not modelled)",
-            sealed_with(&|h| h.msg_type = 1, &good),
+            "EXPORT_REQ (not modelled)",
+            sealed_with(&|h| h.msg_type = 7, &good),
             FwStatus::UNSUPPORTED,
         ),
         (
@@ -1062,4 +1062,101 @@ fn tsc_info() {
     let rsp = TscInfoRsp::read_from_bytes(&body).unwrap();
     assert_eq!(FwStatus(rsp.status), FwStatus::INVALID_PARAM);
     assert_eq!(rsp.guest_tsc_scale, 0);
+}
+
+/// MSG_CPUID_REQ: the functions QEMU would put in a CPUID page pass unchanged; a
+/// function the platform does not allow is corrected and STATUS is INVALID_PARAM;
+/// leaves outside the checked ranges are copied but not counted; reserved fields and
+/// COUNT > 64 are refused; the response is as long as the request.
+#[test]
+fn cpuid_request_checks_functions_against_the_platform() {
+    use softsev_abi::fw_buf::SnpCpuidFunction;
+    use softsev_abi::guest_msg::{CpuidReq, CpuidRsp};
+    use softsev_firmware::cpuid::{check_cpuid_page, qemu_cpuid_functions, qemu_cpuid_page};
+    use zerocopy::FromZeros;
+
+    let e = env();
+    let funcs = qemu_cpuid_functions(Product::Milan, 4);
+    let mut req = CpuidReq::new_zeroed();
+    req.count = funcs.len() as u32;
+    for (d, f) in req.functions.iter_mut().zip(&funcs) {
+        *d = *f;
+    }
+    let cpuid = |req: &CpuidReq, len: usize| {
+        let body = exchange(&e, 0, MsgType::CPUID_REQ, 1, &req.as_bytes()[..len]);
+        assert_eq!(body.len(), len);
+        let mut full = body.clone();
+        full.resize(0xC10, 0);
+        CpuidRsp::read_from_bytes(&full).unwrap()
+    };
+    let in_range = funcs
+        .iter()
+        .filter(|f| softsev_firmware::cpuid::leaf_is_checked(f.eax_in))
+        .count();
+    assert!(in_range > 40);
+    let rsp = cpuid(&req, 0xC10);
+    assert_eq!(FwStatus(rsp.status), FwStatus::SUCCESS);
+    assert_eq!(rsp.count as usize, in_range);
+    assert_eq!(rsp.functions, req.functions);
+
+    // A hypervisor-bit lie in Fn0000_0001 ECX (or any disallowed value): corrected as
+    // the LAUNCH_UPDATE check corrects the same page.
+    let i = funcs.iter().position(|f| f.eax_in == 1).unwrap();
+    let mut bad = req;
+    bad.functions[i].ecx ^= 1 << 31;
+    bad.functions[i].ebx ^= 0xFF;
+    let rsp = cpuid(&bad, 0xC10);
+    assert_eq!(FwStatus(rsp.status), FwStatus::INVALID_PARAM);
+    let mut page = qemu_cpuid_page(Product::Milan, 4);
+    page.functions[i] = bad.functions[i];
+    let platform = softsev_firmware::cpuid::PlatformCpuid::for_product(Product::Milan);
+    assert!(check_cpuid_page(&platform, &mut page).is_err());
+    assert_eq!(rsp.functions[i], page.functions[i]);
+    assert_ne!(rsp.functions[i], bad.functions[i]);
+
+    // A hypervisor leaf (0x4000_0000) is copied but not counted or checked.
+    let mut hv = req;
+    let n = funcs.len();
+    hv.functions[n] = SnpCpuidFunction {
+        eax_in: 0x4000_0000,
+        eax: 0x1234,
+        ..hv.functions[n]
+    };
+    hv.count = n as u32 + 1;
+    let rsp = cpuid(&hv, 0xC10);
+    assert_eq!(FwStatus(rsp.status), FwStatus::SUCCESS);
+    assert_eq!(rsp.count as usize, in_range);
+    assert_eq!(rsp.functions[n].eax, 0x1234);
+
+    // Reserved fields, COUNT above 64.
+    let mut r = req;
+    r._reserved_08 = 1;
+    let rsp = cpuid(&r, 0xC10);
+    assert_eq!(
+        (FwStatus(rsp.status), rsp.count),
+        (FwStatus::INVALID_PARAM, 0)
+    );
+    assert!(
+        rsp.functions
+            .iter()
+            .all(|f| f.as_bytes().iter().all(|&b| b == 0))
+    );
+    let mut r = req;
+    r.count = 65;
+    let rsp = cpuid(&r, 0xC10);
+    assert_eq!(
+        (FwStatus(rsp.status), rsp.count),
+        (FwStatus::INVALID_PARAM, 0)
+    );
+    let mut r = req;
+    r.functions[0].reserved = 1;
+    let rsp = cpuid(&r, 0xC10);
+    assert_eq!(FwStatus(rsp.status), FwStatus::INVALID_PARAM);
+
+    // A short request: the response is as short (only the first function fits).
+    let mut one = req;
+    one.count = 1;
+    let rsp = cpuid(&one, 0x40);
+    assert_eq!(FwStatus(rsp.status), FwStatus::SUCCESS);
+    assert_eq!(rsp.functions[0], req.functions[0]);
 }

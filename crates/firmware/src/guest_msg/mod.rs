@@ -16,9 +16,9 @@
 //! 3. MSG_SEQNO must be the VMPCK's counter + 1, and the counter must not be
 //!    2^64 − 2 — else AEAD_OFLOW;
 //! 4. MSG_VERSION 1..=max for the type (KEY_REQ: 2, others: 1) — else INVALID_PARAM;
-//! 5. dispatch on MSG_TYPE (REPORT_REQ, KEY_REQ, TSC_INFO_REQ; an unknown type is
-//!    INVALID_PARAM). Problems with the payload go into the response's STATUS word;
-//!    the command still succeeds;
+//! 5. dispatch on MSG_TYPE (REPORT_REQ, KEY_REQ, TSC_INFO_REQ, CPUID_REQ; an unknown
+//!    type is INVALID_PARAM). Problems with the payload go into the response's STATUS
+//!    word; the command still succeeds;
 //! 6. the response must fit its page — else INVALID_PARAM;
 //! 7. seal the response with the same VMPCK and MSG_SEQNO = request + 1, advance the
 //!    counter by 2, and write header + payload to the response page.
@@ -33,7 +33,7 @@ mod payload;
 
 pub use client::{GuestMsgClient, OpenedResponse, open_response, seal_request};
 pub use payload::{
-    ReportVersion, TSC_REF_CLK_KHZ, build_report, calc_tsc_scale, handle_key_req,
+    ReportVersion, TSC_REF_CLK_KHZ, build_report, calc_tsc_scale, handle_cpuid_req, handle_key_req,
     handle_report_req, handle_tsc_info_req,
 };
 
@@ -189,6 +189,9 @@ pub struct GuestMsgEnv<'a> {
     pub current_mit_vector: u64,
     /// TSC_FACTOR the platform reports (also in the secrets page).
     pub tsc_factor: u32,
+    /// The platform's CPUID policy for MSG_CPUID_REQ (`None`: the product's default,
+    /// [`crate::cpuid::PlatformCpuid::for_product`]).
+    pub cpuid: Option<&'a crate::cpuid::PlatformCpuid>,
 }
 
 impl std::fmt::Debug for GuestMsgEnv<'_> {
@@ -245,6 +248,7 @@ impl<'a> GuestMsgEnv<'a> {
             platform_info: PlatformInfo(0),
             current_mit_vector: 0,
             tsc_factor: crate::TSC_FACTOR,
+            cpuid: None,
         }
     }
 }
@@ -310,7 +314,7 @@ pub enum GuestMsgError {
     /// MSG_TYPE is not a request type.
     #[error("MSG_TYPE {0:?} is not a request the firmware handles")]
     UnknownType(MsgType),
-    /// A request type the ABI defines but this model does not implement (CPUID,
+    /// A request type the ABI defines but this model does not implement (the
     /// migration-agent messages).
     #[error("{0:?} is not implemented by the softsev firmware model")]
     Unsupported(MsgType),
@@ -485,8 +489,15 @@ pub fn handle_guest_request(
                 st,
             )
         }
-        MsgType::CPUID_REQ
-        | MsgType::EXPORT_REQ
+        MsgType::CPUID_REQ => {
+            let body = handle_cpuid_req(env, payload, usize::from(hdr.msg_size));
+            let st = body
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(FwStatus::SUCCESS, |b| FwStatus(u32::from_le_bytes(b)));
+            (MsgType::CPUID_RSP, 1, Zeroizing::new(body), st)
+        }
+        MsgType::EXPORT_REQ
         | MsgType::IMPORT_REQ
         | MsgType::ABSORB_REQ
         | MsgType::VMRK_REQ

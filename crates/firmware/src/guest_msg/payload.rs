@@ -8,7 +8,7 @@ use super::{GuestMsgEnv, GuestMsgError};
 use crate::identity::{DerivedKeyRequest, GuestFieldSelect, KeyRoot, LaunchKey, derive_key};
 use softsev_abi::ecdsa::be48_to_le72;
 use softsev_abi::guest_msg::{
-    KeyReq, KeyRsp, KeySel, ReportReq, ReportRsp, TscInfoReq, TscInfoRsp,
+    CpuidReq, CpuidRsp, KeyReq, KeyRsp, KeySel, ReportReq, ReportRsp, TscInfoReq, TscInfoRsp,
 };
 use softsev_abi::report::{AttestationReport, KeyInfo, REPORT_SIZE, SignatureAlgo, SigningKey};
 use softsev_abi::{FwStatus, Product, TcbVersion};
@@ -335,6 +335,60 @@ pub fn handle_tsc_info_req(env: &GuestMsgEnv<'_>, payload: &[u8]) -> TscInfoRsp 
     rsp.guest_tsc_offset = env.tsc_offset;
     rsp.tsc_factor = env.tsc_factor;
     rsp
+}
+
+/// MSG_CPUID_REQ → MSG_CPUID_RSP (AMD `sanitize_cpuid_list`): reserved fields or a
+/// COUNT above 64 → INVALID_PARAM with COUNT 0 and no functions; otherwise the
+/// functions are copied, each one in the standard or extended range is checked
+/// against the platform's CPUID policy and corrected in place (a non-zero reserved
+/// field, or any correction, makes STATUS INVALID_PARAM), and COUNT is the number of
+/// functions in those ranges. The response is as long as the request (`msg_size`),
+/// truncated or zero-extended.
+pub fn handle_cpuid_req(env: &GuestMsgEnv<'_>, payload: &[u8], msg_size: usize) -> Vec<u8> {
+    let req: CpuidReq = read_zero_extended(payload);
+    let mut rsp = CpuidRsp::new_zeroed();
+    let count = usize::try_from(req.count).unwrap_or(usize::MAX);
+    let status = if req._reserved_04 != 0 || req._reserved_08 != 0 || count > req.functions.len() {
+        FwStatus::INVALID_PARAM
+    } else {
+        let owned;
+        let platform = match env.cpuid {
+            Some(p) => p,
+            None => {
+                owned = crate::cpuid::PlatformCpuid::for_product(env.chip.product());
+                &owned
+            }
+        };
+        let mut ok = true;
+        let mut checked = 0u32;
+        for (dst, src) in rsp
+            .functions
+            .iter_mut()
+            .zip(req.functions.iter())
+            .take(count)
+        {
+            *dst = *src;
+            if crate::cpuid::leaf_is_checked(dst.eax_in) {
+                // AMD checks the reserved field and corrects the outputs independently.
+                let reserved = dst.reserved;
+                dst.reserved = 0;
+                ok &= platform.check_function(dst).is_ok();
+                dst.reserved = reserved;
+                ok &= reserved == 0;
+                checked += 1;
+            }
+        }
+        rsp.count = checked;
+        if ok {
+            FwStatus::SUCCESS
+        } else {
+            FwStatus::INVALID_PARAM
+        }
+    };
+    rsp.status = status.0;
+    let mut out = rsp.as_bytes().to_vec();
+    out.resize(msg_size, 0);
+    out
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 pub mod ap;
 pub mod boot;
 pub mod error;
+pub mod fuzz;
 pub mod ghcb;
 pub mod hashes;
 pub mod memory;

@@ -23,6 +23,8 @@
 mod alloc;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzz;
 mod ghcb;
 mod guest;
 mod mem;

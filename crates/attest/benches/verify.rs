@@ -90,6 +90,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("verify_full_chain_and_report", |b| {
         b.iter(|| black_box(verify(black_box(&report), &certs, &opts)))
     });
+    let ark = &trust.sets()[0].ark;
+    g.bench_function("baseline_rsa_pss_4096_verify_ark_self_signature", |b| {
+        b.iter(|| black_box(ark.verify_signed_by(black_box(ark))))
+    });
     g.bench_function("build_chain", |b| {
         b.iter(|| {
             black_box(VerifiedChain::build(

@@ -236,7 +236,12 @@ fn launch(h: &Arc<SoftHost>) -> Option<(SoftVm, crate::SoftVcpu)> {
 /// Check the ownership invariants of `vm`; returns a description of the first breach.
 pub fn check_invariants(vm: &SoftVm) -> Option<String> {
     let asid = vm.sev_state().asid;
-    for (gfn, private, e) in vm.rmp_snapshot(0..MEM / PAGE_SIZE_4K) {
+    let snap: Vec<_> = vm
+        .memslots()
+        .iter()
+        .flat_map(|s| vm.rmp_snapshot(s.base_gfn..s.base_gfn + s.npages))
+        .collect();
+    for (gfn, private, e) in snap {
         let Some((e, size)) = e else { continue };
         if !e.assigned() {
             continue;

@@ -27,6 +27,7 @@ mod events;
 pub mod fuzz;
 mod ghcb;
 mod guest;
+mod guest_platform;
 mod mem;
 mod platform;
 mod usermem;

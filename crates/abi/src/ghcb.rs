@@ -694,7 +694,7 @@ crate::open_enum! {
     }
 }
 
-/// PSC error (SW_EXITINFO2) for a bad header (`end_entry` ≥ 253 or cur > end).
+/// PSC error (SW_EXITINFO2) for a bad header (`end_entry` ≥ 253).
 pub const PSC_ERROR_INVALID_HDR: u64 = (1 << 32) | 1;
 /// PSC error for a bad entry (cur_page beyond the page count, misaligned GFN).
 pub const PSC_ERROR_INVALID_ENTRY: u64 = (1 << 32) | 2;

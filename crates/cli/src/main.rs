@@ -34,6 +34,8 @@ enum Command {
     Verify(Box<cmd::verify::Args>),
     /// Inspect SNP attestation reports (`report show`).
     Report(cmd::report::Args),
+    /// Launch, boot and attest an SNP guest on the built-in software platform.
+    Run(Box<cmd::run::Args>),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::IdBlock(a) => cmd::id_block::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Run(a) => cmd::run::run(*a),
     };
     match result {
         Ok(code) => code,

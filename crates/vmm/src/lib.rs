@@ -22,6 +22,7 @@ pub mod fuzz;
 pub mod keyval;
 pub mod outputs;
 pub mod plan;
+pub mod run;
 
 pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};
 pub use cpu::CpuModel;

@@ -3,4 +3,5 @@
 pub mod id_block;
 pub mod measure;
 pub mod report;
+pub mod run;
 pub mod verify;

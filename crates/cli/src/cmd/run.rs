@@ -1,0 +1,327 @@
+//! `softsev run`: launch an SEV-SNP guest on the built-in software platform from QEMU
+//! options (or a TOML file, or nothing: the default guest), boot it with the guest
+//! model, obtain an attestation report and a derived key, verify the report, and write
+//! the report, the certificate chain and the exact inputs to a directory.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+use serde::Serialize;
+use softsev_abi::report::AttestationReport;
+use softsev_crypto::hash::sha256;
+use softsev_guest::AcceptMode;
+use softsev_vmm::run::{RunOptions, run as run_plan};
+use softsev_vmm::{Config, LaunchPlan};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Memory acceptance at boot.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Accept {
+    /// Accept all RAM at boot (OVMF without unaccepted-memory support).
+    Full,
+    /// Accept 64 MiB at boot, the rest on first use.
+    Lazy,
+}
+
+/// Arguments of `softsev run`.
+#[derive(ClapArgs, Debug)]
+#[command(after_help = "\
+Examples:
+  softsev run                                   # built-in firmware, generated kernel, 4 vCPUs, 4 GiB
+  softsev run --seed demo --out run1 --json
+  softsev run -- -machine q35,confidential-guest-support=sev0 \\
+      -object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000 \\
+      -smp 4 -m 4G -cpu EPYC-Milan -bios OVMF.fd
+  softsev run --config guest.toml")]
+pub struct Args {
+    /// Guest configuration as a TOML file (instead of QEMU options).
+    #[arg(long, value_name = "FILE", conflicts_with = "qemu")]
+    config: Option<PathBuf>,
+    /// Output directory (default: a new `softsev-run-N` under the current one).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seed for every random choice: the same inputs and seed give byte-identical
+    /// outputs. Without it the chip, keys and nonce are random.
+    #[arg(long)]
+    seed: Option<String>,
+    /// REPORT_DATA for the attestation report, hex (up to 64 bytes, zero padded).
+    /// Default: random, or derived from --seed.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Memory acceptance.
+    #[arg(long, value_enum, default_value_t = Accept::Full)]
+    accept: Accept,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write the host's event log (every exit and decision) to DIR/events.jsonl and
+    /// print it.
+    #[arg(long)]
+    trace: bool,
+    /// QEMU options after `--` (as for qemu-system-x86_64).
+    #[arg(last = true, value_name = "QEMU_ARGS")]
+    qemu: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    measurement: String,
+    expected_measurement: String,
+    product: String,
+    policy: String,
+    reported_tcb: String,
+    vcpus: u32,
+    aps_started: usize,
+    memory_bytes: u64,
+    accepted_bytes: u64,
+    shared_bytes: u64,
+    kernel_hashes_verified: bool,
+    report_data: String,
+    chip_id: String,
+    derived_key_sha256: Option<String>,
+    report_verified: bool,
+    verification: Vec<String>,
+    phases_ms: Vec<(String, f64)>,
+    total_ms: f64,
+    out_dir: String,
+    files: Vec<String>,
+    snpguest: String,
+    remeasure: String,
+}
+
+fn parse_nonce(s: &str) -> Result<[u8; 64]> {
+    let bytes = hex::decode(s.trim_start_matches("0x")).context("--nonce is not hex")?;
+    if bytes.len() > 64 {
+        bail!("--nonce is {} bytes; REPORT_DATA holds 64", bytes.len());
+    }
+    let mut n = [0u8; 64];
+    n[..bytes.len()].copy_from_slice(&bytes);
+    Ok(n)
+}
+
+fn new_out_dir() -> Result<PathBuf> {
+    for i in 1..10_000 {
+        let p = PathBuf::from(format!("softsev-run-{i}"));
+        if !p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("no free softsev-run-N directory name under the current directory")
+}
+
+/// Run the command.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let cfg: Config = if let Some(path) = &a.config {
+        softsev_vmm::from_toml_file(path).with_context(|| format!("{}", path.display()))?
+    } else if a.qemu.is_empty() {
+        Config::default_run()
+    } else {
+        softsev_vmm::parse_args(&a.qemu)?
+    };
+    let plan = LaunchPlan::build(&cfg)?;
+    let nonce = match (&a.nonce, &a.seed) {
+        (Some(n), _) => parse_nonce(n)?,
+        (None, Some(s)) => {
+            let mut n = [0u8; 64];
+            n[..32].copy_from_slice(&sha256(format!("softsev run nonce {s}").as_bytes()));
+            n
+        }
+        (None, None) => softsev_crypto::rng::Rng::os().array::<64>(),
+    };
+    let out = match &a.out {
+        Some(d) => d.clone(),
+        None => new_out_dir()?,
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let opts = RunOptions {
+        seed: a.seed.as_ref().map(|s| s.as_bytes().to_vec()),
+        nonce,
+        accept: match a.accept {
+            Accept::Full => AcceptMode::Full,
+            Accept::Lazy => AcceptMode::Lazy {
+                eager_bytes: 64 << 20,
+            },
+        },
+        start_aps: true,
+    };
+    let bar = (!a.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(std::time::Duration::from_millis(80));
+        b
+    });
+    let outcome = run_plan(&plan, &opts, &mut |phase| {
+        if let Some(b) = &bar {
+            b.set_message(format!("{phase}…"));
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let outcome = outcome?;
+
+    // Outputs: the layout snpguest reads, plus the inputs for re-measuring.
+    let mut files = Vec::new();
+    let report_path = out.join("report.bin");
+    std::fs::write(&report_path, &outcome.report)?;
+    files.push("report.bin".to_string());
+    let certs = out.join("certs");
+    outcome
+        .chain
+        .write_dir(&certs, true)
+        .with_context(|| format!("writing {}", certs.display()))?;
+    files.extend(["certs/ark.pem", "certs/ask.pem", "certs/vcek.pem"].map(String::from));
+    std::fs::write(out.join("certs.bin"), &outcome.cert_table)?;
+    files.push("certs.bin".into());
+    let inputs = plan.write_inputs(&out)?;
+    for p in [
+        Some(&inputs.firmware),
+        inputs.kernel.as_ref(),
+        inputs.initrd.as_ref(),
+        inputs.cmdline.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(name) = p.file_name() {
+            files.push(name.to_string_lossy().into_owned());
+        }
+    }
+    if a.trace {
+        std::fs::write(out.join("events.jsonl"), &outcome.events)?;
+        files.push("events.jsonl".into());
+        eprint!("{}", outcome.events);
+    }
+
+    // Verify as a relying party would, with the chip's own ARK as the custom root.
+    let trust = softsev_attest::TrustStore::from_dir(&certs, Some(plan.product))?;
+    let certset = softsev_attest::CertSet::from_dir(&certs)?;
+    let verdict = softsev_attest::verify(
+        &outcome.report,
+        &certset,
+        &softsev_attest::VerifyOptions::new().with_trust(&trust),
+    );
+    let report = AttestationReport::parse(&outcome.report)?;
+    let measure_args = plan.measure_args(&inputs);
+    let phases: Vec<(String, f64)> = outcome
+        .phases
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3))
+        .chain(
+            outcome
+                .boot
+                .phases
+                .iter()
+                .map(|(p, d)| (format!("guest {p:?}"), d.as_secs_f64() * 1e3)),
+        )
+        .collect();
+    let summary = Summary {
+        measurement: hex::encode(outcome.measurement),
+        expected_measurement: hex::encode(plan.expected_digest),
+        product: plan.product.name().to_string(),
+        policy: format!("{:#x}", plan.start.policy.0),
+        reported_tcb: outcome.reported_tcb.to_string(),
+        vcpus: plan.vcpus,
+        aps_started: outcome.boot.aps_started.len(),
+        memory_bytes: plan.memory.ram_size,
+        accepted_bytes: outcome.boot.accepted_bytes + outcome.boot.prevalidated_bytes,
+        shared_bytes: outcome.boot.shared_bytes,
+        kernel_hashes_verified: outcome.boot.hashes_verified,
+        report_data: hex::encode(report.report_data),
+        chip_id: hex::encode(&report.chip_id[..plan.product.chip_id_len()]),
+        derived_key_sha256: outcome
+            .derived_key
+            .as_ref()
+            .map(|k| hex::encode(sha256(&k[..]))),
+        report_verified: verdict.passed(),
+        verification: verdict.failures().map(|c| format!("{c:?}")).collect(),
+        phases_ms: phases,
+        total_ms: t0.elapsed().as_secs_f64() * 1e3,
+        out_dir: out.display().to_string(),
+        files,
+        snpguest: format!(
+            "snpguest verify certs {0}/certs && snpguest verify attestation {0}/certs {0}/report.bin",
+            out.display()
+        ),
+        remeasure: format!("softsev measure {}", measure_args.join(" ")),
+    };
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_human(&summary, &out);
+    }
+    if summary.measurement != summary.expected_measurement {
+        bail!(
+            "the firmware's measurement {} differs from the planned {}",
+            summary.measurement,
+            summary.expected_measurement
+        );
+    }
+    if !summary.report_verified {
+        bail!(
+            "the report did not verify: {}",
+            summary.verification.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_human(s: &Summary, out: &Path) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("SNP guest launched, booted and attested on the software platform");
+    println!("  measurement     {}", s.measurement);
+    println!(
+        "  product         {} (reported TCB {})",
+        s.product, s.reported_tcb
+    );
+    println!("  policy          {}", s.policy);
+    println!(
+        "  vCPUs           {} ({} APs started by AP creation)",
+        s.vcpus, s.aps_started
+    );
+    println!(
+        "  memory          {:.0} MiB, {:.0} MiB validated, {:.1} MiB shared",
+        mib(s.memory_bytes),
+        mib(s.accepted_bytes),
+        mib(s.shared_bytes)
+    );
+    println!(
+        "  kernel hashes   {}",
+        if s.kernel_hashes_verified {
+            "verified"
+        } else {
+            "not used"
+        }
+    );
+    println!("  report data     {}", s.report_data);
+    println!(
+        "  report          {} (VCEK chain of the chip, its ARK as root)",
+        if s.report_verified {
+            "verified"
+        } else {
+            "FAILED verification"
+        }
+    );
+    if let Some(k) = &s.derived_key_sha256 {
+        println!("  derived key     sha256 {k}");
+    }
+    let phases: Vec<String> = s
+        .phases_ms
+        .iter()
+        .filter(|(n, _)| !n.starts_with("guest"))
+        .map(|(n, ms)| format!("{n} {ms:.1} ms"))
+        .collect();
+    println!(
+        "  time            {} (total {:.0} ms)",
+        phases.join(", "),
+        s.total_ms
+    );
+    println!("  written to      {}", out.display());
+    println!("  check with      {}", s.snpguest);
+}

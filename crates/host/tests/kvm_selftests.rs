@@ -671,3 +671,79 @@ fn device_attributes_and_capabilities() {
         Errno::EINVAL
     );
 }
+
+/// A VMM written only against the traits (as it would be against /dev/kvm).
+fn generic_vmm<H: Hypervisor>(h: &H) -> Result<ExitReason, KvmError>
+where
+    <H::Vm as Vm>::Vcpu: Vcpu,
+{
+    let types = h.check_extension(KvmCap::VM_TYPES);
+    assert_ne!(types & (1 << VmType::SNP.0), 0);
+    let vm = h.create_vm(VmType::DEFAULT)?;
+    vm.enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)?;
+    let mut cmd = KvmSevCmd {
+        id: SevCmdId::SNP_LAUNCH_START.0,
+        ..Default::default()
+    };
+    let e = vm.memory_encrypt_op(&mut cmd).unwrap_err();
+    assert_eq!(e.errno, Errno::ENOTTY);
+    let mut v = vm.create_vcpu(0)?;
+    v.run().map(|e| e.reason())
+}
+
+#[test]
+fn traits_drive_the_soft_backend() {
+    let h = host();
+    // A DEFAULT VM's vCPU without guest code cannot run.
+    assert_eq!(generic_vmm(&h).unwrap_err().errno, Errno::EINVAL);
+}
+
+#[test]
+fn teardown_returns_every_page_and_the_asid() {
+    let h = host();
+    let base = h.phys().in_use();
+    {
+        let mut t = launched_snp(&h, 8 << 20, 2, 16, SNP_POLICY);
+        t.vcpus[0].set_guest(|cpu: &mut GuestCpu| {
+            // Touch private memory (prepared on first use) and shared memory.
+            cpu.write(0x20_0000, b"x", false)?;
+            let _ = cpu.read(0x30_0000, &mut [0u8; 4], true);
+            Ok(GuestEnd::Halt)
+        });
+        assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], true), VcpuExit::Hlt);
+        assert!(h.phys().in_use() > base);
+        assert_eq!(h.asid_counts().0, 1);
+    }
+    // VMM memory stays mapped (it belongs to the VMM); everything else came back.
+    let user_pages = (8 << 20) / 4096 + 1;
+    assert!(
+        h.phys().in_use() <= base + user_pages * 4096,
+        "{} > {}",
+        h.phys().in_use(),
+        base
+    );
+    assert_eq!(h.phys().leaked(), 0);
+    assert_eq!(h.asid_counts(), (0, 1));
+    // No page of the SoC is still owned by the old ASID.
+    assert_eq!(h.soc().fw_rmp_count_asid(1), 0);
+}
+
+#[test]
+fn ciphertext_hiding_splits_the_asid_ranges() {
+    let h = host_with(
+        1 << 30,
+        ModuleParams {
+            ciphertext_hiding_asids: 5,
+            ..Default::default()
+        },
+    );
+    assert_eq!(h.asid_range(AsidClass::Snp), (1, 5));
+    assert_eq!(h.asid_range(AsidClass::SevEs), (6, 15));
+    assert_eq!(h.asid_range(AsidClass::Sev), (16, 1006));
+    let es = h.create_vm(VmType::SEV_ES).unwrap();
+    init2(&es, KvmSevInit::default()).unwrap();
+    assert_eq!(es.sev_state().asid, 6);
+    let snp = h.create_vm(VmType::SNP).unwrap();
+    init2(&snp, KvmSevInit::default()).unwrap();
+    assert_eq!(snp.sev_state().asid, 1);
+}

@@ -454,6 +454,17 @@ impl GhcbClient {
         Ok(())
     }
 
+    /// Ask the hypervisor to DESTROY the vCPU `apic_id` (its pending VMSA is dropped
+    /// and the vCPU parked until a new VMSA is supplied).
+    pub fn ap_destroy<P: GuestPlatform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        apic_id: u32,
+        sev_features: u64,
+    ) -> Result<(), GuestError> {
+        self.ap_create(p, ApCreateOp::DESTROY, apic_id, Gpa(0), sev_features)
+    }
+
     /// Issue an SNP guest request (NAE 0x8000_0011) or, with `certs`, an extended
     /// guest request (0x8000_0012: RAX = certificate buffer, RBX = pages). Request and
     /// response pages are shared and distinct. A BUSY answer is retried.

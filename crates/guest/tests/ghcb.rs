@@ -378,3 +378,31 @@ fn terminate_stops_the_vcpu() {
     // Anything after that fails: the vCPU is gone.
     assert!(c.negotiate(&mut h).is_err());
 }
+
+#[test]
+fn ap_creation_and_destroy_and_reset_hold() {
+    use softsev_guest::ap::start_ap;
+    let mut h = FakeHost::new();
+    let (mut c, mut v) = setup(&mut h);
+    // The VMSA page is accepted on the way (4 KiB), written, made a VMSA, then created.
+    start_ap(&mut h, &mut c, &mut v, 5, Gpa(0x30_1000), 0x9_A000, 1).unwrap();
+    assert_eq!(h.aps, vec![(5, 0x30_1000, 1)]);
+    assert!(h.pg(0x301).vmsa && h.pg(0x301).validated);
+    let vmsa = h.peek(0x30_1000, 0x1000);
+    // SEV_FEATURES at 0x3B0, RIP at 0x178.
+    assert_eq!(&vmsa[0x3B0..0x3B8], &1u64.to_le_bytes());
+    assert_eq!(&vmsa[0x178..0x180], &0xA000u64.to_le_bytes());
+    // A 2 MiB-aligned VMSA page is refused before anything is sent.
+    let exits = h.ghcb_exits().len();
+    assert!(start_ap(&mut h, &mut c, &mut v, 6, Gpa(0x40_0000), 0, 1).is_err());
+    assert_eq!(h.ghcb_exits().len(), exits);
+    // Wrong SEV features: the host refuses and the VMSA bit is cleared again.
+    let e = start_ap(&mut h, &mut c, &mut v, 7, Gpa(0x30_2000), 0x9_A000, 3).unwrap_err();
+    assert!(matches!(e, GuestError::GhcbBadInput { .. }), "{e}");
+    assert!(!h.pg(0x302).vmsa);
+    c.ap_destroy(&mut h, 5, 1).unwrap();
+    assert!(h.aps.is_empty());
+    assert_eq!(c.ap_reset_hold(&mut h).unwrap(), 1);
+    // The GHCB MSR was restored after the MSR-protocol call.
+    assert_eq!(h.msr, GHCB);
+}

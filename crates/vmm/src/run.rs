@@ -112,12 +112,14 @@ pub enum RunError {
     #[error("guest: {0}")]
     Guest(#[from] GuestError),
     /// The guest asked the host to terminate it.
-    #[error("guest terminated: reason set {set}, code {code:#x}")]
+    #[error("guest terminated: reason set {set}, code {code:#x}{}", cause.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Terminated {
         /// Reason set (0 GHCB, 1 Linux).
         set: u64,
         /// Reason code.
         code: u64,
+        /// What the guest reported, when it could say.
+        cause: Option<String>,
     },
     /// The vCPU stopped in an unexpected way.
     #[error("vCPU {vcpu}: {exit}")]
@@ -443,7 +445,23 @@ pub fn run(
             Ok(GuestEnd::Shutdown)
         }
     });
-    run_loop(&vmm, bsp, &cert_table)?;
+    if let Err(e) = run_loop(&vmm, bsp, &cert_table) {
+        // Tear the vCPUs down so a guest still waiting on its VMGEXIT ends, then take
+        // its own account of what went wrong.
+        drop(vcpus);
+        return Err(match e {
+            RunError::Terminated { set, code, .. } => RunError::Terminated {
+                set,
+                code,
+                cause: rx
+                    .recv_timeout(Duration::from_secs(2))
+                    .ok()
+                    .and_then(|r| r.err())
+                    .map(|g| g.root().to_string()),
+            },
+            e => e,
+        });
+    }
     let boot = match rx.try_recv() {
         Ok(r) => r?,
         Err(_) => {
@@ -523,6 +541,7 @@ fn run_loop(vmm: &Vmm, vcpu: &mut SoftVcpu, certs: &[u8]) -> Result<(), RunError
                 return Err(RunError::Terminated {
                     set: (v >> 12) & 0xF,
                     code: (v >> 16) & 0xFF,
+                    cause: None,
                 });
             }
             other => {

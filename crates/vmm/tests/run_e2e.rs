@@ -24,3 +24,48 @@ fn default_run_launches_boots_and_attests() {
     assert!(out.boot.hashes_verified);
     eprintln!("{out:?}");
 }
+
+#[test]
+fn kernel_hash_mismatch_ends_with_the_termination_reason() {
+    let mut cfg = Config::default_run();
+    cfg.memory.size = 256 << 20;
+    let mut plan = LaunchPlan::build(&cfg).unwrap();
+    // The host hands the guest another kernel than the one the hashes table (measured
+    // into the launch digest) describes, as a tampering VMM would.
+    if let Some(b) = plan.boot.as_mut() {
+        b.kernel[100] ^= 1;
+    }
+    match run(&plan, &opts(), &mut |_| {}) {
+        Err(
+            e @ softsev_vmm::run::RunError::Terminated {
+                set: 0, code: 0, ..
+            },
+        ) => {
+            let msg = e.to_string();
+            eprintln!("{msg}");
+            assert!(
+                msg.contains("kernel"),
+                "the cause names the kernel hash: {msg}"
+            );
+        }
+        Err(e) => panic!("expected a termination request, got: {e}"),
+        Ok(_) => panic!("the guest accepted a kernel that does not match its hash"),
+    }
+}
+
+#[test]
+fn same_seed_same_report() {
+    let mut cfg = Config::default_run();
+    cfg.memory.size = 128 << 20;
+    cfg.smp.cpus = 1;
+    let plan = LaunchPlan::build(&cfg).unwrap();
+    let a = run(&plan, &opts(), &mut |_| {}).unwrap();
+    let b = run(&plan, &opts(), &mut |_| {}).unwrap();
+    assert_eq!(a.report, b.report);
+    assert_eq!(a.cert_table, b.cert_table);
+    let mut other = opts();
+    other.seed = Some(b"another chip".to_vec());
+    let c = run(&plan, &other, &mut |_| {}).unwrap();
+    assert_eq!(c.measurement, a.measurement);
+    assert_ne!(c.report, a.report, "another chip signs differently");
+}

@@ -75,7 +75,7 @@ struct Summary {
     vcpus: u32,
     aps_started: usize,
     memory_bytes: u64,
-    accepted_bytes: u64,
+    validated_bytes: u64,
     shared_bytes: u64,
     kernel_hashes_verified: bool,
     report_data: String,
@@ -226,7 +226,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         vcpus: plan.vcpus,
         aps_started: outcome.boot.aps_started.len(),
         memory_bytes: plan.memory.ram_size,
-        accepted_bytes: outcome.boot.accepted_bytes + outcome.boot.prevalidated_bytes,
+        validated_bytes: outcome.boot.accepted_bytes + outcome.boot.prevalidated_bytes,
         shared_bytes: outcome.boot.shared_bytes,
         kernel_hashes_verified: outcome.boot.hashes_verified,
         report_data: hex::encode(report.report_data),
@@ -288,7 +288,7 @@ fn print_human(s: &Summary, out: &Path) {
     println!(
         "  memory          {:.0} MiB, {:.0} MiB validated, {:.1} MiB shared",
         mib(s.memory_bytes),
-        mib(s.accepted_bytes),
+        mib(s.validated_bytes),
         mib(s.shared_bytes)
     );
     println!(

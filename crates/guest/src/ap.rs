@@ -37,10 +37,13 @@ const EFER_SVME: u64 = 1 << 12;
 /// RMPADJUST target VMPL used when making a VMSA from VMPL0.
 const VMSA_TARGET_VMPL: u64 = 1;
 
-/// The initial VMSA of an AP that starts in real mode at `start_ip` (below 1 MiB).
+/// The initial VMSA of an AP that starts in real mode at `start_ip` (below 1 MiB),
+/// with the INIT values Linux's `wakeup_cpu_via_vmgexit` uses (CR4 left 0).
 pub fn ap_vmsa(start_ip: u64, sev_features: u64) -> Vmsa {
     let mut v = Vmsa::zeroed();
-    let cs_base = start_ip & !0xFFFF;
+    // As a SIPI with vector start_ip >> 12 would: CS.base = vector << 12,
+    // CS.selector = vector << 8, RIP = the offset within that page.
+    let cs_base = start_ip & !0xFFF;
     let seg = |attrib| VmcbSegment::new(0, attrib, 0xFFFF, 0);
     v.cs = VmcbSegment::new((cs_base >> 4) as u16, CS_ATTR, 0xFFFF, cs_base);
     v.ds = seg(DS_ATTR);
@@ -52,7 +55,7 @@ pub fn ap_vmsa(start_ip: u64, sev_features: u64) -> Vmsa {
     v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
     v.ldtr = seg(LDTR_ATTR);
     v.tr = seg(TR_ATTR);
-    v.rip = start_ip & 0xFFFF;
+    v.rip = start_ip & 0xFFF;
     v.efer = EFER_SVME;
     v.cr0 = AP_INIT_CR0;
     v.dr6 = 0xFFFF_0FF0;
@@ -127,9 +130,11 @@ mod tests {
     #[test]
     fn real_mode_start() {
         let v = ap_vmsa(0x9_A000, 1);
-        assert_eq!(v.cs.base, 0x9_0000);
-        assert_eq!(v.cs.selector, 0x9000);
-        assert_eq!(v.rip, 0xA000);
+        assert_eq!(v.cs.base, 0x9_A000);
+        assert_eq!(v.cs.selector, 0x9A00);
+        assert_eq!(v.rip, 0);
+        let v = ap_vmsa(0x9_A123, 1);
+        assert_eq!(v.cs.base + v.rip, 0x9_A123);
         assert_eq!(v.sev_features, 1);
         assert_eq!(v.efer & EFER_SVME, EFER_SVME);
         assert!(vmsa_page_ok(Gpa(0x20_1000)));

@@ -391,7 +391,8 @@ fn ap_creation_and_destroy_and_reset_hold() {
     let vmsa = h.peek(0x30_1000, 0x1000);
     // SEV_FEATURES at 0x3B0, RIP at 0x178.
     assert_eq!(&vmsa[0x3B0..0x3B8], &1u64.to_le_bytes());
-    assert_eq!(&vmsa[0x178..0x180], &0xA000u64.to_le_bytes());
+    assert_eq!(&vmsa[0x178..0x180], &0u64.to_le_bytes());
+    assert_eq!(&vmsa[0x18..0x20], &0x9_A000u64.to_le_bytes()); // CS.base
     // A 2 MiB-aligned VMSA page is refused before anything is sent.
     let exits = h.ghcb_exits().len();
     assert!(start_ap(&mut h, &mut c, &mut v, 6, Gpa(0x40_0000), 0, 1).is_err());

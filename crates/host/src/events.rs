@@ -160,6 +160,12 @@ pub struct EventLog {
     cap: usize,
 }
 
+impl Default for EventLog {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
 impl EventLog {
     /// A log keeping the last `cap` events (0 = keep none, count only).
     pub fn new(cap: usize) -> Self {

@@ -7,7 +7,7 @@
 //! part of a 2 MiB entry goes, SNP_PAGE_RECLAIM first for immutable pages).
 
 use crate::error::{Errno, KvmError, KvmResult, einval};
-use crate::events::Event;
+use crate::events::{Event, EventLog};
 use crate::platform::{SoftHost, rmp_ok};
 use crate::usermem::Hva;
 use softsev_abi::kvm::{KVM_MEM_GUEST_MEMFD, KvmUserspaceMemoryRegion2};
@@ -15,6 +15,7 @@ use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
 use softsev_abi::{Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa};
 use softsev_soc::PageSize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 const PAGES_2M: u64 = 512;
 
@@ -188,9 +189,18 @@ pub struct MemState {
     /// GFNs with the PRIVATE attribute.
     pub private: RangeSet,
     next_fd: u32,
+    log: Arc<EventLog>,
 }
 
 impl MemState {
+    /// Empty memory whose RMP work is logged to `log`.
+    pub fn new(log: Arc<EventLog>) -> Self {
+        Self {
+            log,
+            ..Default::default()
+        }
+    }
+
     /// All memslots.
     pub fn slots(&self) -> impl Iterator<Item = &Memslot> {
         self.slots.values()
@@ -410,7 +420,7 @@ impl MemState {
             if size == PageSize::Size2M && !all_private {
                 let head = Spa(spa.0 & !(PAGE_SIZE_2M - 1));
                 let st = h.soc.psmash(head);
-                h.log.push(Event::Psmash {
+                self.log.push(Event::Psmash {
                     spa: head.0,
                     status: st.0,
                 });
@@ -442,7 +452,7 @@ impl MemState {
                 );
                 if st.is_success() {
                     self.mark_populated(fd, ci, None);
-                    h.log.push(Event::GmemPrepare {
+                    self.log.push(Event::GmemPrepare {
                         gpa: g2 * PAGE_SIZE_4K,
                         spa: head.0,
                         huge: true,
@@ -468,7 +478,7 @@ impl MemState {
                         )));
                     }
                     self.mark_populated(fd, ci, Some((off % PAGE_SIZE_2M) / PAGE_SIZE_4K));
-                    h.log.push(Event::GmemPrepare {
+                    self.log.push(Event::GmemPrepare {
                         gpa: page_gpa.0,
                         spa: spa.0,
                         huge: false,
@@ -525,7 +535,9 @@ impl MemState {
             let lo = off.max(c_start) - c_start;
             let hi = end.min(c_start + PAGE_SIZE_2M) - c_start;
             if let Some(c) = f.chunks.get_mut(&ci) {
-                if let Err(e) = invalidate_chunk(h, c, lo / PAGE_SIZE_4K, hi / PAGE_SIZE_4K) {
+                if let Err(e) =
+                    invalidate_chunk(h, &self.log, c, lo / PAGE_SIZE_4K, hi / PAGE_SIZE_4K)
+                {
                     first_err.get_or_insert(e);
                 }
                 if c.empty() {
@@ -548,7 +560,7 @@ impl MemState {
     }
 }
 
-fn invalidate_chunk(h: &SoftHost, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult {
+fn invalidate_chunk(h: &SoftHost, log: &EventLog, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult {
     let head = c.spa;
     let (e, size) = h
         .soc
@@ -559,7 +571,7 @@ fn invalidate_chunk(h: &SoftHost, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult 
         if lo == 0 && hi == PAGES_2M {
             let reclaimed = e.immutable();
             res = h.reclaim_page(head, true);
-            h.log.push(Event::GmemInvalidate {
+            log.push(Event::GmemInvalidate {
                 spa: head.0,
                 huge: true,
                 reclaimed,
@@ -568,7 +580,7 @@ fn invalidate_chunk(h: &SoftHost, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult 
             return res;
         }
         let st = h.soc.psmash(head);
-        h.log.push(Event::Psmash {
+        log.push(Event::Psmash {
             spa: head.0,
             status: st.0,
         });
@@ -585,7 +597,7 @@ fn invalidate_chunk(h: &SoftHost, c: &mut Chunk, lo: u64, hi: u64) -> KvmResult 
             Ok((e, _)) if e.assigned() => {
                 let reclaimed = e.immutable();
                 let r = h.reclaim_page(spa, false);
-                h.log.push(Event::GmemInvalidate {
+                log.push(Event::GmemInvalidate {
                     spa: spa.0,
                     huge: false,
                     reclaimed,

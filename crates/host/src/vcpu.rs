@@ -313,7 +313,19 @@ impl SoftVcpu {
                 tracing::debug!(vcpu = self.shared.id, %why, "VMRUN fails");
                 VcpuExit::FailEntry { reason: u64::MAX }
             }
-            _ => self.run_inner()?,
+            _ => {
+                // The VMSA is in use by the CPU while the vCPU runs: RMPUPDATE / PSMASH
+                // of it fail with FAIL_INUSE meanwhile.
+                let vmsa = self.current_vmsa();
+                if let Some(spa) = vmsa {
+                    let _ = self.vm.host.soc.set_in_use(spa, true);
+                }
+                let r = self.run_inner();
+                if let Some(spa) = vmsa {
+                    let _ = self.vm.host.soc.set_in_use(spa, false);
+                }
+                r?
+            }
         };
         self.vm.log.push(Event::Exit {
             vcpu: self.shared.id,
@@ -328,6 +340,26 @@ impl SoftVcpu {
         }
         self.exit = exit;
         Ok(&mut self.exit)
+    }
+
+    /// The SPA of the VMSA the vCPU runs from (SNP only).
+    fn current_vmsa(&self) -> Option<Spa> {
+        if !self.vm.snp() {
+            return None;
+        }
+        let (ap, launch) = {
+            let c = self.shared.st.lock();
+            (c.ap, c.vmsa_spa)
+        };
+        match ap {
+            ApState::Launch => Some(launch),
+            ApState::Created(gpa) => self
+                .vm
+                .mem
+                .lock()
+                .gmem_peek(gpa / softsev_abi::PAGE_SIZE_4K),
+            ApState::Destroyed => None,
+        }
     }
 
     fn check_runnable(&mut self) -> KvmResult {
@@ -462,6 +494,9 @@ impl SoftVcpu {
         let spawn = std::thread::Builder::new().name(name).spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut cpu)))
                 .unwrap_or_else(|_| Err(GuestFault::Refused("guest code panicked".into())));
+            // Release the VM before reporting, so a VMM that drops its handles after
+            // this exit tears the VM down at once.
+            drop(cpu);
             let _ = to_host.send(ToHost::Done(r));
         });
         if spawn.is_err() {

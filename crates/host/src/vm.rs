@@ -72,7 +72,7 @@ pub struct VmInner {
     pub(crate) sev: Mutex<SevState>,
     pub(crate) mem: Mutex<MemState>,
     pub(crate) vcpus: Mutex<Vec<Arc<VcpuShared>>>,
-    pub(crate) log: EventLog,
+    pub(crate) log: Arc<EventLog>,
     pub(crate) exit_hypercall: AtomicU64,
     pub(crate) asid: AtomicU32,
     pub(crate) guest_req: Mutex<()>,
@@ -99,14 +99,15 @@ impl SoftHost {
         if vm_type.0 > 31 || self.vm_types() & (1 << vm_type.0) == 0 {
             return einval(format!("VM type {vm_type:?} is not supported"));
         }
+        let log = Arc::new(EventLog::new(self.params.event_log_cap));
         Ok(SoftVm {
             inner: Arc::new(VmInner {
                 host: self.clone(),
                 vm_type,
                 sev: Mutex::new(SevState::default()),
-                mem: Mutex::new(MemState::default()),
+                mem: Mutex::new(MemState::new(log.clone())),
                 vcpus: Mutex::new(Vec::new()),
-                log: EventLog::new(self.params.event_log_cap),
+                log,
                 exit_hypercall: AtomicU64::new(0),
                 asid: AtomicU32::new(0),
                 guest_req: Mutex::new(()),

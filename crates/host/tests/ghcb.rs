@@ -567,10 +567,9 @@ fn psc_2m_entries_partial_progress_and_psmash() {
     // The second 2 MiB range: first half private (2 MiB entry smashed by the partial
     // conversion), second half shared.
     assert!(snap[512 + 255].1 && !snap[512 + 256].1);
-    // RMP work done by the gmem hooks is logged host-wide.
+    // RMP work done by the gmem hooks is in the VM's log.
     assert!(
-        t.vm.host()
-            .events()
+        t.vm.events()
             .snapshot()
             .iter()
             .any(|e| matches!(e, Event::Psmash { status: 0, .. }))
@@ -965,4 +964,57 @@ fn events_serialise_to_json() {
     for l in j.lines() {
         serde_json::from_str::<serde_json::Value>(l).unwrap();
     }
+}
+
+#[test]
+fn a_running_vmsa_is_in_use() {
+    let mut t = vm_with(2, false);
+    let vmsa: u64 = 0x20_1000;
+    let flag: u64 = 0x30_0000;
+    let features = t.vm.sev_state().vmsa_features;
+    t.vcpus[0].set_guest(move |cpu: &mut GuestCpu| -> G {
+        setup_ghcb(cpu)?;
+        cpu.pvalidate(vmsa, PageSize::Size4K, true)?;
+        cpu.rmpadjust(vmsa, PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
+        let g = nae(
+            cpu,
+            NaeExit::AP_CREATION,
+            ap_creation_info1(ApCreateOp::CREATE, 1),
+            vmsa,
+            |g| g.set(GhcbField::Rax, features),
+        )?;
+        assert_eq!(g.sw_exit_info_1, 0);
+        share_pages(cpu, &[flag])?;
+        Ok(GuestEnd::Halt)
+    });
+    assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
+    // The AP spins on a shared flag; while it runs its VMSA page cannot change owner.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let mut ap = t.vcpus.pop().unwrap();
+    ap.set_guest(move |cpu: &mut GuestCpu| -> G {
+        let _ = started_tx.send(());
+        let mut b = [0u8; 1];
+        loop {
+            cpu.read(flag, &mut b, false)?;
+            if b[0] == 1 {
+                return Ok(GuestEnd::Halt);
+            }
+            std::thread::yield_now();
+        }
+    });
+    let runner = std::thread::spawn(move || ap.run().map(|e| e.clone()));
+    started_rx.recv().unwrap();
+    let e =
+        t.vm.convert_memory(vmsa, PAGE_SIZE_4K, false, false)
+            .unwrap_err();
+    assert_eq!(e.errno, Errno::EIO, "{e}");
+    assert!(e.reason.contains("FAIL_INUSE"), "{e}");
+    let (_, _, rmp) = t.vm.rmp_snapshot(vmsa >> 12..(vmsa >> 12) + 1)[0];
+    let (entry, _) = rmp.unwrap();
+    assert!(entry.assigned() && entry.vmsa() && entry.validated());
+    t.vm.host()
+        .user()
+        .write(Hva(t.uaddr.0 + flag), &[1])
+        .unwrap();
+    assert_eq!(runner.join().unwrap().unwrap(), VcpuExit::Hlt);
 }

@@ -24,10 +24,12 @@ use crate::hashes::{self, KernelBlobs};
 use crate::memory::{MemRange, MemStats, RangeSet, Validated};
 use crate::msg::{ExtReport, KeyRequest, MsgClient, ReportRequest, SeqnoStore};
 use crate::platform::{CBit, GuestPlatform};
+use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidPage};
 use softsev_abi::ghcb::{MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP};
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K};
 use std::time::{Duration, Instant};
+use zerocopy::FromBytes;
 use zeroize::{Zeroize, Zeroizing};
 
 /// How much memory to accept at boot.
@@ -72,6 +74,8 @@ pub struct BootConfig {
     pub ghcb_gpa: Gpa,
     /// The secrets page.
     pub secrets_gpa: Gpa,
+    /// The CPUID page, checked as Linux's `snp_cpuid_init` does (COUNT in 1..=64).
+    pub cpuid_gpa: Option<Gpa>,
     /// Ranges validated at launch (SNP_LAUNCH_UPDATE pages, pre-validated metadata
     /// sections). Never PVALIDATEd again.
     pub prevalidated: Vec<MemRange>,
@@ -117,6 +121,7 @@ impl BootConfig {
         BootConfig {
             ghcb_gpa,
             secrets_gpa,
+            cpuid_gpa: None,
             prevalidated: Vec::new(),
             ram,
             accept: AcceptMode::Full,
@@ -149,7 +154,10 @@ impl BootConfig {
                 return bad(format!("range {}..{} is not 4 KiB aligned", r.start, r.end));
             }
         }
-        for (what, g) in [("GHCB", self.ghcb_gpa), ("secrets", self.secrets_gpa)] {
+        for (what, g) in [("GHCB", self.ghcb_gpa), ("secrets", self.secrets_gpa)]
+            .into_iter()
+            .chain(self.cpuid_gpa.map(|g| ("CPUID", g)))
+        {
             if !g.is_aligned(PAGE_SIZE_4K) {
                 return bad(format!("{what} page {g} is not 4 KiB aligned"));
             }
@@ -204,6 +212,8 @@ pub struct BootReport {
     pub cbit_pos: u8,
     /// Hypervisor feature bitmap.
     pub hv_features: u64,
+    /// Functions in the CPUID page (0 when none was configured).
+    pub cpuid_functions: u32,
     /// Whether the kernel hashes were checked (and matched).
     pub hashes_verified: bool,
     /// The attestation report (0x4A0 bytes).
@@ -357,6 +367,23 @@ impl Guest {
         }
         t.lap(Phase::SevStatus);
 
+        // CPUID page (read before anything trusts CPUID; Linux does it first).
+        let cpuid_functions = match cfg.cpuid_gpa {
+            Some(gpa) => {
+                let mut page = [0u8; PAGE_SIZE_4K as usize];
+                p.read(gpa, CBit::Private, &mut page)
+                    .map_err(|f| access_fault("CPUID page read", gpa, f))?;
+                let count = SnpCpuidPage::read_from_bytes(&page)
+                    .map(|c| c.count)
+                    .unwrap_or(0);
+                if count == 0 || count as usize > SNP_CPUID_COUNT_MAX {
+                    return Err(GuestError::CpuidPage { gpa, count });
+                }
+                count
+            }
+            None => 0,
+        };
+
         // 2. GHCB.
         for r in &cfg.prevalidated {
             self.mem.mark_validated(*r);
@@ -495,6 +522,7 @@ impl Guest {
             ghcb_version: self.ghcb.version(),
             cbit_pos: self.ghcb.cbit_pos(),
             hv_features: self.ghcb.hv_features(),
+            cpuid_functions,
             hashes_verified,
             cert_entries: x.entries.len(),
             cert_pages: x.cert_pages,

@@ -15,6 +15,8 @@ pub const TERM_LINUX_PSC: u8 = 1;
 pub const TERM_LINUX_PVALIDATE: u8 = 2;
 /// Set 1 code 6: secrets page missing or unusable.
 pub const TERM_LINUX_SECRETS_PAGE: u8 = 6;
+/// Set 1 code 4: CPUID page validation failed.
+pub const TERM_LINUX_CPUID: u8 = 4;
 
 /// Everything that can stop the guest model.
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +255,14 @@ pub enum GuestError {
         /// What is wrong.
         what: String,
     },
+    /// The CPUID page is unusable (count 0 or above 64).
+    #[error("CPUID page at GPA {gpa}: {count} functions (must be 1..=64)")]
+    CpuidPage {
+        /// Its GPA.
+        gpa: Gpa,
+        /// COUNT.
+        count: u32,
+    },
     /// The kernel-hashes table does not match the blobs.
     #[error("kernel hashes table at GPA {gpa}: {what}")]
     KernelHashes {
@@ -293,6 +303,12 @@ impl GuestError {
             E::Psc { .. } => Some((TERM_SET_LINUX, TERM_LINUX_PSC)),
             E::Pvalidate { .. } => Some((TERM_SET_LINUX, TERM_LINUX_PVALIDATE)),
             E::Secrets { .. } => Some((TERM_SET_LINUX, TERM_LINUX_SECRETS_PAGE)),
+            E::CpuidPage { .. } => Some((TERM_SET_LINUX, TERM_LINUX_CPUID)),
+            // The host already stopped the vCPU: there is nobody to ask.
+            E::Fault {
+                fault: GuestFault::Stopped,
+                ..
+            } => None,
             // Unhandled #VC in the kernel, hash mismatch in the firmware, anything the
             // hypervisor got wrong in the GHCB: general termination.
             E::Tampered { .. }

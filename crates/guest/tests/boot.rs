@@ -391,3 +391,46 @@ fn bad_configurations_fail_before_any_exit() {
     assert!(matches!(boot(&mut h, &cfg), Err(GuestError::Config(_))));
     assert!(h.log.is_empty());
 }
+
+#[test]
+fn cpuid_page_checked_first() {
+    const CPUID: u64 = 0x6000;
+    let mut h = host(true);
+    let mut page = vec![0u8; 0x1000];
+    page[0] = 5;
+    h.poke(CPUID, &page);
+    let mut cfg = config();
+    cfg.cpuid_gpa = Some(Gpa(CPUID));
+    let r = boot(&mut h, &cfg).unwrap();
+    assert_eq!(r.cpuid_functions, 5);
+    for bad in [0u8, 65] {
+        let mut h = host(true);
+        page[0] = bad;
+        h.poke(CPUID, &page);
+        let e = boot(&mut h, &cfg).unwrap_err();
+        assert!(matches!(e.root(), GuestError::CpuidPage { .. }), "{e}");
+        assert_eq!(h.terminated, Some((1, 4)));
+        assert!(
+            h.msr_events().len() == 1,
+            "only the termination request was sent"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_vcpu_is_not_asked_to_terminate() {
+    let mut h = host(true);
+    h.terminated = Some((9, 9)); // the host has already stopped the vCPU
+    let e = boot(&mut h, &config()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GuestError::Fault {
+                fault: softsev_guest::GuestFault::Stopped,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(h.terminated, Some((9, 9)));
+}

@@ -1018,8 +1018,12 @@ fn ap_creation(
                 );
             }
             let mut t = target.st.lock();
-            t.ap = ApState::Created(info2);
-            t.ap_vmsa_gpa = Some(info2);
+            if op == ApCreateOp::CREATE {
+                t.ap = ApState::Created(info2);
+                t.ap_vmsa_gpa = Some(info2);
+            } else {
+                t.ap = ApState::PendingInit(info2);
+            }
         }
         ApCreateOp::DESTROY => {
             let mut t = target.st.lock();

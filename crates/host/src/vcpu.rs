@@ -43,6 +43,9 @@ pub enum ApState {
     Created(u64),
     /// AP creation (DESTROY) removed its VMSA: it cannot run.
     Destroyed,
+    /// CREATE_ON_INIT: the VMSA at this GPA is used after the next INIT
+    /// ([`SoftVcpu::send_init`]); until then the vCPU keeps its current state.
+    PendingInit(u64),
 }
 
 /// vCPU state shared with the VM and the guest thread.
@@ -282,6 +285,15 @@ impl SoftVcpu {
         self.shared.st.lock().vmsa_spa
     }
 
+    /// Deliver INIT (as the BSP's INIT-SIPI would): a CREATE_ON_INIT VMSA takes effect.
+    pub fn send_init(&self) {
+        let mut c = self.shared.st.lock();
+        if let ApState::PendingInit(gpa) = c.ap {
+            c.ap = ApState::Created(gpa);
+            c.ap_vmsa_gpa = Some(gpa);
+        }
+    }
+
     /// The AP-creation state.
     pub fn ap_state(&self) -> ApState {
         self.shared.st.lock().ap
@@ -324,6 +336,13 @@ impl SoftVcpu {
                 if let Some(spa) = vmsa {
                     let _ = self.vm.host.soc.set_in_use(spa, false);
                 }
+                if let Err(e) = &r
+                    && self.thread.is_some()
+                {
+                    // An exit KVM could not handle fails KVM_RUN; the guest is left
+                    // mid-instruction, so the vCPU cannot be resumed.
+                    self.dead = Some(e.to_string());
+                }
                 r?
             }
         };
@@ -352,7 +371,7 @@ impl SoftVcpu {
             (c.ap, c.vmsa_spa)
         };
         match ap {
-            ApState::Launch => Some(launch),
+            ApState::Launch | ApState::PendingInit(_) => Some(launch),
             ApState::Created(gpa) => self
                 .vm
                 .mem

@@ -1018,3 +1018,30 @@ fn a_running_vmsa_is_in_use() {
         .unwrap();
     assert_eq!(runner.join().unwrap().unwrap(), VcpuExit::Hlt);
 }
+
+#[test]
+fn ap_create_on_init_waits_for_init() {
+    let mut t = vm_with(2, false);
+    let vmsa: u64 = 0x20_3000;
+    let features = t.vm.sev_state().vmsa_features;
+    t.vcpus[0].set_guest(move |cpu: &mut GuestCpu| -> G {
+        setup_ghcb(cpu)?;
+        cpu.pvalidate(vmsa, PageSize::Size4K, true)?;
+        cpu.rmpadjust(vmsa, PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
+        let info1 = ap_creation_info1(ApCreateOp::CREATE_ON_INIT, 1);
+        let g = nae(cpu, NaeExit::AP_CREATION, info1, vmsa, |g| {
+            g.set(GhcbField::Rax, features)
+        })?;
+        assert_eq!(g.sw_exit_info_1, 0);
+        Ok(GuestEnd::Halt)
+    });
+    assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
+    assert_eq!(t.vcpus[1].ap_state(), ApState::PendingInit(vmsa));
+    t.vcpus[1].send_init();
+    assert_eq!(t.vcpus[1].ap_state(), ApState::Created(vmsa));
+    t.vcpus[1].set_guest(move |cpu: &mut GuestCpu| -> G {
+        assert_eq!(cpu.vmsa_gpa(), Some(vmsa));
+        Ok(GuestEnd::Halt)
+    });
+    assert_eq!(t.vcpus[1].run().unwrap().clone(), VcpuExit::Hlt);
+}

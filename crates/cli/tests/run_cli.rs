@@ -303,3 +303,155 @@ fn bad_configuration_fails_before_launch() {
         );
     }
 }
+
+fn fixtures() -> Option<PathBuf> {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("SKIP: ../shared/fixtures not found");
+        None
+    }
+}
+
+/// The issue's QEMU command lines, unchanged apart from file paths: with ID block, ID
+/// auth, author key, host data, kernel hashes and a certificate file (on the
+/// sev-snp-measure AmdSev OVMF, which has a kernel-hashes area), and without them (on
+/// Debian's OVMF). The report carries what the command line put in.
+#[test]
+fn the_issue_command_lines_run_unchanged() {
+    use base64::Engine as _;
+    use softsev_crypto::ecdsa::P384SigningKey;
+    use softsev_measure::id_block::{IdBlockParams, SignMode, sign_id_auth};
+    let Some(f) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let p = |x: PathBuf| x.to_string_lossy().to_string();
+    let ovmf = p(f.join("measurement/sev-snp-measure/ovmf_AmdSev_suffix.bin"));
+    let kernel = p(f.join("measure-inputs/fake-kernel.bin"));
+    let initrd = p(f.join("measure-inputs/fake-initrd.bin"));
+    let cmdline = std::fs::read_to_string(f.join("measure-inputs/cmdline.txt")).unwrap();
+    // A first run of the same chip (same seed) gives the certificate file.
+    ok(&softsev(
+        &["run", "--seed", "issue", "--out", "first"],
+        tmp.path(),
+    ));
+    let certs = p(tmp.path().join("first/certs.bin"));
+    let host_data = [0x44u8; 32];
+    let base = |obj: String| -> Vec<String> {
+        [
+            "-machine",
+            "q35,confidential-guest-support=sev0,memory-backend=ram1",
+            "-object",
+            "memory-backend-memfd,id=ram1,size=4G,share=true,reserve=false",
+            "-object",
+            &obj,
+            "-smp",
+            "32,maxcpus=255",
+            "-cpu",
+            "EPYC-Milan-v2",
+            "-bios",
+            &ovmf,
+            "-kernel",
+            &kernel,
+            "-initrd",
+            &initrd,
+            "-append",
+            cmdline.trim_end_matches('\n'),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // The expected measurement, to sign the ID block for it.
+    let plain = format!(
+        "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,kernel-hashes=on,host-data={},certs-path={certs}",
+        b64(&host_data)
+    );
+    let cfg = softsev_vmm::parse_args(&base(plain)).unwrap();
+    let ld = softsev_vmm::LaunchPlan::build(&cfg)
+        .unwrap()
+        .expected_digest;
+    let idk = P384SigningKey::from_seed_material(&[7; 64]);
+    let ak = P384SigningKey::from_seed_material(&[8; 64]);
+    let block = IdBlockParams {
+        ld,
+        family_id: [0xF1; 16],
+        image_id: [0x1D; 16],
+        ..Default::default()
+    }
+    .to_id_block();
+    let auth = sign_id_auth(&block, &idk, Some(&ak), SignMode::Deterministic).unwrap();
+    use zerocopy::IntoBytes;
+    let full = format!(
+        "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,id-block={},id-auth={},author-key-enabled=on,host-data={},kernel-hashes=on,certs-path={certs}",
+        b64(block.as_bytes()),
+        b64(auth.as_bytes()),
+        b64(&host_data)
+    );
+    let mut args: Vec<String> = ["run", "--seed", "issue", "--out", "full", "--json", "--"]
+        .map(String::from)
+        .to_vec();
+    args.extend(base(full));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = softsev(&argv, tmp.path());
+    ok(&o);
+    let s = summary(&tmp.path().join("full"));
+    assert_eq!(s["measurement"].as_str().unwrap(), hex::encode(ld));
+    assert_eq!(s["kernel_hashes_verified"], true);
+    let r = std::fs::read(tmp.path().join("full/report.bin")).unwrap();
+    assert_eq!(&r[0x10..0x20], &[0xF1; 16], "FAMILY_ID");
+    assert_eq!(&r[0x20..0x30], &[0x1D; 16], "IMAGE_ID");
+    assert_eq!(&r[0xC0..0xE0], &host_data, "HOST_DATA");
+    assert_eq!(
+        &r[0xE0..0x110],
+        &softsev_measure::id_block::key_digest(&softsev_measure::id_block::wire_public_key(
+            idk.public()
+        ))[..],
+        "ID_KEY_DIGEST"
+    );
+    assert_eq!(
+        &r[0x110..0x140],
+        &softsev_measure::id_block::key_digest(&softsev_measure::id_block::wire_public_key(
+            ak.public()
+        ))[..],
+        "AUTHOR_KEY_DIGEST"
+    );
+    // Without ID block, kernel hashes and certificates, on Debian's OVMF.
+    let debian = p(f.join("ovmf/debian-trixie-2025.02-8+deb13u1/OVMF_CODE_4M.fd"));
+    let mut args: Vec<String> = ["run", "--seed", "issue", "--out", "plain", "--json", "--"]
+        .map(String::from)
+        .to_vec();
+    let mut b = base("sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000".into());
+    if let Some(i) = b.iter().position(|a| a == &ovmf) {
+        b[i] = debian.clone();
+    }
+    args.extend(b);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = softsev(&argv, tmp.path());
+    ok(&o);
+    let s = summary(&tmp.path().join("plain"));
+    assert_eq!(s["measurement"], s["expected_measurement"]);
+    assert_eq!(s["kernel_hashes_verified"], false);
+    if let Some(ssm) = tool("sev-snp-measure") {
+        let o = Command::new(ssm)
+            .args([
+                "--mode",
+                "snp",
+                "--vcpus",
+                "32",
+                "--vcpu-type",
+                "EPYC-Milan-v2",
+                "--ovmf",
+                &debian,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            s["measurement"].as_str().unwrap()
+        );
+    }
+}

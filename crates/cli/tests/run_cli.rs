@@ -370,7 +370,7 @@ fn the_issue_command_lines_run_unchanged() {
         "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,kernel-hashes=on,host-data={},certs-path={certs}",
         b64(&host_data)
     );
-    let cfg = softsev_vmm::parse_args(&base(plain)).unwrap();
+    let cfg = softsev_vmm::parse_args(base(plain)).unwrap();
     let ld = softsev_vmm::LaunchPlan::build(&cfg)
         .unwrap()
         .expected_digest;

@@ -1045,3 +1045,72 @@ fn ap_create_on_init_waits_for_init() {
     });
     assert_eq!(t.vcpus[1].run().unwrap().clone(), VcpuExit::Hlt);
 }
+
+#[test]
+fn four_vcpus_convert_memory_concurrently() {
+    let t = vm_with(4, false);
+    let vm = t.vm.clone();
+    let mut handles = Vec::new();
+    for (i, mut v) in t.vcpus.into_iter().enumerate() {
+        let vm = vm.clone();
+        let i = i as u64;
+        v.set_guest(move |cpu: &mut GuestCpu| -> G {
+            // Each vCPU has its own GHCB and its own 64-page range.
+            let ghcb = 0x50_0000 + i * 0x1000;
+            let gfn = ghcb >> 12;
+            assert_eq!(
+                msr(
+                    cpu,
+                    GhcbMsg::PscReq {
+                        gfn,
+                        op: PscOp::SHARED
+                    }
+                )?,
+                GhcbMsg::PscResp { error: 0 }
+            );
+            assert_eq!(
+                msr(cpu, GhcbMsg::RegGpaReq { gfn })?,
+                GhcbMsg::RegGpaResp { gfn }
+            );
+            let base = 0x800 + i * 0x100;
+            for round in 0..20u8 {
+                for op in [PscOp::SHARED, PscOp::PRIVATE] {
+                    let e: Vec<PscEntry> = (0..64)
+                        .map(|k| PscEntry::new(base + k, op, false))
+                        .collect();
+                    let mut d = PscDesc {
+                        hdr: hdr(0, 63),
+                        ..Default::default()
+                    };
+                    d.entries[..64].copy_from_slice(&e);
+                    let mut g = Ghcb::request(2, NaeExit::PSC, 0, 0);
+                    g.shared_buffer.copy_from_slice(d.as_bytes());
+                    g.set(GhcbField::SwScratch, ghcb + GHCB_SHARED_BUF_OFFSET as u64);
+                    let out = cpu.ghcb_call(ghcb, &g)?;
+                    assert_eq!(out.sw_exit_info_2, 0);
+                }
+                let gpa = (base + u64::from(round)) << 12;
+                cpu.pvalidate(gpa, PageSize::Size4K, true)?;
+                cpu.write(gpa, &[round; 8], true)?;
+            }
+            Ok(GuestEnd::Halt)
+        });
+        handles.push(std::thread::spawn(move || run_vmm(&vm, &mut v, i % 2 == 0)));
+    }
+    for h in handles {
+        assert_eq!(h.join().unwrap(), VcpuExit::Hlt);
+    }
+    assert_eq!(softsev_host::fuzz::check_invariants(&vm), None);
+    for i in 0..4u64 {
+        let base = 0x800 + i * 0x100;
+        for (g, private, e) in vm.rmp_snapshot(base..base + 64) {
+            assert!(private);
+            let validated = e.is_some_and(|(e, _)| e.validated());
+            assert_eq!(
+                validated,
+                g == base + 19,
+                "GFN {g:#x}: only the last round's page is validated"
+            );
+        }
+    }
+}

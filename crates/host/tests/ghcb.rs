@@ -1095,7 +1095,9 @@ fn four_vcpus_convert_memory_concurrently() {
             }
             Ok(GuestEnd::Halt)
         });
-        handles.push(std::thread::spawn(move || run_vmm(&vm, &mut v, i % 2 == 0)));
+        handles.push(std::thread::spawn(move || {
+            run_vmm(&vm, &mut v, i.is_multiple_of(2))
+        }));
     }
     for h in handles {
         assert_eq!(h.join().unwrap(), VcpuExit::Hlt);

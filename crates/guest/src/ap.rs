@@ -11,6 +11,10 @@
 //!
 //! If the hypervisor refuses, the VMSA bit is cleared again (RMPADJUST without it) so
 //! the page can be reused.
+//!
+//! [`ap_entry`] is what an AP then does on its own vCPU (Linux
+//! `snp_register_per_cpu_ghcb`): check SEV_STATUS, register its own GHCB page (which the
+//! BSP made shared) over the MSR protocol, and use it.
 
 use crate::error::{GuestError, access_fault};
 use crate::ghcb::GhcbClient;
@@ -121,6 +125,63 @@ pub fn start_ap<P: GuestPlatform + ?Sized>(
         return Err(e);
     }
     Ok(())
+}
+
+/// What an AP found when it came up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApReport {
+    /// SEV_STATUS on this vCPU.
+    pub sev_status: u64,
+    /// The GHCB it registered.
+    pub ghcb_gpa: Gpa,
+    /// GHCB protocol version.
+    pub ghcb_version: u16,
+    /// Hypervisor features read through the full GHCB.
+    pub hv_features: u64,
+}
+
+/// The AP side: run on the AP's vCPU after AP creation. `ghcb_gpa` is the AP's own
+/// GHCB page, already shared by the BSP ([`crate::BootConfig::ap_ghcb_base`]).
+/// Fatal errors send the termination request Linux would.
+pub fn ap_entry<P: GuestPlatform + ?Sized>(
+    p: &mut P,
+    ghcb_gpa: Gpa,
+) -> Result<ApReport, GuestError> {
+    let mut ghcb = GhcbClient::new();
+    let run = |p: &mut P, ghcb: &mut GhcbClient| -> Result<ApReport, GuestError> {
+        let sev_status = p
+            .rdmsr(softsev_abi::ghcb::MSR_SEV_STATUS)
+            .map_err(|f| access_fault("RDMSR SEV_STATUS", Gpa(0), f))?;
+        let need = softsev_abi::ghcb::SEV_STATUS_SEV
+            | softsev_abi::ghcb::SEV_STATUS_SEV_ES
+            | softsev_abi::ghcb::SEV_STATUS_SNP;
+        if sev_status & need != need {
+            return Err(GuestError::NotSnp { sev_status });
+        }
+        ghcb.negotiate(p)?;
+        ghcb.register(p, ghcb_gpa)?;
+        let hv_features = ghcb.hv_features_nae(p)?;
+        Ok(ApReport {
+            sev_status,
+            ghcb_gpa,
+            ghcb_version: ghcb.version(),
+            hv_features,
+        })
+    };
+    match run(p, &mut ghcb) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(match e.termination_reason() {
+            Some((set, code)) => {
+                let _ = ghcb.terminate(p, set, code);
+                GuestError::Terminated {
+                    set,
+                    code,
+                    cause: Box::new(e),
+                }
+            }
+            None => e,
+        }),
+    }
 }
 
 #[cfg(test)]

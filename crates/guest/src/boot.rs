@@ -93,6 +93,9 @@ pub struct BootConfig {
     pub bounce: MemRange,
     /// APs to start.
     pub aps: Option<ApConfig>,
+    /// First of the APs' own GHCB pages (one per AP, in `apic_ids` order), made shared
+    /// by the BSP before the APs are created; `None` leaves that to someone else.
+    pub ap_ghcb_base: Option<Gpa>,
     /// The VMPCK used for guest messages (0 for a guest at VMPL0).
     pub vmpck: u8,
     /// Where its sequence number is kept.
@@ -129,6 +132,7 @@ impl BootConfig {
             kernel_load_gpa: None,
             bounce,
             aps: None,
+            ap_ghcb_base: None,
             vmpck: 0,
             seqno: SeqnoPlace::SecretsPage,
             report: ReportRequest {
@@ -230,6 +234,8 @@ pub struct BootReport {
     pub derived_key: Option<Zeroizing<[u8; 32]>>,
     /// APIC IDs of the APs started.
     pub aps_started: Vec<u32>,
+    /// The APs' GHCB pages made shared (same order as `aps_started`).
+    pub ap_ghcbs: Vec<Gpa>,
     /// Bytes pre-validated at launch.
     pub prevalidated_bytes: u64,
     /// Bytes accepted by the guest.
@@ -448,6 +454,14 @@ impl Guest {
 
         // 6. APs.
         let mut aps_started = Vec::new();
+        let mut ap_ghcbs = Vec::new();
+        if let (Some(aps), Some(base)) = (&cfg.aps, cfg.ap_ghcb_base) {
+            let n = aps.apic_ids.len() as u64;
+            let r = MemRange::new(base.align_down(PAGE_SIZE_4K).0, n * PAGE_SIZE_4K);
+            self.unaccepted.remove(r);
+            self.mem.make_shared(p, &mut self.ghcb, r)?;
+            ap_ghcbs = (0..n).map(|i| Gpa(r.start.0 + i * PAGE_SIZE_4K)).collect();
+        }
         if let Some(aps) = &cfg.aps {
             let sev_features = sev_status >> 2;
             let mut page = aps.vmsa_base.align_down(PAGE_SIZE_4K).0;
@@ -531,6 +545,7 @@ impl Guest {
             certs: x.certs,
             derived_key,
             aps_started,
+            ap_ghcbs,
             prevalidated_bytes: cfg.prevalidated.iter().map(MemRange::len).sum(),
             accepted_bytes: self.mem.stats.accepted_bytes,
             unaccepted: self.unaccepted.ranges(),

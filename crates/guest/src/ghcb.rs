@@ -425,6 +425,24 @@ impl GhcbClient {
         Ok(())
     }
 
+    /// Hypervisor features through the full GHCB (NAE 0x8000_FFFD, bitmap in
+    /// SW_EXITINFO2); SEV-SNP (bit 0) is required.
+    pub fn hv_features_nae<P: GuestPlatform + ?Sized>(
+        &mut self,
+        p: &mut P,
+    ) -> Result<u64, GuestError> {
+        let req = self.request(NaeExit::HV_FEATURES, 0, 0);
+        let features = self.call(p, &req)?.sw_exit_info_2;
+        self.hv_features = features;
+        if features & GHCB_HV_FT_SNP == 0 {
+            return Err(GuestError::HvFeatureMissing {
+                feature: "SEV-SNP (bit 0)",
+                features,
+            });
+        }
+        Ok(features)
+    }
+
     /// Ask the hypervisor to start (CREATE) the vCPU with `apic_id` from the VMSA at
     /// `vmsa` (a private page the guest made a VMSA with RMPADJUST); RAX carries the
     /// SEV features the VMSA uses.

@@ -27,6 +27,7 @@ pub mod memory;
 pub mod msg;
 pub mod platform;
 
+pub use ap::{ApReport, ap_entry};
 pub use boot::{AcceptMode, ApConfig, BootConfig, BootReport, Guest, Phase, SeqnoPlace, boot};
 pub use error::GuestError;
 pub use ghcb::{CertBuf, GhcbClient, GhcbStats};

@@ -434,3 +434,40 @@ fn a_stopped_vcpu_is_not_asked_to_terminate() {
     );
     assert_eq!(h.terminated, Some((9, 9)));
 }
+
+#[test]
+fn aps_register_their_own_ghcbs() {
+    const AP_GHCBS: u64 = 0x60_0000;
+    let mut h = host(true);
+    let mut cfg = config();
+    cfg.ap_ghcb_base = Some(Gpa(AP_GHCBS));
+    let r = boot(&mut h, &cfg).unwrap();
+    assert_eq!(
+        r.ap_ghcbs,
+        vec![
+            Gpa(AP_GHCBS),
+            Gpa(AP_GHCBS + 0x1000),
+            Gpa(AP_GHCBS + 0x2000)
+        ]
+    );
+    // Shared (and rescinded first: full acceptance had validated them).
+    assert!(!h.pg(AP_GHCBS >> 12).private);
+    // The AP side, on (this fake's only) vCPU: its own GHCB registered and used.
+    let a = softsev_guest::ap_entry(&mut h, Gpa(AP_GHCBS + 0x1000)).unwrap();
+    assert_eq!(a.ghcb_version, 2);
+    assert_eq!(h.registered, Some((AP_GHCBS + 0x1000) >> 12));
+    assert_eq!(h.ghcb_exits().last(), Some(&0x8000_FFFD));
+    // An AP pointed at a private page cannot use it as a GHCB: it terminates.
+    let e = softsev_guest::ap_entry(&mut h, Gpa(0x70_0000)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GuestError::Terminated {
+                set: 0,
+                code: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

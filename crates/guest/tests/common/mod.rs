@@ -359,6 +359,7 @@ impl FakeHost {
                 NaeExit::PSC => self.psc(gpa, &mut g),
                 NaeExit::AP_CREATION => self.ap_create(&g),
                 NaeExit::GUEST_REQUEST | NaeExit::EXT_GUEST_REQUEST => self.guest_req(&mut g),
+                NaeExit::HV_FEATURES => (0, self.k.hv_features),
                 _ => (EXIT_INFO1_BAD_INPUT, GhcbError::INVALID_EVENT.0),
             }
         };

@@ -315,6 +315,11 @@ pub fn fuzz_ghcb(data: &[u8]) -> (Vec<u32>, u64) {
             }
             VcpuExit::Mmio { data, .. } => *data = a.u64().to_le_bytes(),
             VcpuExit::Io { data, .. } => *data = a.u64() as u32,
+            VcpuExit::IoString { data, .. } => {
+                for b in data.iter_mut() {
+                    *b = a.byte();
+                }
+            }
             VcpuExit::MemoryFault { flags, gpa, size } => {
                 let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
                 let (g, s) = (*gpa, *size);

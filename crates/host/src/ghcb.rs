@@ -399,15 +399,6 @@ fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: u64) -> KvmResult<Outcome> {
         }
         NaeExit::IOIO => {
             let is_in = info1 & 1 != 0;
-            if info1 & (1 << 2) != 0 {
-                return bad_input(
-                    vm,
-                    vcpu,
-                    &mut c,
-                    GhcbError::INVALID_INPUT,
-                    "string I/O is not supported by this host".into(),
-                );
-            }
             let size: u8 = match (info1 >> 4) & 7 {
                 1 => 1,
                 2 => 2,
@@ -428,6 +419,51 @@ fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: u64) -> KvmResult<Outcome> {
             } else {
                 (1u64 << (size * 8)) - 1
             };
+            if info1 & (1 << 2) != 0 {
+                // String I/O: SW_EXITINFO2 elements in the scratch area.
+                need!(GhcbField::SwScratch);
+                let count = info2;
+                let bytes = count.checked_mul(u64::from(size)).filter(|b| *b > 0);
+                let Some(off) =
+                    bytes.and_then(|b| scratch_offset(gpa, input.sw_scratch, b as usize))
+                else {
+                    let s = input.sw_scratch;
+                    return bad_input(
+                        vm,
+                        vcpu,
+                        &mut c,
+                        GhcbError::INVALID_SCRATCH_AREA,
+                        format!(
+                            "{count} × {size} bytes of string I/O at {s:#x} outside the shared buffer"
+                        ),
+                    );
+                };
+                let len = (count * u64::from(size)) as usize;
+                return if is_in {
+                    Ok(Outcome::Exit(
+                        VcpuExit::IoString {
+                            port,
+                            size,
+                            write: false,
+                            count: count as u32,
+                            data: vec![0; len],
+                        },
+                        Some(Completion::MmioRead(Box::new(c), off, len)),
+                    ))
+                } else {
+                    let data = input.shared_buffer[off..off + len].to_vec();
+                    Ok(Outcome::Exit(
+                        VcpuExit::IoString {
+                            port,
+                            size,
+                            write: true,
+                            count: count as u32,
+                            data,
+                        },
+                        Some(Completion::Write(Box::new(c))),
+                    ))
+                };
+            }
             if is_in {
                 Ok(Outcome::Exit(
                     VcpuExit::Io {
@@ -832,9 +868,13 @@ pub(crate) fn complete(
             finish(vm, vcpu, &mut r.c, 0, info2)
         }
         Completion::MmioRead(mut g, off, len) => {
-            if let VcpuExit::Mmio { data, .. } = exit {
-                g.g.shared_buffer[off..off + len].copy_from_slice(&data[..len]);
-            }
+            let src: &[u8] = match exit {
+                VcpuExit::Mmio { data, .. } => data,
+                VcpuExit::IoString { data, .. } => data,
+                _ => &[],
+            };
+            let n = len.min(src.len());
+            g.g.shared_buffer[off..off + n].copy_from_slice(&src[..n]);
             finish(vm, vcpu, &mut g, 0, 0)
         }
         Completion::IoIn(mut g, size) => {

@@ -101,6 +101,19 @@ pub enum VcpuExit {
         /// Data written, or (for IN) to be filled by the VMM.
         data: u32,
     },
+    /// String port I/O (INS/OUTS through the GHCB scratch area).
+    IoString {
+        /// Port.
+        port: u16,
+        /// Bytes per element (1, 2, 4).
+        size: u8,
+        /// OUTS.
+        write: bool,
+        /// Elements.
+        count: u32,
+        /// `size × count` bytes written, or (for INS) to be filled by the VMM.
+        data: Vec<u8>,
+    },
     /// MMIO.
     Mmio {
         /// Physical address.
@@ -161,7 +174,7 @@ impl VcpuExit {
             VcpuExit::Shutdown => ExitReason::SHUTDOWN,
             VcpuExit::FailEntry { .. } => ExitReason::FAIL_ENTRY,
             VcpuExit::InternalError { .. } => ExitReason::INTERNAL_ERROR,
-            VcpuExit::Io { .. } => ExitReason::IO,
+            VcpuExit::Io { .. } | VcpuExit::IoString { .. } => ExitReason::IO,
             VcpuExit::Mmio { .. } => ExitReason::MMIO,
             VcpuExit::Hypercall { .. } => ExitReason::HYPERCALL,
             VcpuExit::SystemEvent { .. } => ExitReason::SYSTEM_EVENT,

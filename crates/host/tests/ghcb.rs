@@ -1116,3 +1116,60 @@ fn four_vcpus_convert_memory_concurrently() {
         }
     }
 }
+
+#[test]
+fn string_io_through_the_scratch_area() {
+    let mut t = vm_with(1, false);
+    t.vcpus[0].set_guest(|cpu: &mut GuestCpu| -> G {
+        setup_ghcb(cpu)?;
+        let sb = GHCB_GPA + GHCB_SHARED_BUF_OFFSET as u64;
+        // OUTS: 3 bytes to 0x3F8 (STR bit 2, REP bit 3, SZ8).
+        let outs = (0x3F8 << 16) | (1 << 4) | (1 << 3) | (1 << 2);
+        let g = nae(cpu, NaeExit::IOIO, outs, 3, |g| {
+            g.set(GhcbField::SwScratch, sb + 32);
+            g.shared_buffer[32..35].copy_from_slice(b"abc");
+        })?;
+        assert_eq!(g.sw_exit_info_1, 0);
+        // INS: 2 words from 0x60.
+        let ins = (0x60 << 16) | (1 << 5) | (1 << 3) | (1 << 2) | 1;
+        let g = nae(cpu, NaeExit::IOIO, ins, 2, |g| {
+            g.set(GhcbField::SwScratch, sb)
+        })?;
+        assert_eq!(&g.shared_buffer[..4], &[1, 2, 3, 4]);
+        // Scratch missing, or the elements running past the shared buffer.
+        let g = nae(cpu, NaeExit::IOIO, ins, 2, |_| {})?;
+        assert_eq!(bad(&g), Some(GhcbError::MISSING_INPUT));
+        let g = nae(cpu, NaeExit::IOIO, ins, 2000, |g| {
+            g.set(GhcbField::SwScratch, sb)
+        })?;
+        assert_eq!(bad(&g), Some(GhcbError::INVALID_SCRATCH_AREA));
+        Ok(GuestEnd::Halt)
+    });
+    let v = &mut t.vcpus[0];
+    let exit = run_vmm(&t.vm, v, false);
+    assert_eq!(
+        exit,
+        VcpuExit::IoString {
+            port: 0x3F8,
+            size: 1,
+            write: true,
+            count: 3,
+            data: b"abc".to_vec()
+        }
+    );
+    let exit = run_vmm(&t.vm, v, false);
+    assert!(matches!(
+        exit,
+        VcpuExit::IoString {
+            port: 0x60,
+            size: 2,
+            write: false,
+            count: 2,
+            ..
+        }
+    ));
+    if let VcpuExit::IoString { data, .. } = v.exit_mut() {
+        data.copy_from_slice(&[1, 2, 3, 4]);
+    }
+    assert_eq!(run_vmm(&t.vm, v, false), VcpuExit::Hlt);
+}

@@ -275,6 +275,7 @@ impl Firmware {
             FwCmd::SNP_GCTX_CREATE => self.snp_gctx_create(st, self.read_cmd(buf)?),
             FwCmd::SNP_DECOMMISSION => self.snp_decommission(st, self.read_cmd(buf)?),
             FwCmd::SNP_ACTIVATE => self.snp_activate(st, self.read_cmd(buf)?),
+            FwCmd::SNP_ACTIVATE_EX => self.snp_activate_ex(st, self.read_cmd(buf)?),
             FwCmd::SNP_GUEST_STATUS => self.snp_guest_status(st, self.read_cmd(buf)?),
             FwCmd::SNP_LAUNCH_START => self.snp_launch_start(st, self.read_cmd(buf)?),
             FwCmd::SNP_LAUNCH_UPDATE => self.snp_launch_update(st, self.read_cmd(buf)?),
@@ -284,8 +285,8 @@ impl Firmware {
             FwCmd::SNP_PAGE_RECLAIM => self.snp_page_reclaim(st, self.read_cmd(buf)?),
             FwCmd::SNP_PAGE_UNSMASH => self.snp_page_unsmash(st, self.read_cmd(buf)?),
             FwCmd::SNP_GUEST_REQUEST => self.snp_guest_request(st, self.read_cmd(buf)?),
-            // Legacy SEV API, migration (swap, page move, metadata), ACTIVATE_EX and
-            // firmware download by image are not modelled.
+            // Legacy SEV API, migration (swap, page move, metadata) and firmware
+            // download by image are not modelled.
             _ => Err(FwStatus::INVALID_COMMAND),
         }
     }

@@ -7,13 +7,20 @@
 //! keyed by that page's address, and treats the RMP state of the page as authoritative.
 
 use crate::fw::{AsidState, Firmware, FwResult, PlatformState, State, misaligned};
-use softsev_abi::fw_buf::{SnpActivate, SnpGuestStatus, SnpGuestStatusCmd, SnpPaddr};
+use softsev_abi::fw_buf::{
+    SnpActivate, SnpActivateEx, SnpGuestStatus, SnpGuestStatusCmd, SnpPaddr,
+};
 use softsev_abi::id_block::IdBlock;
 use softsev_abi::rmp::PageState;
 use softsev_abi::{Asid, FwStatus, GuestPolicy, Spa, TcbVersion};
 use softsev_measure::SnpDigest;
 use zerocopy::IntoBytes;
 use zeroize::Zeroizing;
+
+/// Most APIC ids SNP_ACTIVATE_EX takes in one list.
+pub const MAX_APIC_IDS: u32 = 1024;
+/// APIC ids of the modelled platform are below this.
+pub const APIC_ID_LIMIT: u32 = 4096;
 
 /// SNP guest state (`SNP_GUEST_STATE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -195,6 +202,35 @@ impl Firmware {
         let ctx = GuestContext::new(vek, st.committed.tcb, st.current.version);
         st.guests.insert(gctx, ctx);
         Ok(())
+    }
+
+    /// SNP_ACTIVATE_EX: SNP_ACTIVATE for the CCXs holding the listed APIC ids. The model
+    /// has one CCX, so every valid list selects it; the list itself is checked (length
+    /// field, reserved word, 1..=MAX_APIC_IDS ids readable at IDS_PADDR, each below the
+    /// platform's APIC id limit).
+    pub(crate) fn snp_activate_ex(&self, st: &mut State, cmd: SnpActivateEx) -> FwResult {
+        if cmd.ex_len as usize != SnpActivateEx::LEN || cmd.reserved != 0 {
+            return Err(FwStatus::INVALID_PARAM);
+        }
+        if cmd.numids == 0 || cmd.numids > MAX_APIC_IDS {
+            return Err(FwStatus::INVALID_PARAM);
+        }
+        let mut ids = vec![0u8; cmd.numids as usize * 4];
+        self.read_plain(cmd.ids_paddr, &mut ids)?;
+        if ids
+            .chunks_exact(4)
+            .any(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >= APIC_ID_LIMIT)
+        {
+            return Err(FwStatus::INVALID_PARAM);
+        }
+        self.snp_activate(
+            st,
+            SnpActivate {
+                gctx_paddr: cmd.gctx_paddr,
+                asid: cmd.asid,
+                pad: 0,
+            },
+        )
     }
 
     pub(crate) fn snp_activate(&self, st: &mut State, cmd: SnpActivate) -> FwResult {

@@ -468,3 +468,38 @@ fn gctx_create_page_rules() {
     assert_eq!(status(h.gctx_create(GCTX)), FwStatus::INVALID_PAGE_STATE);
     assert_eq!(h.fw.context_count(), 1);
 }
+
+#[test]
+fn activate_ex_checks_its_apic_id_list() {
+    let h = Host::new();
+    h.init();
+    h.fw_page(GCTX);
+    h.gctx_create(GCTX).unwrap();
+    h.launch_start(GCTX, POLICY).unwrap();
+    let ids = 0x3000u64;
+    h.soc
+        .host_write(
+            Spa(ids),
+            false,
+            &[0u32, 1, 2, 3].map(u32::to_le_bytes).concat(),
+        )
+        .unwrap();
+    let ex = |len: u32, numids: u32| SnpActivateEx {
+        ex_len: len,
+        reserved: 0,
+        gctx_paddr: GCTX,
+        asid: ASID,
+        numids,
+        ids_paddr: ids,
+    };
+    let run = |b: &SnpActivateEx| status(h.cmd(FwCmd::SNP_ACTIVATE_EX, b));
+    assert_eq!(run(&ex(0x18, 4)), FwStatus::INVALID_PARAM);
+    assert_eq!(run(&ex(0x20, 0)), FwStatus::INVALID_PARAM);
+    h.soc
+        .host_write(Spa(ids + 16), false, &5000u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(run(&ex(0x20, 5)), FwStatus::INVALID_PARAM);
+    assert_eq!(run(&ex(0x20, 4)), FwStatus::SUCCESS);
+    assert_eq!(h.fw.asid_state(ASID), Some(AsidState::Allocated));
+    assert_eq!(run(&ex(0x20, 4)), FwStatus::ASID_OWNED);
+}

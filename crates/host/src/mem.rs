@@ -616,6 +616,35 @@ fn invalidate_chunk(h: &SoftHost, log: &EventLog, c: &mut Chunk, lo: u64, hi: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The attribute set agrees with a per-GFN model after any sequence of
+        /// set/clear operations, and stays merged (no empty or touching ranges).
+        #[test]
+        fn range_set_matches_a_bitmap(ops in proptest::collection::vec((0u64..200, 0u64..40, any::<bool>()), 0..60)) {
+            let mut r = RangeSet::default();
+            let mut model = [false; 256];
+            for (start, len, on) in ops {
+                r.set(start, start + len, on);
+                for m in model.iter_mut().skip(start as usize).take(len as usize) {
+                    *m = on;
+                }
+                for (g, m) in model.iter().enumerate() {
+                    prop_assert_eq!(r.contains(g as u64), *m, "GFN {}", g);
+                }
+                prop_assert_eq!(r.len(), model.iter().filter(|m| **m).count() as u64);
+                let v: Vec<(u64, u64)> = r.r.iter().map(|(a, b)| (*a, *b)).collect();
+                for w in v.windows(2) {
+                    prop_assert!(w[0].1 < w[1].0, "ranges {:?} not merged", w);
+                }
+                prop_assert!(v.iter().all(|(a, b)| a < b));
+                let (a, b) = (start, start + len);
+                let all = (a..b).all(|g| model[g as usize]);
+                prop_assert_eq!(r.contains_all(a, b), all);
+            }
+        }
+    }
 
     #[test]
     fn range_set() {

@@ -263,6 +263,29 @@ fn bad_input(
     Ok(Outcome::Resume)
 }
 
+/// A malformed request KVM answers by failing KVM_RUN with -EINVAL (unregistered
+/// GHCB, bad AP creation). By default the guest gets the GHCB error the spec names;
+/// with `ModuleParams::kvm_exact_errors` the host does what KVM does.
+fn kvm_fatal(
+    vm: &VmInner,
+    vcpu: &VcpuShared,
+    c: &mut GhcbCtx,
+    err: GhcbError,
+    reason: String,
+) -> KvmResult<Outcome> {
+    if vm.host.params.kvm_exact_errors {
+        vm.log.push(Event::GhcbError {
+            vcpu: vcpu.id,
+            ghcb_gpa: c.gpa,
+            exit_code: c.code,
+            error: err.0,
+            reason: reason.clone(),
+        });
+        return einval(reason);
+    }
+    bad_input(vm, vcpu, c, err, reason)
+}
+
 fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: u64) -> KvmResult<Outcome> {
     let log_err = |reason: &str| {
         vm.log.push(Event::GhcbError {
@@ -288,7 +311,7 @@ fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: u64) -> KvmResult<Outcome> {
     if snp {
         let reg = vcpu.st.lock().ghcb_registered;
         if reg != Some(gpa) {
-            return bad_input(
+            return kvm_fatal(
                 vm,
                 vcpu,
                 &mut c,
@@ -1010,7 +1033,7 @@ fn ap_creation(
     });
     let target = vm.vcpus.lock().iter().find(|v| v.id == apic).cloned();
     let Some(target) = target else {
-        return bad_input(
+        return kvm_fatal(
             vm,
             vcpu,
             c,
@@ -1031,7 +1054,7 @@ fn ap_creation(
             };
             let features = vm.sev.lock().vmsa_features;
             if rax != features {
-                return bad_input(
+                return kvm_fatal(
                     vm,
                     vcpu,
                     c,
@@ -1040,7 +1063,7 @@ fn ap_creation(
                 );
             }
             if info2 == 0 || !info2.is_multiple_of(PAGE_SIZE_4K) || info2 >= 1 << 52 {
-                return bad_input(
+                return kvm_fatal(
                     vm,
                     vcpu,
                     c,
@@ -1049,7 +1072,7 @@ fn ap_creation(
                 );
             }
             if info2.is_multiple_of(PAGE_SIZE_2M) {
-                return bad_input(
+                return kvm_fatal(
                     vm,
                     vcpu,
                     c,
@@ -1071,7 +1094,7 @@ fn ap_creation(
             t.ap_vmsa_gpa = None;
         }
         _ => {
-            return bad_input(
+            return kvm_fatal(
                 vm,
                 vcpu,
                 c,

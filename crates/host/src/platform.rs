@@ -53,6 +53,9 @@ pub struct ModuleParams {
     /// Pages one SNP_LAUNCH_UPDATE call processes before returning its progress
     /// (`None` = the whole range, as KVM unless a signal is pending).
     pub launch_update_batch: Option<u64>,
+    /// Fail KVM_RUN with -EINVAL for an unregistered GHCB GPA or a bad AP creation
+    /// request, as KVM does, instead of returning the GHCB error to the guest.
+    pub kvm_exact_errors: bool,
 }
 
 impl Default for ModuleParams {
@@ -68,6 +71,7 @@ impl Default for ModuleParams {
             cbit: 51,
             event_log_cap: 4096,
             launch_update_batch: None,
+            kvm_exact_errors: false,
         }
     }
 }

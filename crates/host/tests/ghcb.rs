@@ -1173,3 +1173,39 @@ fn string_io_through_the_scratch_area() {
     }
     assert_eq!(run_vmm(&t.vm, v, false), VcpuExit::Hlt);
 }
+
+#[test]
+fn kvm_exact_errors_fail_kvm_run() {
+    let h = host_with(
+        1 << 30,
+        ModuleParams {
+            kvm_exact_errors: true,
+            ..Default::default()
+        },
+    );
+    let mut t = launched_snp_with(&h, MEM, 1, 8, SNP_POLICY, None, false);
+    t.vcpus[0].set_guest(|cpu: &mut GuestCpu| -> G {
+        let gfn = GHCB_GPA >> 12;
+        msr(
+            cpu,
+            GhcbMsg::PscReq {
+                gfn,
+                op: PscOp::SHARED,
+            },
+        )?;
+        // Not registered: KVM fails KVM_RUN; the guest never resumes.
+        nae(cpu, NaeExit::HV_FEATURES, 0, 0, |_| {})?;
+        Ok(GuestEnd::Halt)
+    });
+    let v = &mut t.vcpus[0];
+    assert!(matches!(v.run().unwrap(), VcpuExit::Hypercall { .. }));
+    assert!(t.vm.handle_map_gpa_range(v.exit_mut(), false));
+    let e = v.run().unwrap_err();
+    assert_eq!(e.errno, Errno::EINVAL);
+    assert!(e.reason.contains("registered"), "{e}");
+    assert_eq!(
+        v.run().unwrap_err().errno,
+        Errno::EINVAL,
+        "the vCPU stays unrunnable"
+    );
+}

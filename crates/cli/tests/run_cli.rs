@@ -455,3 +455,26 @@ fn the_issue_command_lines_run_unchanged() {
         );
     }
 }
+
+#[test]
+fn tampering_is_noticed_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = softsev(
+        &[
+            "run",
+            "--seed",
+            "t",
+            "--tamper-gpa",
+            "0x100000",
+            "--out",
+            "t",
+        ],
+        tmp.path(),
+    );
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("guest noticed"), "{out}");
+    assert!(out.contains("#VC 0x404"), "{out}");
+    let s = summary(&tmp.path().join("t"));
+    assert_eq!(s["tamper"]["gpa"], 0x100000);
+}

@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub accept: AcceptMode,
     /// Start the APs through AP creation.
     pub start_aps: bool,
+    /// Act as a malicious host once the guest has booted: change the RMP entry of the
+    /// guest page at this GPA (RMPUPDATE to the same owner, which clears its validated
+    /// bit), then let the guest read the page. The outcome says whether it noticed.
+    pub tamper_gpa: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -48,6 +52,7 @@ impl Default for RunOptions {
             nonce: [0; 64],
             accept: AcceptMode::Full,
             start_aps: true,
+            tamper_gpa: None,
         }
     }
 }
@@ -74,6 +79,26 @@ pub struct RunOutcome {
     pub events: String,
     /// Wall time per phase.
     pub phases: Vec<(&'static str, Duration)>,
+    /// What happened when the host tampered with a page ([`RunOptions::tamper_gpa`]).
+    pub tamper: Option<TamperResult>,
+}
+
+/// A host-side change of a validated guest page and what the guest saw.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TamperResult {
+    /// The page.
+    pub gpa: u64,
+    /// What the host did (or why it could not).
+    pub host_action: String,
+    /// The error the guest reported on its next access (`None`: it noticed nothing).
+    pub guest_saw: Option<String>,
+}
+
+impl TamperResult {
+    /// The guest noticed: its access failed with #VC 0x404 (page not validated).
+    pub fn detected(&self) -> bool {
+        self.guest_saw.is_some()
+    }
 }
 
 impl std::fmt::Debug for RunOutcome {
@@ -431,18 +456,35 @@ pub fn run(
             .to_bytes()
             .map_err(|e| RunError::Platform(format!("certificate table: {e}")))?,
     };
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<Result<(BootReport, Option<TamperResult>), GuestError>>();
     let Some(bsp) = vcpus.first_mut() else {
         return Err(RunError::Platform("no vCPUs".into()));
     };
+    let tamper_gpa = opts.tamper_gpa;
+    let (tvm, tsoc) = (vmm.vm.clone(), host.soc().clone());
     bsp.set_guest(move |cpu: &mut GuestCpu| {
-        let r = softsev_guest::boot(cpu, &boot_cfg);
-        let ok = r.is_ok();
-        let _ = tx.send(r);
-        if ok {
-            Ok(GuestEnd::Halt)
-        } else {
-            Ok(GuestEnd::Shutdown)
+        match softsev_guest::Guest::boot(&mut *cpu, &boot_cfg) {
+            Ok((mut guest, report)) => {
+                let tamper = tamper_gpa.map(|gpa| {
+                    let host_action = tamper_page(&tvm, &tsoc, gpa);
+                    let mut buf = [0u8; 8];
+                    let guest_saw = guest
+                        .read_private(&mut *cpu, Gpa(gpa), &mut buf)
+                        .err()
+                        .map(|e| e.to_string());
+                    TamperResult {
+                        gpa,
+                        host_action,
+                        guest_saw,
+                    }
+                });
+                let _ = tx.send(Ok((report, tamper)));
+                Ok(GuestEnd::Halt)
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                Ok(GuestEnd::Shutdown)
+            }
         }
     });
     if let Err(e) = run_loop(&vmm, bsp, &cert_table) {
@@ -457,12 +499,12 @@ pub fn run(
                     .recv_timeout(Duration::from_secs(2))
                     .ok()
                     .and_then(|r| r.err())
-                    .map(|g| g.root().to_string()),
+                    .map(|g: GuestError| g.root().to_string()),
             },
             e => e,
         });
     }
-    let boot = match rx.try_recv() {
+    let (boot, tamper) = match rx.try_recv() {
         Ok(r) => r?,
         Err(_) => {
             return Err(RunError::Exit {
@@ -491,7 +533,40 @@ pub fn run(
         chip,
         events,
         phases,
+        tamper,
     })
+}
+
+/// The malicious host's move: RMPUPDATE the page backing `gpa` to the owner it already
+/// has. Any hypervisor change of an RMP entry clears the validated bit.
+fn tamper_page(vm: &SoftVm, soc: &Soc, gpa: u64) -> String {
+    let Some((true, spa)) = vm.lookup(gpa) else {
+        return format!("GPA {gpa:#x} is not private guest memory; nothing changed");
+    };
+    let Ok((e, size)) = soc.rmp_lookup(spa) else {
+        return format!("no RMP entry for {spa}; nothing changed");
+    };
+    // A 2 MiB entry is changed at its head.
+    let spa = if size == softsev_soc::PageSize::Size2M {
+        softsev_abi::Spa(spa.0 & !(PAGE_SIZE_2M - 1))
+    } else {
+        spa
+    };
+    let st = soc.rmpupdate(
+        spa,
+        &softsev_abi::rmp::RmpUpdateInput {
+            gpa: e.gpa(),
+            assigned: u8::from(e.assigned()),
+            pagesize: u8::from(e.is_2m()),
+            immutable: 0,
+            asid: e.asid(),
+            ..Default::default()
+        },
+    );
+    format!(
+        "RMPUPDATE of {spa} (GPA {gpa:#x}, ASID {}) to its current owner: {st:?}",
+        e.asid()
+    )
 }
 
 /// QEMU's part of KVM_RUN: loop until the vCPU halts.

@@ -69,3 +69,28 @@ fn same_seed_same_report() {
     assert_eq!(c.measurement, a.measurement);
     assert_ne!(c.report, a.report, "another chip signs differently");
 }
+
+#[test]
+fn a_page_the_host_changed_after_validation_is_noticed() {
+    let mut cfg = Config::default_run();
+    cfg.memory.size = 128 << 20;
+    cfg.smp.cpus = 1;
+    let plan = LaunchPlan::build(&cfg).unwrap();
+    for gpa in [0x10_0000u64, 0x30_1000] {
+        let mut o = opts();
+        o.tamper_gpa = Some(gpa);
+        let out = run(&plan, &o, &mut |_| {}).unwrap();
+        let t = out.tamper.expect("tamper result");
+        eprintln!("{t:?}");
+        assert!(t.host_action.contains("SUCCESS"), "{}", t.host_action);
+        assert!(
+            t.detected(),
+            "the guest read a page the host changed without noticing"
+        );
+        let saw = t.guest_saw.unwrap();
+        assert!(saw.contains(&format!("{gpa:#x}")), "{saw}");
+    }
+    // Without tampering the same read succeeds.
+    let out = run(&plan, &opts(), &mut |_| {}).unwrap();
+    assert!(out.tamper.is_none());
+}

@@ -60,6 +60,10 @@ pub struct Args {
     /// print it.
     #[arg(long)]
     trace: bool,
+    /// Play a malicious host after boot: change the RMP entry of the guest page at this
+    /// GPA (hex) and show that the guest notices (#VC 0x404) on its next access.
+    #[arg(long, value_name = "GPA", value_parser = parse_gpa)]
+    tamper_gpa: Option<u64>,
     /// QEMU options after `--` (as for qemu-system-x86_64).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     qemu: Vec<String>,
@@ -89,6 +93,12 @@ struct Summary {
     files: Vec<String>,
     snpguest: String,
     remeasure: String,
+    tamper: Option<softsev_vmm::run::TamperResult>,
+}
+
+fn parse_gpa(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim_start_matches("0x");
+    u64::from_str_radix(t, 16).map_err(|e| format!("GPA {s:?} is not hex: {e}"))
 }
 
 fn parse_nonce(s: &str) -> Result<[u8; 64]> {
@@ -146,6 +156,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             },
         },
         start_aps: true,
+        tamper_gpa: a.tamper_gpa,
     };
     let bar = (!a.json && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
@@ -246,6 +257,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             out.display()
         ),
         remeasure: format!("softsev measure {}", measure_args.join(" ")),
+        tamper: outcome.tamper.clone(),
     };
     std::fs::write(
         out.join("summary.json"),
@@ -261,6 +273,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "the firmware's measurement {} differs from the planned {}",
             summary.measurement,
             summary.expected_measurement
+        );
+    }
+    if let Some(t) = &summary.tamper
+        && !t.detected()
+    {
+        bail!(
+            "the guest did not notice that the host changed GPA {:#x} ({})",
+            t.gpa,
+            t.host_action
         );
     }
     if !summary.report_verified {
@@ -322,6 +343,13 @@ fn print_human(s: &Summary, out: &Path) {
         phases.join(", "),
         s.total_ms
     );
+    if let Some(t) = &s.tamper {
+        println!("  tamper          host: {}", t.host_action);
+        match &t.guest_saw {
+            Some(e) => println!("                  guest noticed: {e}"),
+            None => println!("                  guest did NOT notice"),
+        }
+    }
     println!("  written to      {}", out.display());
     println!("  check with      {}", s.snpguest);
 }

@@ -513,12 +513,26 @@ pub fn run(
             });
         }
     };
-    // The APs the guest created run their new VMSA and halt.
+    // The APs the guest created run from their new VMSA: check SEV_STATUS, register
+    // their own GHCB, query the hypervisor features, halt.
     for v in vcpus.iter_mut().skip(1) {
-        if boot.aps_started.contains(&v.id()) {
-            v.set_guest(|_cpu: &mut GuestCpu| Ok(GuestEnd::Halt));
-            run_loop(&vmm, v, &cert_table)?;
-        }
+        let Some(i) = boot.aps_started.iter().position(|id| *id == v.id()) else {
+            continue;
+        };
+        let Some(ghcb) = boot.ap_ghcbs.get(i).copied() else {
+            continue;
+        };
+        let id = v.id();
+        v.set_guest(
+            move |cpu: &mut GuestCpu| match softsev_guest::ap::ap_entry(cpu, ghcb) {
+                Ok(_) => Ok(GuestEnd::Halt),
+                Err(e) => {
+                    tracing::warn!(ap = id, error = %e, "AP failed");
+                    Ok(GuestEnd::Shutdown)
+                }
+            },
+        );
+        run_loop(&vmm, v, &cert_table)?;
     }
     mark("boot", &mut t, &mut phases);
     let events = host.events().to_json_lines();
@@ -663,6 +677,7 @@ fn boot_config(plan: &LaunchPlan, opts: &RunOptions) -> Result<BootConfig, RunEr
     let ghcb = Gpa(low_top - (4 << 20));
     let mut cfg = BootConfig::new(ghcb, secrets, ram, bounce, opts.nonce);
     cfg.prevalidated = prevalidated;
+    cfg.cpuid_gpa = section(SectionType::CPUID).map(|u| u.gpa);
     cfg.accept = opts.accept;
     if opts.start_aps && plan.vcpus > 1 {
         cfg.aps = Some(ApConfig {
@@ -670,6 +685,8 @@ fn boot_config(plan: &LaunchPlan, opts: &RunOptions) -> Result<BootConfig, RunEr
             vmsa_base: Gpa(low_top - (8 << 20) + PAGE_SIZE_4K),
             start_ip: 0xFFFF_FFF0,
         });
+        // Each AP registers its own GHCB page, made shared by the BSP beforehand.
+        cfg.ap_ghcb_base = Some(Gpa(low_top - (12 << 20)));
     }
     if let (Some(b), Some(gpa)) = (&plan.boot, plan.kernel_hashes_gpa) {
         let mut cmdline = b.cmdline.clone().unwrap_or_default().into_bytes();

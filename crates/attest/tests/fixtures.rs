@@ -12,20 +12,8 @@ use softsev_attest::{
     CertSet, Fault, Policy, TrustStore, VerifyOptions, cert::crl_from_bytes, time::parse_rfc3339,
     verify, verify_batch,
 };
-use std::path::PathBuf;
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: fixtures not found at {}", p.display());
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 /// (name, report, VEK, chain bundle, product).
 const SETS: [(&str, &str, &str, &str, Product); 4] = [

@@ -9,19 +9,7 @@ use softsev_abi::{Product, TcbVersion};
 use softsev_attest::{AmdCert, CertSet, TrustStore, VerifyOptions, time::parse_rfc3339, verify};
 use std::path::{Path, PathBuf};
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("SOFTSEV_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{name} not installed and SOFTSEV_REQUIRE_INTEROP=1");
-        }
-        println!("SKIP: {name} not installed (run scripts/install-interop-tools.sh)");
-    }
-    found
-}
+use softsev_testkit::tool;
 
 fn snpguest_accepts(sg: &Path, dir: &Path, report: &[u8], product: Product, v2: bool) -> bool {
     let path = dir.join("report.bin");

@@ -21,16 +21,7 @@ fn softsev(args: &[&str]) -> Output {
 }
 
 fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/measurement"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures not found");
-        None
-    }
+    softsev_testkit::fixture_dir("measurement")
 }
 
 /// The three output lines of snp-create-id-block: (id-block, id-auth, id digest,
@@ -365,16 +356,7 @@ fn bad_inputs_fail_with_one_line() {
 }
 
 fn tool_present() -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(TOOL).is_file()))
-        .unwrap_or(false);
-    if !found {
-        if std::env::var("SOFTSEV_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{TOOL} not installed and SOFTSEV_REQUIRE_INTEROP=1");
-        }
-        println!("SKIP: {TOOL} not installed (run scripts/install-interop-tools.sh)");
-    }
-    found
+    softsev_testkit::tool(TOOL).is_some()
 }
 
 /// Same inputs to snp-create-id-block and softsev: same ID block bytes and digests,

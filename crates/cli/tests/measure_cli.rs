@@ -2,7 +2,6 @@
 //! outputs of sev-snp-measure 0.0.13 on the fixture files), output formats, JSON, trace,
 //! VMSA dumps, the built-in default, and one-line errors for bad inputs.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn softsev(args: &[&str]) -> Output {
@@ -47,18 +46,7 @@ fn fails(args: &[&str], needle: &str) {
     }
 }
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures not found");
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 fn fx(p: &std::path::Path, rel: &str) -> String {
     p.join(rel).display().to_string()

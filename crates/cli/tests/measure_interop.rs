@@ -11,19 +11,10 @@ use std::sync::Mutex;
 const TOOL: &str = "sev-snp-measure";
 
 fn find_tool() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(TOOL))
-        .find(|p| p.is_file())
+    softsev_testkit::on_path(TOOL)
 }
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    p.is_dir().then_some(p)
-}
+use softsev_testkit::fixtures;
 
 struct Rng(u64);
 impl Rng {

@@ -15,20 +15,7 @@ fn softsev(args: &[&str], cwd: &Path) -> Output {
         .expect("run softsev")
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var("SOFTSEV_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{name} not installed and SOFTSEV_REQUIRE_INTEROP=1");
-        }
-        println!("SKIP: {name} not installed (run scripts/install-interop-tools.sh)");
-    }
-    found
-}
+use softsev_testkit::tool;
 
 fn summary(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
@@ -304,18 +291,7 @@ fn bad_configuration_fails_before_launch() {
     }
 }
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures not found");
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 /// The QEMU command lines, unchanged apart from file paths: with ID block, ID
 /// auth, author key, host data, kernel hashes and a certificate file (on the

@@ -2,7 +2,7 @@
 //! fixtures: exit codes, the table and JSON verdicts, policy options, --at, --root,
 //! certificate tables and CRLs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn softsev(args: &[&str]) -> Output {
@@ -12,18 +12,7 @@ fn softsev(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures not found");
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -46,16 +46,7 @@ fn env() -> GuestMsgEnv<'static> {
 }
 
 fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/guest-msg"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: fixtures not found at {}", p.display());
-        None
-    }
+    softsev_testkit::fixture_dir("guest-msg")
 }
 
 fn report_req(vmpl: u32, key_sel: u32) -> Vec<u8> {

@@ -299,19 +299,7 @@ fn vlek_signs_when_loaded_and_selected() {
     chip.unload_vlek();
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("SOFTSEV_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{name} not installed and SOFTSEV_REQUIRE_INTEROP=1");
-        }
-        println!("SKIP: {name} not installed (run scripts/install-interop-tools.sh)");
-    }
-    found
-}
+use softsev_testkit::tool;
 
 fn snpguest(bin: &PathBuf, args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = std::process::Command::new(bin).args(args).output().unwrap();

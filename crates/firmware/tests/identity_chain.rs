@@ -6,22 +6,10 @@ use der::{Decode, Encode};
 use softsev_abi::{Product, TcbVersion};
 use softsev_firmware::identity::cert::{self, AmdKeyRole};
 use softsev_firmware::identity::{CertChain, CertTable, CertTableGuid, Chip};
-use std::path::PathBuf;
 use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: fixtures not found at {}", p.display());
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 fn tcb(product: Product) -> TcbVersion {
     match product {
@@ -389,19 +377,7 @@ fn vlek_provision_load_and_chain() {
     cert::verify_crl_signed_by(chip.root().vlek_crl_der().unwrap(), &c.ark).unwrap();
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("SOFTSEV_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{name} not installed and SOFTSEV_REQUIRE_INTEROP=1");
-        }
-        println!("SKIP: {name} not installed (run scripts/install-interop-tools.sh)");
-    }
-    found
-}
+use softsev_testkit::tool;
 
 #[test]
 fn openssl_verifies_chain_and_crl() {

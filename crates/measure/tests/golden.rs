@@ -12,20 +12,8 @@ use softsev_measure::launch::{
 };
 use softsev_measure::vmsa::vcpu_type_sig;
 use softsev_measure::{KernelHashes, MeasureError, Ovmf, VmmType};
-use std::path::PathBuf;
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures not found at {}", p.display());
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 fn ovmf(fx: &std::path::Path, rel: &str) -> Ovmf {
     Ovmf::read(&fx.join(rel)).unwrap()

@@ -36,21 +36,11 @@ fn skip(what: &str) {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+    softsev_testkit::on_path(tool).is_some()
 }
 
 fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/measurement"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: fixtures not found at {}", p.display());
-        None
-    }
+    softsev_testkit::fixture_dir("measurement")
 }
 
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -12,16 +12,7 @@ use std::path::PathBuf;
 use zerocopy::{FromBytes, IntoBytes};
 
 fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/measurement"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: fixtures not found at {}", p.display());
-        None
-    }
+    softsev_testkit::fixture_dir("measurement")
 }
 
 /// Plain RFC 4648 base64 (with padding, whitespace ignored) for the test vectors.

@@ -14,21 +14,9 @@ use softsev_measure::{KernelHashes, MeasureError, Ovmf};
 use softsev_vmm::config::SnpGuestConfig;
 use softsev_vmm::plan::{BootBlobs, INITIAL_VMSA_GPA, LaunchPlan, UpdateSource};
 use softsev_vmm::{Blob, Config, CpuModel, PlanError, bootgen};
-use std::path::PathBuf;
 use zerocopy::IntoBytes;
 
-fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIP: ../shared/fixtures absent; fixture OVMF cases not run");
-        None
-    }
-}
+use softsev_testkit::fixtures;
 
 fn reference(ovmf: &Ovmf, c: &Config, hashes: Option<KernelHashes>) -> [u8; 48] {
     snp_launch_digest(

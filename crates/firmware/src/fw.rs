@@ -436,7 +436,7 @@ impl Firmware {
     pub fn download_firmware(&self, image: FirmwareImage, commit: bool) -> FwResult {
         let mut st = self.state.lock();
         let floor = st.committed;
-        if !image.tcb.dominates(&floor.tcb) || version_lt(image.version, floor.version) {
+        if !image.tcb.dominates(&floor.tcb) || image.version < floor.version {
             return Err(FwStatus::BAD_SVN);
         }
         st.current = image;
@@ -457,11 +457,6 @@ impl Firmware {
         st.current.tcb.microcode = svn;
         Ok(())
     }
-}
-
-/// `a < b` in (major, minor, build) order.
-pub(crate) fn version_lt(a: FwVersion, b: FwVersion) -> bool {
-    a < b
 }
 
 /// Status for a SoC error on a firmware memory access.

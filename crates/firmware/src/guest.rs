@@ -80,13 +80,17 @@ pub(crate) struct GuestContext {
 }
 
 impl GuestContext {
-    fn new(vek: [u8; 16], launch_tcb: TcbVersion, version: crate::fw::FwVersion) -> Self {
+    fn new(
+        vek: Zeroizing<[u8; 16]>,
+        launch_tcb: TcbVersion,
+        version: crate::fw::FwVersion,
+    ) -> Self {
         GuestContext {
             state: GuestState::Init,
             policy: 0,
             asid: 0,
             activation: Activation::Inactive,
-            vek: Zeroizing::new(vek),
+            vek,
             ld: SnpDigest::new(),
             imd: SnpDigest::new(),
             imi_en: false,
@@ -198,7 +202,8 @@ impl Firmware {
             .map_err(crate::fw::soc_status)?;
         e.set_vmsa(true);
         self.rmp_write(gctx, e)?;
-        let vek = st.rng.array::<16>();
+        let mut vek = Zeroizing::new([0u8; 16]);
+        st.rng.fill(&mut vek[..]);
         let ctx = GuestContext::new(vek, st.committed.tcb, st.current.version);
         st.guests.insert(gctx, ctx);
         Ok(())

@@ -66,13 +66,14 @@ impl Firmware {
             return Err(FwStatus::POLICY_FAILURE);
         }
         let msg = crate::guest_msg::GuestMsgState::new(&mut st.rng);
-        let vmrk = st.rng.array::<32>();
+        let mut vmrk = zeroize::Zeroizing::new([0u8; 32]);
+        st.rng.fill(&mut vmrk[..]);
         let report_id = st.rng.array::<32>();
         let g = self.context_mut(st, cmd.gctx_paddr)?;
         g.policy = cmd.policy;
         g.ma_gctx = ma_en.then_some(cmd.ma_gctx_paddr);
         g.msg = msg;
-        *g.vmrk = vmrk;
+        g.vmrk = vmrk;
         g.report_id = report_id;
         g.report_id_ma = match ma {
             Some((_, _, id)) => id,

@@ -59,7 +59,8 @@ impl Firmware {
         let rsp_off = cmd.response_paddr & (PAGE - 1);
         let mut response = vec![0u8; (PAGE - rsp_off) as usize];
 
-        let vmrk = *g.vmrk;
+        // A zeroized copy: `g` stays mutably borrowed for the message state below.
+        let vmrk = zeroize::Zeroizing::new(*g.vmrk);
         let mut env = GuestMsgEnv::new(&self.chip, &vmrk);
         env.report_version = report_version;
         env.deterministic_signatures = self.config.seed.is_some();

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
-use zeroize::Zeroizing;
 
 /// How to run a plan.
 #[derive(Clone, Debug)]
@@ -61,15 +60,10 @@ impl Default for RunOptions {
 pub struct RunOutcome {
     /// The launch digest the firmware computed.
     pub measurement: [u8; 48],
-    /// The attestation report the guest obtained (0x4A0 bytes).
-    pub report: Vec<u8>,
-    /// The certificate table the host supplied with it.
-    pub cert_table: Vec<u8>,
     /// ARK, ASK and VCEK (of REPORTED_TCB) of the chip, for verifiers.
     pub chain: CertChain,
-    /// The derived key the guest obtained.
-    pub derived_key: Option<Zeroizing<[u8; 32]>>,
-    /// The guest's own account of its boot.
+    /// The guest's own account of its boot: the attestation report (0x4A0 bytes), the
+    /// certificate table the host supplied with it, the derived key, counters, timings.
     pub boot: BootReport,
     /// REPORTED_TCB of the platform.
     pub reported_tcb: TcbVersion,
@@ -105,7 +99,6 @@ impl std::fmt::Debug for RunOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOutcome")
             .field("measurement", &hex(&self.measurement))
-            .field("report_len", &self.report.len())
             .field("boot", &self.boot)
             .field("phases", &self.phases)
             .finish_non_exhaustive()
@@ -538,10 +531,7 @@ pub fn run(
     let events = host.events().to_json_lines();
     Ok(RunOutcome {
         measurement,
-        report: boot.report.clone(),
-        cert_table: boot.certs.clone(),
         chain,
-        derived_key: boot.derived_key.clone(),
         boot,
         reported_tcb,
         chip,

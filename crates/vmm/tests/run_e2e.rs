@@ -18,7 +18,7 @@ fn default_run_launches_boots_and_attests() {
     let plan = LaunchPlan::build(&cfg).unwrap();
     let out = run(&plan, &opts(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.measurement, plan.expected_digest);
-    let report = softsev_abi::report::AttestationReport::parse(&out.report).unwrap();
+    let report = softsev_abi::report::AttestationReport::parse(&out.boot.report).unwrap();
     assert_eq!(report.measurement, plan.expected_digest);
     assert_eq!(report.report_data, [0x5A; 64]);
     assert!(out.boot.hashes_verified);
@@ -61,13 +61,16 @@ fn same_seed_same_report() {
     let plan = LaunchPlan::build(&cfg).unwrap();
     let a = run(&plan, &opts(), &mut |_| {}).unwrap();
     let b = run(&plan, &opts(), &mut |_| {}).unwrap();
-    assert_eq!(a.report, b.report);
-    assert_eq!(a.cert_table, b.cert_table);
+    assert_eq!(a.boot.report, b.boot.report);
+    assert_eq!(a.boot.certs, b.boot.certs);
     let mut other = opts();
     other.seed = Some(b"another chip".to_vec());
     let c = run(&plan, &other, &mut |_| {}).unwrap();
     assert_eq!(c.measurement, a.measurement);
-    assert_ne!(c.report, a.report, "another chip signs differently");
+    assert_ne!(
+        c.boot.report, a.boot.report,
+        "another chip signs differently"
+    );
 }
 
 #[test]

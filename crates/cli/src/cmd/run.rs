@@ -176,7 +176,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Outputs: the layout snpguest reads, plus the inputs for re-measuring.
     let mut files = Vec::new();
     let report_path = out.join("report.bin");
-    std::fs::write(&report_path, &outcome.report)?;
+    std::fs::write(&report_path, &outcome.boot.report)?;
     files.push("report.bin".to_string());
     let certs = out.join("certs");
     outcome
@@ -184,7 +184,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .write_dir(&certs, true)
         .with_context(|| format!("writing {}", certs.display()))?;
     files.extend(["certs/ark.pem", "certs/ask.pem", "certs/vcek.pem"].map(String::from));
-    std::fs::write(out.join("certs.bin"), &outcome.cert_table)?;
+    std::fs::write(out.join("certs.bin"), &outcome.boot.certs)?;
     files.push("certs.bin".into());
     let inputs = plan.write_inputs(&out)?;
     for p in [
@@ -210,11 +210,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let trust = softsev_attest::TrustStore::from_dir(&certs, Some(plan.product))?;
     let certset = softsev_attest::CertSet::from_dir(&certs)?;
     let verdict = softsev_attest::verify(
-        &outcome.report,
+        &outcome.boot.report,
         &certset,
         &softsev_attest::VerifyOptions::new().with_trust(&trust),
     );
-    let report = AttestationReport::parse(&outcome.report)?;
+    let report = AttestationReport::parse(&outcome.boot.report)?;
     let measure_args = plan.measure_args(&inputs);
     let phases: Vec<(String, f64)> = outcome
         .phases
@@ -243,6 +243,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         report_data: hex::encode(report.report_data),
         chip_id: hex::encode(&report.chip_id[..plan.product.chip_id_len()]),
         derived_key_sha256: outcome
+            .boot
             .derived_key
             .as_ref()
             .map(|k| hex::encode(sha256(&k[..]))),

@@ -185,6 +185,14 @@ fn vcpu_signature(a: &Args) -> Result<u32> {
         return Ok(0);
     }
     if let Some(f) = a.vcpu_family {
+        // Family 0 is no CPU family (CPUID's family field starts at 1; SEV parts are
+        // family 17h and later). sev-snp-measure takes 0 as "not given" and falls back to
+        // the other options, which turns a typo into a different digest; refuse instead.
+        if f == 0 {
+            bail!(
+                "--vcpu-family 0 is not a CPU family (EPYC parts are 23 and later); give the guest's family, or --vcpu-type or --vcpu-sig"
+            );
+        }
         let (Some(m), Some(s)) = (a.vcpu_model, a.vcpu_stepping) else {
             bail!("--vcpu-family needs --vcpu-model and --vcpu-stepping");
         };

@@ -1,0 +1,8 @@
+//! Integration tests of softsev-attest: one test binary for the crate (each file a module),
+//! so the workspace links one binary per crate instead of one per file.
+
+mod firmware_reports;
+mod fixtures;
+mod fuzz_corpus;
+mod interop_snpguest;
+mod own_firmware;

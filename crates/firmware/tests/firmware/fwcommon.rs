@@ -1,0 +1,228 @@
+//! A minimal host for driving the firmware model in tests: it owns SoC memory, writes
+//! command buffers into a hypervisor page and moves pages between RMP states with
+//! RMPUPDATE, as Linux's PSP driver and KVM do.
+
+use softsev_abi::fw_buf::*;
+use softsev_abi::rmp::RmpUpdateInput;
+use softsev_abi::{FwCmd, FwStatus, Product, Spa};
+use softsev_firmware::identity::Chip;
+use softsev_firmware::{Firmware, FirmwareConfig, FwResult};
+use softsev_soc::{Soc, SocConfig};
+use std::sync::{Arc, OnceLock};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Command buffer page (hypervisor-owned).
+pub const CMD: u64 = 0x1000;
+/// Scratch page for outputs (made a firmware page after INIT when needed).
+pub const OUT: u64 = 0x2000;
+/// Guest context page.
+pub const GCTX: u64 = 0x10_0000;
+/// A second context page.
+pub const GCTX2: u64 = 0x10_1000;
+/// First guest page (SPA); guest pages go upwards from here.
+pub const GUEST_BASE: u64 = 0x40_0000;
+/// The guest's ASID in tests.
+pub const ASID: u32 = 1;
+
+pub fn chip(product: Product) -> Arc<Chip> {
+    static MILAN: OnceLock<Arc<Chip>> = OnceLock::new();
+    static GENOA: OnceLock<Arc<Chip>> = OnceLock::new();
+    static TURIN: OnceLock<Arc<Chip>> = OnceLock::new();
+    let cell = match product {
+        Product::Milan => &MILAN,
+        Product::Genoa => &GENOA,
+        Product::Turin => &TURIN,
+    };
+    cell.get_or_init(|| Arc::new(Chip::from_seed(product, b"fw-tests").unwrap()))
+        .clone()
+}
+
+pub struct Host {
+    pub soc: Arc<Soc>,
+    pub fw: Firmware,
+}
+
+impl Host {
+    pub fn new() -> Host {
+        Self::with(Product::Milan, |_| {})
+    }
+
+    /// A host whose chip is its own (tests that load a VLEK change the chip).
+    pub fn with_own_chip(product: Product) -> Host {
+        Self::build(
+            product,
+            Arc::new(Chip::from_seed(product, b"fw-tests own").unwrap()),
+            |_| {},
+        )
+    }
+
+    pub fn with(product: Product, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
+        Self::build(product, chip(product), f)
+    }
+
+    fn build(product: Product, chip: Arc<Chip>, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
+        let soc = Arc::new(Soc::new(SocConfig {
+            seed: Some(b"fw-tests".to_vec()),
+            asid_count: 16,
+            ..SocConfig::new(64 << 20)
+        }));
+        let mut cfg = FirmwareConfig::for_product(product);
+        cfg.seed = Some(b"fw-tests".to_vec());
+        f(&mut cfg);
+        let fw = Firmware::new(soc.clone(), chip, cfg);
+        Host { soc, fw }
+    }
+
+    /// Issue `cmd` with `buf` written at [`CMD`]; returns the status and the buffer
+    /// as the firmware left it.
+    pub fn cmd<T: IntoBytes + FromBytes + Immutable + KnownLayout>(
+        &self,
+        cmd: FwCmd,
+        buf: &T,
+    ) -> FwResult {
+        self.soc
+            .host_write(Spa(CMD), false, buf.as_bytes())
+            .unwrap();
+        self.fw.command(cmd, Spa(CMD))
+    }
+
+    pub fn cmd0(&self, cmd: FwCmd) -> FwResult {
+        self.fw.command(cmd, Spa(CMD))
+    }
+
+    pub fn rmpupdate(
+        &self,
+        spa: u64,
+        assigned: bool,
+        asid: u32,
+        gpa: u64,
+        immutable: bool,
+        two_m: bool,
+    ) {
+        let st = self.soc.rmpupdate(
+            Spa(spa),
+            &RmpUpdateInput {
+                gpa,
+                assigned: u8::from(assigned),
+                pagesize: u8::from(two_m),
+                immutable: u8::from(immutable),
+                asid,
+                ..Default::default()
+            },
+        );
+        assert!(st.is_success(), "RMPUPDATE {spa:#x}: {st:?}");
+    }
+
+    /// Make `spa` a firmware page (Linux `rmp_mark_pages_firmware`).
+    pub fn fw_page(&self, spa: u64) {
+        self.rmpupdate(spa, true, 0, 0, true, false);
+    }
+
+    /// Return a reclaimed page to the hypervisor.
+    pub fn hv_page(&self, spa: u64) {
+        self.rmpupdate(spa, false, 0, 0, false, false);
+    }
+
+    /// INIT, WBINVD, DF_FLUSH.
+    pub fn init(&self) {
+        self.cmd0(FwCmd::SNP_INIT).unwrap();
+        self.soc.wbinvd();
+        self.cmd0(FwCmd::SNP_DF_FLUSH).unwrap();
+    }
+
+    pub fn gctx_create(&self, gctx: u64) -> FwResult {
+        self.cmd(FwCmd::SNP_GCTX_CREATE, &SnpPaddr { paddr: gctx })
+    }
+
+    pub fn launch_start(&self, gctx: u64, policy: u64) -> FwResult {
+        self.cmd(
+            FwCmd::SNP_LAUNCH_START,
+            &SnpLaunchStart {
+                gctx_paddr: gctx,
+                policy,
+                ma_gctx_paddr: 0,
+                flags: 0,
+                desired_tsc_freq: 0,
+                gosvw: [0; 16],
+            },
+        )
+    }
+
+    pub fn activate(&self, gctx: u64, asid: u32) -> FwResult {
+        self.cmd(
+            FwCmd::SNP_ACTIVATE,
+            &SnpActivate {
+                gctx_paddr: gctx,
+                asid,
+                pad: 0,
+            },
+        )
+    }
+
+    /// Put `data` (one page) at `spa`, assign it to the guest at `gpa` (pre-guest) and
+    /// run LAUNCH_UPDATE with `page_type`.
+    pub fn load_page(&self, gctx: u64, spa: u64, gpa: u64, page_type: u8, data: &[u8]) -> FwResult {
+        self.soc.host_write(Spa(spa), false, data).unwrap();
+        self.rmpupdate(spa, true, ASID, gpa, true, false);
+        self.launch_update(gctx, spa, page_type, false)
+    }
+
+    pub fn launch_update(&self, gctx: u64, spa: u64, page_type: u8, two_m: bool) -> FwResult {
+        self.cmd(
+            FwCmd::SNP_LAUNCH_UPDATE,
+            &SnpLaunchUpdate {
+                gctx_paddr: gctx,
+                page_flags: SnpLaunchUpdate::flags(two_m, page_type, false),
+                reserved: 0,
+                page_paddr: spa,
+                vmpl_perms: 0,
+                reserved2: 0,
+            },
+        )
+    }
+
+    pub fn launch_finish(&self, gctx: u64, flags: u64, host_data: [u8; 32]) -> FwResult {
+        self.cmd(
+            FwCmd::SNP_LAUNCH_FINISH,
+            &SnpLaunchFinish {
+                gctx_paddr: gctx,
+                id_block_paddr: 0,
+                id_auth_paddr: 0,
+                flags,
+                host_data,
+            },
+        )
+    }
+
+    /// INIT, flush, context, LAUNCH_START with `policy`, ACTIVATE with [`ASID`].
+    pub fn started_guest(&self, policy: u64) {
+        self.init();
+        self.fw_page(GCTX);
+        self.gctx_create(GCTX).unwrap();
+        self.launch_start(GCTX, policy).unwrap();
+        self.activate(GCTX, ASID).unwrap();
+    }
+
+    /// A guest with one NORMAL page at GPA 0 (SPA [`GUEST_BASE`]), launched.
+    pub fn running_guest(&self, policy: u64) {
+        self.started_guest(policy);
+        self.load_page(GCTX, GUEST_BASE, 0, 1, &[0x5A; 4096])
+            .unwrap();
+        self.launch_finish(GCTX, 0, [0; 32]).unwrap();
+    }
+
+    pub fn platform_status(&self) -> SnpPlatformStatus {
+        self.cmd(FwCmd::SNP_PLATFORM_STATUS, &SnpPaddr { paddr: OUT })
+            .unwrap();
+        let mut raw = [0u8; SnpPlatformStatus::LEN];
+        self.soc.host_read(Spa(OUT), false, &mut raw).unwrap();
+        SnpPlatformStatus::read_from_bytes(&raw).unwrap()
+    }
+}
+
+pub fn status(r: FwResult) -> FwStatus {
+    match r {
+        Ok(()) => FwStatus::SUCCESS,
+        Err(s) => s,
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of softsev-host: one test binary for the crate (each file a module),
+//! so the workspace links one binary per crate instead of one per file.
+
+mod common;
+mod fuzz_ghcb;
+mod ghcb;
+mod guest_boot;
+mod kvm_selftests;

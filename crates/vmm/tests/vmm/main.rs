@@ -1,0 +1,8 @@
+//! Integration tests of softsev-vmm: one test binary for the crate (each file a module),
+//! so the workspace links one binary per crate instead of one per file.
+
+mod config_qemu;
+mod fuzz_replay;
+mod plan_digest;
+mod plan_interop;
+mod run_e2e;

@@ -203,14 +203,6 @@ impl Host {
         self.activate(GCTX, ASID).unwrap();
     }
 
-    /// A guest with one NORMAL page at GPA 0 (SPA [`GUEST_BASE`]), launched.
-    pub fn running_guest(&self, policy: u64) {
-        self.started_guest(policy);
-        self.load_page(GCTX, GUEST_BASE, 0, 1, &[0x5A; 4096])
-            .unwrap();
-        self.launch_finish(GCTX, 0, [0; 32]).unwrap();
-    }
-
     pub fn platform_status(&self) -> SnpPlatformStatus {
         self.cmd(FwCmd::SNP_PLATFORM_STATUS, &SnpPaddr { paddr: OUT })
             .unwrap();

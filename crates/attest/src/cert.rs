@@ -227,8 +227,23 @@ pub struct VekExtensions {
 impl VekExtensions {
     /// The product line named by productName (prefix before `-`).
     pub fn product(&self) -> Option<Product> {
+        // `<Product>` or `<Product>-<stepping>` with a stepping of one capital letter and
+        // digits (`Milan-B0`); anything else (`MilanX-B0`, trailing NULs) names nothing.
         let name = self.product_name.as_deref()?;
-        Product::from_name(name.split('-').next().unwrap_or(name))
+        let (line, step) = match name.split_once('-') {
+            Some((l, s)) => (l, Some(s)),
+            None => (name, None),
+        };
+        let step_ok = step.is_none_or(|s| {
+            let mut b = s.bytes();
+            b.next().is_some_and(|c| c.is_ascii_uppercase())
+                && s.len() >= 2
+                && b.all(|c| c.is_ascii_digit())
+        });
+        if !step_ok {
+            return None;
+        }
+        Product::from_name(line).filter(|p| p.name() == line)
     }
 
     /// The stepping in productName (`Milan-B0` → 0, `Genoa-B2` → 2), if it names one.

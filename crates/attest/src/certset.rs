@@ -23,6 +23,17 @@ pub enum CertSetError {
         /// Error.
         source: std::io::Error,
     },
+    /// Two different certificates were offered for one role (say two VCEKs): which one
+    /// is meant cannot be told, and the verdict must not depend on argument order.
+    #[error("two different {role:?} certificates offered: {first} and {second}")]
+    Conflict {
+        /// The role.
+        role: CertRole,
+        /// Where the first came from.
+        first: String,
+        /// Where the second came from.
+        second: String,
+    },
     /// A certificate's CN names no AMD role.
     #[error("{what}: subject CN {cn:?} is not an AMD ARK/ASK/ASVK/VCEK/VLEK name")]
     UnknownRole {
@@ -70,14 +81,29 @@ impl CertSet {
             CertRole::Vcek => &mut self.vcek,
             CertRole::Vlek => &mut self.vlek,
         };
-        *slot = Some(cert);
-        Ok(())
+        match slot {
+            Some(have) if have.der() != cert.der() => Err(CertSetError::Conflict {
+                role,
+                first: have.name().to_string(),
+                second: cert.name().to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                *slot = Some(cert);
+                Ok(())
+            }
+        }
     }
 
     /// Add every certificate in a PEM or DER file (a KDS `cert_chain` bundle works).
     /// Files whose name is a snpguest stem use it as the role hint.
     pub fn add_file(&mut self, path: &Path) -> Result<(), CertSetError> {
-        let bytes = std::fs::read(path).map_err(|source| CertSetError::Io {
+        let bytes = crate::input::read_bounded(
+            path,
+            crate::input::MAX_CERT_FILE,
+            "a certificate or CRL file",
+        )
+        .map_err(|source| CertSetError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -168,8 +194,9 @@ impl CertSet {
         t.to_bytes()
     }
 
-    /// Merge `other` into `self` (filled slots of `other` win).
-    pub fn merge(&mut self, other: CertSet) {
+    /// Merge `other` into `self`; a role both fill with different certificates is a
+    /// [`CertSetError::Conflict`].
+    pub fn merge(&mut self, other: CertSet) -> Result<(), CertSetError> {
         let CertSet {
             ark,
             ask,
@@ -178,17 +205,26 @@ impl CertSet {
             vlek,
             crls,
         } = other;
-        for (dst, src) in [
-            (&mut self.ark, ark),
-            (&mut self.ask, ask),
-            (&mut self.asvk, asvk),
-            (&mut self.vcek, vcek),
-            (&mut self.vlek, vlek),
+        for (role, dst, src) in [
+            (CertRole::Ark, &mut self.ark, ark),
+            (CertRole::Ask, &mut self.ask, ask),
+            (CertRole::Asvk, &mut self.asvk, asvk),
+            (CertRole::Vcek, &mut self.vcek, vcek),
+            (CertRole::Vlek, &mut self.vlek, vlek),
         ] {
-            if src.is_some() {
-                *dst = src;
+            match (dst.as_ref(), src) {
+                (Some(have), Some(new)) if have.der() != new.der() => {
+                    return Err(CertSetError::Conflict {
+                        role,
+                        first: have.name().to_string(),
+                        second: new.name().to_string(),
+                    });
+                }
+                (None, Some(new)) => *dst = Some(new),
+                _ => {}
             }
         }
         self.crls.extend(crls);
+        Ok(())
     }
 }

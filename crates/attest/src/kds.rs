@@ -168,7 +168,7 @@ impl<F: Fetcher> CacheDir<F> {
 impl<F: Fetcher> Fetcher for CacheDir<F> {
     fn fetch(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let p = self.path(url);
-        match std::fs::read(&p) {
+        match crate::input::read_bounded(&p, crate::input::MAX_CERT_FILE, "a KDS cache file") {
             Ok(b) => Ok(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let b = self

@@ -13,6 +13,7 @@
 pub mod cert;
 pub mod certset;
 pub mod fuzz;
+pub mod input;
 pub mod kds;
 pub mod policy;
 pub mod show;

@@ -179,7 +179,12 @@ impl TrustStore {
             if !matches!(ext, "pem" | "der" | "crt" | "cer") {
                 continue;
             }
-            let bytes = std::fs::read(&p).map_err(|source| TrustError::Io {
+            let bytes = crate::input::read_bounded(
+                &p,
+                crate::input::MAX_CERT_FILE,
+                "a root certificate file",
+            )
+            .map_err(|source| TrustError::Io {
                 path: p.display().to_string(),
                 source,
             })?;

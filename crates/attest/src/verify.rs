@@ -151,10 +151,11 @@ fn parse_checks(v: &mut Verdict, bytes: &[u8]) -> Option<AttestationReport> {
         Err(e) => Check::fail("report.reserved", Fault::Malformed, e.to_string()),
     });
     let key = r.key_info.signing_key();
+    let masked = r.key_info.mask_chip_key();
     v.push(Check::cond(
         "report.key_info",
         Fault::Malformed,
-        key == SigningKey::VCEK || key == SigningKey::VLEK,
+        (key == SigningKey::VCEK || key == SigningKey::VLEK) && !masked,
         if key == SigningKey::VLEK {
             "signed by VLEK"
         } else {
@@ -163,10 +164,34 @@ fn parse_checks(v: &mut Verdict, bytes: &[u8]) -> Option<AttestationReport> {
         || {
             if key == SigningKey::NONE {
                 "SIGNING_KEY = NONE: the report is unsigned (chip key masked)".to_string()
+            } else if masked && (key == SigningKey::VCEK || key == SigningKey::VLEK) {
+                format!(
+                    "MASK_CHIP_KEY = 1 with SIGNING_KEY = {}: the firmware does not sign with a masked chip key",
+                    signer_name(key)
+                )
             } else {
                 format!("SIGNING_KEY {} is reserved", key.0)
             }
         },
+    ));
+    // VMPL is 0..=3 (SNP ABI, ATTESTATION_REPORT offset 0x30).
+    let vmpl = r.vmpl;
+    v.push(Check::cond(
+        "report.vmpl",
+        Fault::Malformed,
+        vmpl <= 3,
+        format!("VMPL {vmpl}"),
+        || format!("VMPL {vmpl} does not exist (0..=3)"),
+    ));
+    // PLATFORM_INFO bits 8..63 are reserved (bits 0..5 and 7 are published, bit 6 is
+    // set by Turin parts).
+    let pi = r.platform_info.0;
+    v.push(Check::cond(
+        "report.platform_info",
+        Fault::Malformed,
+        pi & !0xFF == 0,
+        "reserved PLATFORM_INFO bits are zero",
+        || format!("PLATFORM_INFO {pi:#x} sets reserved bits {:#x}", pi & !0xFF),
     ));
     v.push(match r.guest_policy().check_reserved() {
         Ok(()) => Check::pass(
@@ -660,17 +685,23 @@ impl VerifiedChain {
                 )
             },
         ));
+        // AMD's VCEKs and VLEKs name their product line (`Milan-B0`, `Genoa-B1`,
+        // `Turin-B0`); a missing or unrecognised productName binds to nothing.
         let ext_product = ext.product();
         v.push(Check::cond(
             "binding.product",
             Fault::Cryptography,
-            ext_product.is_none_or(|p| p == self.product),
+            ext_product == Some(self.product),
             self.product.name(),
-            || {
-                format!(
-                    "VEK productName {:?} is not {}",
-                    ext.product_name, self.product
-                )
+            || match &ext.product_name {
+                None => format!(
+                    "VEK has no productName extension (a {} VEK names it)",
+                    self.product
+                ),
+                Some(n) if ext_product.is_none() => {
+                    format!("VEK productName {n:?} is not an AMD product name")
+                }
+                Some(n) => format!("VEK productName {n:?} is not {}", self.product),
             },
         ));
         match tcbs {
@@ -764,14 +795,26 @@ impl VerifiedChain {
                     .verify(r.signed_bytes(), &P384Signature { r: rr, s: ss })
                     .map_err(|e| e.to_string())
             });
+        // ECDSA accepts (r, s) and (r, n - s) alike, and the firmware does not normalize
+        // s: a high-S signature is genuine but shows the report bytes are malleable, so
+        // the detail says so (never use a report's hash or signature as its identity).
+        let high_s = r
+            .signature
+            .to_be()
+            .is_ok_and(|(_, s)| softsev_crypto::ecdsa::p384_is_high_s(&s));
+        let who = if self.signer == SigningKey::VLEK {
+            "signed by the VLEK"
+        } else {
+            "signed by the VCEK"
+        };
         v.push(match res {
             Ok(()) => Check::pass(
                 "report.signature",
                 Fault::Cryptography,
-                if self.signer == SigningKey::VLEK {
-                    "signed by the VLEK"
+                if high_s {
+                    format!("{who} (high-S form: the signature is malleable; do not use it to identify the report)")
                 } else {
-                    "signed by the VCEK"
+                    who.to_string()
                 },
             ),
             Err(e) => Check::fail(

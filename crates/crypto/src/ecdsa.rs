@@ -12,6 +12,16 @@ use p384::ecdsa::signature::Signer;
 use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
+/// Whether `s` (big-endian) of a P-384 signature is in the "high-S" half (s > n/2).
+/// ECDSA verifies (r, s) and (r, n − s) alike; AMD's firmware does not normalize, so a
+/// genuine report may carry either form. `false` for a value that is not a scalar.
+pub fn p384_is_high_s(s: &[u8; 48]) -> bool {
+    use p384::elliptic_curve::PrimeField;
+    use p384::elliptic_curve::scalar::IsHigh;
+    Option::<p384::Scalar>::from(p384::Scalar::from_repr((*s).into()))
+        .is_some_and(|x| bool::from(x.is_high()))
+}
+
 /// A P-384 signature as (r, s), big-endian, 48 bytes each.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct P384Signature {

@@ -6,3 +6,4 @@ mod fixtures;
 mod fuzz_corpus;
 mod interop_snpguest;
 mod own_firmware;
+mod probe_regressions;

@@ -114,7 +114,8 @@ fn parse_measurement(s: &str) -> Result<[u8; 48]> {
 }
 
 fn load_key(what: &str, path: &Path) -> Result<P384SigningKey> {
-    let mut raw = std::fs::read(path)
+    // A PEM private key is a few hundred bytes.
+    let mut raw = softsev_attest::input::read_bounded(path, 64 << 10, "a PEM private key")
         .with_context(|| format!("cannot read {what} file '{}'", path.display()))?;
     let result = match std::str::from_utf8(&raw) {
         Ok(pem) => P384SigningKey::from_pem(pem)

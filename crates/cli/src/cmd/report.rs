@@ -47,8 +47,12 @@ fn parse_product(s: &str) -> Result<Product, String> {
 pub fn run(a: Args) -> Result<ExitCode> {
     match a.cmd {
         Sub::Show(s) => {
-            let bytes = std::fs::read(&s.report)
-                .with_context(|| format!("reading {}", s.report.display()))?;
+            let bytes = softsev_attest::input::read_bounded(
+                &s.report,
+                softsev_attest::input::MAX_REPORT_FILE,
+                "an attestation report file",
+            )
+            .with_context(|| format!("reading {}", s.report.display()))?;
             let (r, _) = AttestationReport::parse_prefix(&bytes)
                 .with_context(|| format!("parsing {}", s.report.display()))?;
             let product = softsev_attest::show::product_for_show(&r, s.product);

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use softsev_abi::report::{AttestationReport, SigningKey};
 use softsev_abi::{GuestPolicy, Product};
+use softsev_attest::input::{MAX_CERT_FILE, MAX_CERT_TABLE, MAX_REPORT_FILE, read_bounded};
 use softsev_attest::kds::{CacheDir, Kds};
 use softsev_attest::policy::{TcbSpec, parse_tcb};
 use softsev_attest::{CertSet, Policy, TrustStore, VerifyOptions, cert::crl_from_bytes, verify};
@@ -275,8 +276,7 @@ fn policy(a: &Args, product: Option<Product>) -> Result<Policy> {
 
 /// Run `softsev verify`.
 pub fn run(a: Box<Args>) -> Result<ExitCode> {
-    let raw =
-        std::fs::read(&a.report).with_context(|| format!("reading {}", a.report.display()))?;
+    let raw = read_input(&a.report, MAX_REPORT_FILE, "an attestation report file")?;
     let mut certs = CertSet::default();
     let mut report_bytes = raw.as_slice();
     if let Some(t) = &a.cert_table {
@@ -285,14 +285,14 @@ pub fn run(a: Box<Args>) -> Result<ExitCode> {
             report_bytes = raw.get(..softsev_abi::report::REPORT_SIZE).unwrap_or(&raw);
             rest.to_vec()
         } else {
-            std::fs::read(t).with_context(|| format!("reading {}", t.display()))?
+            read_input(t, MAX_CERT_TABLE, "a certificate table")?
         };
-        certs.merge(CertSet::from_table(&table).context("certificate table")?);
+        certs.merge(CertSet::from_table(&table).context("certificate table")?)?;
     }
     if let Some(d) = &a.certs {
         certs.merge(
             CertSet::from_dir(d).with_context(|| format!("certificates in {}", d.display()))?,
-        );
+        )?;
     }
     for f in &a.cert_files {
         certs
@@ -301,7 +301,7 @@ pub fn run(a: Box<Args>) -> Result<ExitCode> {
     }
     let mut crls = Vec::new();
     for f in &a.crl {
-        let b = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let b = read_input(f, MAX_CERT_FILE, "a CRL")?;
         crls.push(crl_from_bytes(&f.display().to_string(), &b)?);
     }
     // What the report says about its product, for raw TCB options and the KDS cache.
@@ -322,23 +322,21 @@ pub fn run(a: Box<Args>) -> Result<ExitCode> {
         if signer == SigningKey::VCEK
             && certs.vcek.is_none()
             && let Ok(t) = r.tcbs(p)
+            && let Some(c) = cached(kds.vcek(p, &r.chip_id, &t.reported))?
         {
-            match kds.vcek(p, &r.chip_id, &t.reported) {
-                Ok(c) => certs.vcek = Some(c),
-                Err(e) => tracing::warn!("KDS cache: {e}"),
-            }
+            certs.vcek = Some(c);
         }
         let inter_missing = if signer == SigningKey::VLEK {
             certs.asvk.is_none()
         } else {
             certs.ask.is_none()
         };
-        if inter_missing && let Ok(chain) = kds.cert_chain(p, signer) {
+        if inter_missing && let Some(chain) = cached(kds.cert_chain(p, signer))? {
             for c in chain {
                 let _ = certs.insert(c, None);
             }
         }
-        if let Ok(crl) = kds.crl(p, signer) {
+        if let Some(crl) = cached(kds.crl(p, signer))? {
             crls.push(crl);
         }
     }
@@ -386,7 +384,11 @@ fn run_batch(
     let mut reports = vec![first.to_vec()];
     let mut names = vec![a.report.display().to_string()];
     for p in &a.more_reports {
-        reports.push(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+        reports.push(read_input(
+            p,
+            MAX_REPORT_FILE,
+            "an attestation report file",
+        )?);
         names.push(p.display().to_string());
     }
     let verdicts = softsev_attest::verify_batch(&reports, certs, opts);
@@ -419,4 +421,20 @@ fn run_batch(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A KDS-cache lookup: absent is `None` (the check it feeds then says what is missing);
+/// present but unreadable or unparseable is an error, as the same bytes given with
+/// `--crl`, `--cert` or `--certs` are (never silently treated as absent).
+fn cached<T>(r: Result<T, softsev_attest::kds::FetchError>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(softsev_attest::kds::FetchError::Unavailable { .. }) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("KDS cache: {e}")),
+    }
+}
+
+/// A bounded read of a command-line input, the path in the error.
+fn read_input(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>> {
+    read_bounded(path, max, what).with_context(|| format!("reading {}", path.display()))
 }

@@ -378,3 +378,82 @@ fn report_show_prints_every_field() {
     assert!(!o.status.success());
     assert!(text(&o).contains("100 bytes"), "{}", text(&o));
 }
+
+/// Regression (probe P6): a corrupt CRL (or VCEK) in `--kds-cache` is an error naming
+/// the file, as the same bytes given with `--crl` are, never silently treated as absent.
+#[test]
+fn regression_p6_corrupt_kds_cache_entries_are_errors() {
+    let Some(fx) = fixtures() else { return };
+    let turin = fx.join("snp/turin-v5-yaxi");
+    let report = turin.join("report.bin");
+    let r =
+        softsev_abi::report::AttestationReport::parse(&std::fs::read(&report).unwrap()).unwrap();
+    let tcb = r.tcbs(softsev_abi::Product::Turin).unwrap().reported;
+    let vcek_url = softsev_attest::kds::vcek_url(softsev_abi::Product::Turin, &r.chip_id, &tcb);
+    let crl_url = softsev_attest::kds::crl_url(
+        softsev_abi::Product::Turin,
+        softsev_abi::report::SigningKey::VCEK,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let kc = softsev_attest::kds::CacheDir::new(cache.path());
+    kc.store(&vcek_url, &std::fs::read(turin.join("vcek.der")).unwrap())
+        .unwrap();
+    kc.store(&crl_url, b"junk\n").unwrap();
+    let args = [
+        "verify",
+        s(&report),
+        "--kds-cache",
+        s(cache.path()),
+        "--at",
+        AT,
+    ];
+    let o = softsev(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("KDS cache"), "{}", text(&o));
+    assert!(text(&o).contains("crl"), "{}", text(&o));
+    // A corrupt VCEK likewise.
+    std::fs::remove_file(kc.path(&crl_url)).unwrap();
+    kc.store(&vcek_url, b"not a certificate").unwrap();
+    let o = softsev(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("KDS cache"), "{}", text(&o));
+}
+
+/// Regression (probe P7, P8): device and FIFO inputs are refused at once; impossible
+/// `--at` dates are refused instead of being normalized into another day.
+#[test]
+fn regression_p7_p8_bounded_inputs_and_strict_dates() {
+    let o = softsev(&["report", "show", "/dev/zero"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("character device"), "{}", text(&o));
+    let o = softsev(&["verify", "/dev/zero"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("character device"), "{}", text(&o));
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = softsev(&["report", "show", s(&fifo)]);
+    assert!(text(&o).contains("a FIFO"), "{}", text(&o));
+    let Some(fx) = fixtures() else { return };
+    let r = fx.join("snp/milan-virtee-sev/report_milan.bin");
+    let certs = fx.join("snp/milan-virtee-sev");
+    for at in [
+        "2026-02-30T00:00:00Z",
+        "2027-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-01-01T12:00:00+99:99",
+        "2026-01-01T12:00:00+24:00",
+        "2026-1-1T1:2:3Z",
+        "2026-01-01T00:00:60Z",
+    ] {
+        let o = softsev(&["verify", s(&r), "--certs", s(&certs), "--at", at]);
+        assert!(!o.status.success(), "--at {at} accepted: {}", text(&o));
+        assert!(text(&o).contains(at), "{at}: {}", text(&o));
+    }
+}

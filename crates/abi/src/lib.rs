@@ -32,7 +32,7 @@ mod open_enum;
 pub use addr::{Asid, Gfn, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Pfn, Spa, Vmpl};
 pub use fw::{FwCmd, FwStatus};
 pub use guid::Guid;
-pub use policy::GuestPolicy;
+pub use policy::{GuestPolicy, KvmPolicyError, SevPolicy, SnpPolicySupport};
 pub use product::Product;
 pub use tcb::{RawTcb, TcbVersion};
 

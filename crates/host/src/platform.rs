@@ -13,21 +13,23 @@ use softsev_abi::kvm::{
     KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS, KVM_X86_SEV_VMSA_FEATURES, KVM_X86_SNP_POLICY_BITS,
     KvmCap, VmType,
 };
+use softsev_abi::policy::feature_info_ecx;
 use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
 use softsev_abi::vmsa::SEV_FEATURE_DEBUG_SWAP;
-use softsev_abi::{FwCmd, FwStatus, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa};
+use softsev_abi::{
+    FwCmd, FwStatus, GuestPolicy, PAGE_SIZE_2M, PAGE_SIZE_4K, SnpPolicySupport, Spa,
+};
 use softsev_firmware::{Firmware, PlatformState};
 use softsev_soc::Soc;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// SNP policy bits KVM knows (`KVM_SNP_POLICY_MASK_VALID`): ABI minor/major, SMT,
-/// RSVD_MBO, DEBUG, SINGLE_SOCKET, CXL_ALLOW, MEM_AES_256_XTS, RAPL_DIS,
-/// CIPHERTEXT_HIDING_DRAM, PAGE_SWAP_DISABLE. MIGRATE_MA (bit 18) is not accepted.
-pub const KVM_SNP_POLICY_MASK: u64 = 0xFFFF | (1 << 16) | (1 << 17) | (0x7F << 19);
+/// SNP policy bits KVM knows (`KVM_SNP_POLICY_MASK_VALID`, the abi rule
+/// [`GuestPolicy::KVM_KNOWN`]). MIGRATE_MA (bit 18) is not accepted.
+pub const KVM_SNP_POLICY_MASK: u64 = GuestPolicy::KVM_KNOWN;
 /// Policy bit 17, reserved, must be one.
-pub const SNP_POLICY_RSVD_MBO: u64 = 1 << 17;
+pub const SNP_POLICY_RSVD_MBO: u64 = GuestPolicy::RESERVED_MBO;
 
 /// `kvm_amd` module parameters and platform knobs.
 #[derive(Debug, Clone)]
@@ -211,13 +213,22 @@ impl SoftHost {
         }
     }
 
-    /// SNP policy bits accepted at SNP_LAUNCH_START (`KVM_X86_SNP_POLICY_BITS`).
+    /// SNP policy bits accepted at SNP_LAUNCH_START (`KVM_X86_SNP_POLICY_BITS`): the abi
+    /// rule ([`SnpPolicySupport::kvm_policy_bits`]) over the running firmware's API
+    /// version and its FEATURE_INFO(0).ECX, with ciphertext hiding shown when the
+    /// firmware can enable it (the model's FEATURE_INFO does not report that bit).
     pub fn snp_policy_bits(&self) -> u64 {
-        let mut m = KVM_SNP_POLICY_MASK;
-        if !self.fw.config().ciphertext_hiding {
-            m &= !(1 << 24);
+        let version = self.fw.current_image().version;
+        let mut ecx = softsev_firmware::FEATURE_INFO_0_ECX;
+        if self.fw.config().ciphertext_hiding {
+            ecx |= feature_info_ecx::CIPHERTEXT_HIDING;
         }
-        m
+        SnpPolicySupport {
+            api_major: version.major,
+            api_minor: version.minor,
+            feature_info_ecx: Some(ecx),
+        }
+        .kvm_policy_bits()
     }
 
     /// `KVM_CHECK_EXTENSION` on /dev/kvm.

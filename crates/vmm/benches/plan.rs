@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
         cfg.kernel = None;
         cfg.initrd = None;
         cfg.append = None;
-        cfg.snp.kernel_hashes = false;
+        cfg.snp_mut().unwrap().kernel_hashes = false;
         cfg.smp.cpus = 64;
         cfg.smp.maxcpus = 64;
         c.bench_function("plan Debian OVMF (3.5 MiB, 64 vCPUs)", |b| {

@@ -180,6 +180,10 @@ pub enum ConfigError {
 /// Why a launch plan could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// The configuration's confidential guest is not one the launcher runs (SEV and
+    /// SEV-ES guests; [`crate::config::ConfidentialGuest::launchable_snp`]).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// Firmware, kernel, initrd or certificate file unreadable.
     #[error("cannot read {what} '{}': {error}", path.display())]
     Io {

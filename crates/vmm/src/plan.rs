@@ -433,7 +433,7 @@ impl LaunchPlan {
     pub fn build(config: &Config) -> Result<LaunchPlan, PlanError> {
         let ovmf = load_firmware(config)?;
         let boot = BootBlobs::load(config)?;
-        let certs = match &config.snp.certs_path {
+        let certs = match &config.confidential_guest.launchable_snp()?.certs_path {
             Some(p) => Some(read_file("certificate blob (certs-path)", p)?),
             None => None,
         };
@@ -447,7 +447,7 @@ impl LaunchPlan {
         boot: Option<BootBlobs>,
         certs: Option<Vec<u8>>,
     ) -> Result<LaunchPlan, PlanError> {
-        let snp = &config.snp;
+        let snp = config.confidential_guest.launchable_snp()?;
         let vcpus = config.smp.cpus;
         let guest_features = snp.guest_features();
         let fw_gpa = ovmf.gpa()?;

@@ -312,6 +312,11 @@ pub fn run(
 
     // ---- launch ----
     progress("launch");
+    let policy_bits = host
+        .get_device_attr(KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS)
+        .map_err(|e| Vmm::kvm("KVM_GET_DEVICE_ATTR(KVM_X86_SNP_POLICY_BITS)", e))?;
+    crate::config::check_policy_on_host(plan.start.policy, policy_bits)
+        .map_err(|e| RunError::Platform(e.to_string()))?;
     let mut start = KvmSevSnpLaunchStart {
         policy: plan.start.policy.0,
         gosvw: plan.start.gosvw,

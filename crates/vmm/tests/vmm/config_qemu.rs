@@ -2,9 +2,12 @@
 //! option becomes, and the message for every configuration QEMU/KVM would refuse.
 
 use base64::Engine;
-use softsev_abi::Product;
+use softsev_abi::{GuestPolicy, Product, SnpPolicySupport};
+use softsev_vmm::config::check_policy_on_host;
 use softsev_vmm::config::{BackendKind, MachineKind};
+use softsev_vmm::run::{RunOptions, run};
 use softsev_vmm::{Blob, ConfigError, from_toml, parse_args};
+use softsev_vmm::{Config, LaunchPlan};
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -60,7 +63,7 @@ fn the_issue_command_line_parses() {
         (c.cpu.product, c.cpu.signature),
         (Product::Milan, 0x00A0_0F11)
     );
-    let s = &c.snp;
+    let s = c.snp().unwrap();
     assert_eq!(
         (s.id.as_str(), s.cbitpos, s.reduced_phys_bits),
         ("sev0", 51, 1)
@@ -100,7 +103,10 @@ fn the_issue_command_line_parses() {
         .position(|x| x.starts_with("sev-snp-guest"))
         .unwrap();
     a[i] = a[i].replace("certs-path=", "certs-timeout=100,certs-filename=");
-    assert_eq!(parse_args(a).unwrap().snp, c.snp);
+    assert_eq!(
+        parse_args(a).unwrap().confidential_guest,
+        c.confidential_guest
+    );
 }
 
 #[test]
@@ -120,9 +126,9 @@ fn qemu_syntax_variants() {
     .unwrap();
     assert_eq!(c.machine.name, "pc-q35-9.1");
     assert_eq!(c.memory.size, 2 << 30);
-    assert_eq!(c.snp.cbitpos, 51);
-    assert!(c.snp.debug_swap);
-    assert_eq!(c.snp.guest_features(), 0x21);
+    assert_eq!(c.snp().unwrap().cbitpos, 51);
+    assert!(c.snp().unwrap().debug_swap);
+    assert_eq!(c.snp().unwrap().guest_features(), 0x21);
     assert_eq!(c.name.as_deref(), Some("a,b"));
     assert_eq!(c.cpu.product, Product::Genoa);
     assert_eq!((c.smp.cpus, c.smp.maxcpus), (1, 1));
@@ -252,14 +258,9 @@ fn rejections_name_the_object_and_property() {
             "sev-snp-guest.host-data: Base64 data is not valid",
         ),
         (
-            base(",policy=0x20000", ""),
-            "policy 0x20000: KVM_SEV_SNP_LAUNCH_START requires SMT",
-        ),
-        (
             base(",policy=0x10000", ""),
             "policy 0x10000: bit 17 is reserved and must be 1",
         ),
-        (base(",policy=0x130000", ""), "SINGLE_SOCKET"),
         (
             base(",policy=0x70000", ""),
             "bits outside KVM's accepted set",
@@ -517,9 +518,126 @@ fn toml_file_paths_are_relative_to_the_file() {
     assert_eq!(c.kernel, Some(Blob::File(dir.path().join("vmlinuz"))));
     // Absolute paths stay.
     assert_eq!(
-        c.snp.certs_path.as_deref(),
+        c.snp().unwrap().certs_path.as_deref(),
         Some(std::path::Path::new("/tmp/certs.bin"))
     );
     let missing = softsev_vmm::from_toml_file(&dir.path().join("nope.toml")).unwrap_err();
     assert!(matches!(missing, ConfigError::Io { .. }));
+}
+
+// ---- The SNP policy rule (issue 11 item 3; fidelity audit D6, D9) ----
+//
+// Regression: the option check enforced the Linux 6.11 KVM rules (SMT required,
+// SINGLE_SOCKET and bits 21-25 refused) while the host accepted them. Both now use
+// abi's rule: without a host the check refuses only what no KVM accepts; the launcher
+// asks the host for KVM_X86_SNP_POLICY_BITS; the firmware judges SMT and SINGLE_SOCKET.
+
+fn policy_cmdline(policy: u64) -> Vec<String> {
+    base(&format!(",policy={policy:#x}"), "")
+}
+
+#[test]
+fn regression_policy_without_smt_or_with_single_socket_passes_the_option_check() {
+    for policy in [0x20000u64, 0x30000 | GuestPolicy::SINGLE_SOCKET, 0x130000] {
+        let c = parse_args(policy_cmdline(policy)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.snp().unwrap().policy, policy);
+    }
+}
+
+#[test]
+fn regression_policy_bits_21_to_25_pass_the_option_check_and_the_host_decides() {
+    let milan = SnpPolicySupport {
+        api_major: 1,
+        api_minor: 55,
+        feature_info_ecx: Some(0),
+    };
+    let turin = SnpPolicySupport {
+        api_minor: 58,
+        ..milan
+    };
+    for bit in 21..=25 {
+        let policy = 0x30000u64 | 1 << bit;
+        parse_args(policy_cmdline(policy)).unwrap_or_else(|e| panic!("bit {bit}: {e}"));
+        // A 1.55 firmware offers none of them.
+        let e = check_policy_on_host(GuestPolicy(policy), milan.kvm_policy_bits()).unwrap_err();
+        assert!(
+            e.to_string().contains("KVM_X86_SNP_POLICY_BITS"),
+            "bit {bit}: {e}"
+        );
+        // 1.58 adds PAGE_SWAP_DISABLE; FEATURE_INFO ECX adds the others.
+        let turin_ok = check_policy_on_host(GuestPolicy(policy), turin.kvm_policy_bits()).is_ok();
+        assert_eq!(turin_ok, bit == 25, "bit {bit}");
+        let all = SnpPolicySupport {
+            feature_info_ecx: Some(0x3C),
+            ..turin
+        };
+        check_policy_on_host(GuestPolicy(policy), all.kvm_policy_bits()).unwrap();
+    }
+}
+
+#[test]
+fn regression_policy_bits_no_kvm_accepts_fail_the_option_check() {
+    for (policy, want) in [
+        (0x10000u64, "bit 17 is reserved and must be 1"),
+        (
+            0x30000 | GuestPolicy::MIGRATE_MA,
+            "bits outside KVM's accepted set",
+        ),
+        (0x30000 | 1 << 26, "bits outside KVM's accepted set"),
+        (0x30000 | 1 << 63, "bits outside KVM's accepted set"),
+    ] {
+        let e = err(policy_cmdline(policy));
+        assert!(e.contains(want), "{policy:#x}: {e}");
+    }
+    // With a host, KVM's order: unsupported bits before bit 17.
+    let e = check_policy_on_host(GuestPolicy(0x10000), GuestPolicy::KVM_KNOWN).unwrap_err();
+    assert!(e.to_string().contains("bit 17"), "{e}");
+}
+
+fn small_run(policy: u64) -> Result<(), String> {
+    let mut cfg = Config::default_run();
+    cfg.memory.size = 128 << 20;
+    cfg.smp.cpus = 1;
+    cfg.snp_mut().unwrap().policy = policy;
+    let plan = LaunchPlan::build(&cfg).map_err(|e| e.to_string())?;
+    let opts = RunOptions {
+        seed: Some(b"policy-rule".to_vec()),
+        ..Default::default()
+    };
+    run(&plan, &opts, &mut |_| {})
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn regression_launcher_asks_the_host_for_its_policy_bits() {
+    // CXL_ALLOW: the Milan host's KVM_X86_SNP_POLICY_BITS lacks it, so the launcher
+    // refuses before KVM_SEV_SNP_LAUNCH_START.
+    let e = small_run(0x30000 | GuestPolicy::CXL_ALLOW).unwrap_err();
+    assert!(e.contains("KVM_X86_SNP_POLICY_BITS"), "{e}");
+    // No SMT on an SMT host: KVM passes it on and the firmware refuses it.
+    let e = small_run(0x20000).unwrap_err();
+    assert!(
+        e.contains("KVM_SEV_SNP_LAUNCH_START") && e.contains("POLICY_FAILURE"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sev_guest_is_parsed_then_refused_with_the_launcher_message() {
+    for props in [
+        "",
+        ",policy=0x5",
+        ",policy=0x1,handle=3,dh-cert-file=pdh,session-file=s,legacy-vm-type=off",
+    ] {
+        let e = err(base(
+            "",
+            &format!("-object sev-guest,id=x,cbitpos=51,reduced-phys-bits=1{props}"),
+        ));
+        assert_eq!(
+            e,
+            "-object sev-guest,id=x: the launcher runs SEV-SNP guests (sev-snp-guest); SEV and \
+             SEV-ES launch digests are computed by `softsev measure`"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use softsev_abi::page_info::PageType;
 use softsev_measure::launch::{SnpParams, snp_launch_digest, snp_ovmf_hash};
 use softsev_measure::vmsa::VmmType;
 use softsev_measure::{KernelHashes, MeasureError, Ovmf};
-use softsev_vmm::config::SnpGuestConfig;
+use softsev_vmm::config::{ConfidentialGuest, SnpGuestConfig};
 use softsev_vmm::plan::{BootBlobs, INITIAL_VMSA_GPA, LaunchPlan, UpdateSource};
 use softsev_vmm::{Blob, Config, CpuModel, PlanError, bootgen};
 use zerocopy::IntoBytes;
@@ -25,7 +25,7 @@ fn reference(ovmf: &Ovmf, c: &Config, hashes: Option<KernelHashes>) -> [u8; 48] 
         &SnpParams {
             vcpus: c.smp.cpus,
             vcpu_sig: c.cpu.signature,
-            guest_features: c.snp.guest_features(),
+            guest_features: c.snp().unwrap().guest_features(),
             vmm: VmmType::Qemu,
             kernel_hashes: hashes,
         },
@@ -138,8 +138,8 @@ fn cfg(fw: Blob, vcpus: u32, cpu: &str, debug_swap: bool) -> Config {
     c.kernel = None;
     c.initrd = None;
     c.append = None;
-    c.snp.kernel_hashes = false;
-    c.snp.debug_swap = debug_swap;
+    c.snp_mut().unwrap().kernel_hashes = false;
+    c.snp_mut().unwrap().debug_swap = debug_swap;
     c.smp.cpus = vcpus;
     c.smp.maxcpus = vcpus;
     c.cpu = CpuModel::parse(cpu).unwrap();
@@ -191,7 +191,7 @@ fn fixture_ovmf_plans_match_measure() {
             k.kernel = Some(Blob::File(inputs.join("fake-kernel.bin")));
             k.initrd = Some(Blob::File(inputs.join("fake-initrd.bin")));
             k.append = Some(append.clone());
-            k.snp.kernel_hashes = true;
+            k.snp_mut().unwrap().kernel_hashes = true;
             let hashes = KernelHashes::from_files(
                 &inputs.join("fake-kernel.bin"),
                 Some(&inputs.join("fake-initrd.bin")),
@@ -220,7 +220,7 @@ fn fixture_ovmf_plans_match_measure() {
                 }
             }
             // kernel-hashes=off: the kernel is loaded but unmeasured.
-            k.snp.kernel_hashes = false;
+            k.snp_mut().unwrap().kernel_hashes = false;
             let plan = LaunchPlan::build(&k).unwrap();
             check(&plan, reference(&ovmf, &k, None));
             assert!(plan.boot.is_some() && plan.kernel_hashes.is_none());
@@ -244,7 +244,7 @@ fn launch_finish_parameters_and_certs() {
     snp.gosvw = [3; 16];
     snp.policy = 0xB0000;
     snp.certs_path = Some(certs);
-    c.snp = snp;
+    c.confidential_guest = ConfidentialGuest::Snp(snp);
     let plan = LaunchPlan::build(&c).unwrap();
     assert_eq!(plan.finish.id_block, Some([7; 96]));
     let auth = plan.finish.id_auth.as_ref().unwrap();
@@ -281,7 +281,7 @@ fn plan_errors() {
     c.kernel = Some(Blob::File(dir.path().join("vmlinuz")));
     assert!(build_err(&c).starts_with("cannot read kernel"));
     let mut c = Config::default_run();
-    c.snp.certs_path = Some(dir.path().join("certs"));
+    c.snp_mut().unwrap().certs_path = Some(dir.path().join("certs"));
     assert!(build_err(&c).contains("certs-path"));
     // Firmware without SEV metadata.
     let mut img = vec![0u8; 0x10000];
@@ -431,7 +431,7 @@ fn summary_and_written_inputs_re_measure() {
     );
     // Without kernel hashes the kernel is written but not passed to the measurer.
     let mut c = Config::default_run();
-    c.snp.kernel_hashes = false;
+    c.snp_mut().unwrap().kernel_hashes = false;
     let plan = LaunchPlan::build(&c).unwrap();
     let files = plan.write_inputs(dir.path()).unwrap();
     assert!(files.kernel.is_some());

@@ -200,7 +200,7 @@ fn plan_digest_matches_sev_snp_measure() {
     // The default run's written inputs and measure_args reproduce its digest.
     for kh in [true, false] {
         let mut cfg = softsev_vmm::Config::default_run();
-        cfg.snp.kernel_hashes = kh;
+        cfg.snp_mut().unwrap().kernel_hashes = kh;
         let plan = LaunchPlan::build(&cfg).unwrap();
         let files = plan
             .write_inputs(&dir.path().join(format!("out{kh}")))

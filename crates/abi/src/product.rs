@@ -18,9 +18,9 @@ pub enum Product {
 /// CPUID Fn0000_0001_EAX (the processor signature) from a family, model and stepping
 /// (AMD CPUID specification, Fn0000_0001_EAX; the same word is RDX at reset and so
 /// in every measured VMSA): a family above 0xF is split into base family 0xF plus
-/// extended family `family - 0xF` (EAX[27:20]); the model's high nibble is the
-/// extended model (EAX[19:16]), its low nibble the base model (EAX[7:4]); stepping is
-/// EAX[3:0]. Each field is truncated to its width, as sev-snp-measure does.
+/// extended family `family - 0xF` (`EAX[27:20]`); the model's high nibble is the
+/// extended model (`EAX[19:16]`), its low nibble the base model (`EAX[7:4]`); stepping
+/// is `EAX[3:0]`. Each field is truncated to its width, as sev-snp-measure does.
 pub const fn cpuid_signature(family: u32, model: u32, stepping: u32) -> u32 {
     let (base_family, ext_family) = if family > 0xF {
         (0xF, (family - 0xF) & 0xFF)

@@ -6,7 +6,7 @@
 //! specification 56421 v2 as Linux `arch/x86/include/asm/{svm.h,sev-common.h}` and
 //! `uapi/asm/svm.h` render it).
 
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The GHCB MSR (`MSR_AMD64_SEV_ES_GHCB`).
 pub const MSR_GHCB: u32 = 0xC001_0130;
@@ -650,7 +650,7 @@ crate::open_enum! {
 pub const EXIT_INFO1_OK: u64 = 0;
 /// SW_EXITINFO1: inject the exception in SW_EXITINFO2.
 pub const EXIT_INFO1_INJECT: u64 = 1;
-/// SW_EXITINFO1: malformed input, error in SW_EXITINFO2[31:0].
+/// SW_EXITINFO1: malformed input, error in `SW_EXITINFO2[31:0]`.
 pub const EXIT_INFO1_BAD_INPUT: u64 = 2;
 
 crate::open_enum! {
@@ -781,7 +781,7 @@ impl Default for PscDesc {
 // ---------------------------------------------------------------------------------
 
 crate::open_enum! {
-    /// AP creation request (SW_EXITINFO1[31:0] of NAE 0x8000_0013).
+    /// AP creation request (`SW_EXITINFO1[31:0]` of NAE 0x8000_0013).
     pub struct ApCreateOp(u32) {
         /// Create when the target receives INIT.
         CREATE_ON_INIT = 0,
@@ -798,7 +798,7 @@ pub const fn ap_creation_info1(op: ApCreateOp, apic_id: u32) -> u64 {
 }
 
 crate::open_enum! {
-    /// Hypervisor (VMM) error in SW_EXITINFO2[63:32] of a guest request.
+    /// Hypervisor (VMM) error in `SW_EXITINFO2[63:32]` of a guest request.
     pub struct GuestReqVmmError(u32) {
         /// No error.
         NONE = 0,
@@ -816,14 +816,91 @@ pub const fn guest_req_info2(vmm: GuestReqVmmError, fw_status: u32) -> u64 {
     ((vmm.0 as u64) << 32) | fw_status as u64
 }
 
+// The certificate table of the extended guest request (GHCB spec 56421 §4.1.8.2,
+// "SNP Extended Guest Request"; snp-attestation.md §3.1): 24-byte entries
+// {GUID, offset, length} ended by an all-zero entry, then the blobs; offsets count
+// from the start of the table. One layout and one set of rules for every side: the
+// firmware model and the VMM write tables, the guest model reads them, the verifier
+// (softsev-attest) reads them with its own, deliberate, leniency.
+
+/// A certificate-table GUID, in RFC 4122 (text) byte order as Linux, virtee/sev and
+/// go-sev-guest store and read it, not in EFI mixed-endian order.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+    Unaligned,
+)]
+#[repr(transparent)]
+pub struct CertTableGuid(pub [u8; 16]);
+
+impl CertTableGuid {
+    /// ARK certificate.
+    pub const ARK: Self = Self::parse("c0b406a4-a803-4952-9743-3fb6014cd0ae");
+    /// ASK certificate (also used for the ASVK).
+    pub const ASK: Self = Self::parse("4ab7b379-bbac-4fe4-a02f-05aef327c782");
+    /// VCEK certificate.
+    pub const VCEK: Self = Self::parse("63da758d-e664-4564-adc5-f4b93be8accd");
+    /// VLEK certificate.
+    pub const VLEK: Self = Self::parse("a8074bc2-a25a-483e-aae6-39c045a0b8a1");
+    /// CRL.
+    pub const CRL: Self = Self::parse("92f81bc3-5811-4d3d-97ff-d19f88dc67ea");
+    /// The null GUID (the terminator's).
+    pub const NULL: Self = Self([0; 16]);
+    /// The GUIDs this module names, with their short names.
+    pub const KNOWN: [(Self, &'static str); 5] = [
+        (Self::ARK, "ARK"),
+        (Self::ASK, "ASK"),
+        (Self::VCEK, "VCEK"),
+        (Self::VLEK, "VLEK"),
+        (Self::CRL, "CRL"),
+    ];
+
+    /// From the text form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`; compile-time panic on
+    /// malformed text (see [`crate::guid::rfc4122_bytes`]).
+    pub const fn parse(text: &str) -> Self {
+        Self(crate::guid::rfc4122_bytes(text))
+    }
+
+    /// The short name of a known GUID ("ARK", "ASK", "VCEK", "VLEK", "CRL").
+    pub fn name(&self) -> Option<&'static str> {
+        Self::KNOWN
+            .iter()
+            .find(|(g, _)| g == self)
+            .map(|&(_, name)| name)
+    }
+}
+
+impl core::fmt::Display for CertTableGuid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        crate::guid::write_rfc4122(&self.0, f)
+    }
+}
+
+impl core::fmt::Debug for CertTableGuid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{self} ({n})"),
+            None => write!(f, "{self}"),
+        }
+    }
+}
+
 /// Certificate-table entry of the extended guest request (GUID, offset, length); the
-/// table ends with an all-zero entry.
+/// table ends with an all-zero entry ([`CertTableEntry::TERMINATOR`]).
 #[derive(
     Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
 #[repr(C)]
 pub struct CertTableEntry {
-    /// GUID of the certificate (EFI byte order).
+    /// GUID of the certificate, RFC 4122 byte order ([`CertTableGuid`]).
     pub guid: [u8; 16],
     /// Offset of the blob from the table start.
     pub offset: u32,
@@ -837,6 +914,216 @@ crate::assert_layout!(
     offset = 16,
     length = 20
 );
+
+/// Size of one certificate-table entry.
+pub const CERT_TABLE_ENTRY_LEN: usize = core::mem::size_of::<CertTableEntry>();
+
+impl CertTableEntry {
+    /// The all-zero entry that ends a table.
+    pub const TERMINATOR: Self = Self {
+        guid: [0; 16],
+        offset: 0,
+        length: 0,
+    };
+
+    /// An entry for `guid` whose blob is `length` bytes at `offset`.
+    pub const fn new(guid: CertTableGuid, offset: u32, length: u32) -> Self {
+        Self {
+            guid: guid.0,
+            offset,
+            length,
+        }
+    }
+
+    /// The entry's GUID as a [`CertTableGuid`].
+    pub const fn cert_guid(&self) -> CertTableGuid {
+        CertTableGuid(self.guid)
+    }
+
+    /// Whether this is the all-zero terminator.
+    pub fn is_terminator(&self) -> bool {
+        *self == Self::TERMINATOR
+    }
+
+    /// The byte range of this entry's blob in a table buffer of `buf_len` bytes whose
+    /// header (terminator included) is `header_len` bytes: the blob must start at or
+    /// after the end of the header and end within the buffer. `index` is the entry's
+    /// position, for the error.
+    pub fn blob_range(
+        &self,
+        index: usize,
+        header_len: usize,
+        buf_len: usize,
+    ) -> Result<core::ops::Range<usize>, CertTableError> {
+        let (guid, offset, length) = (self.cert_guid(), self.offset, self.length);
+        let start = offset as usize;
+        if start < header_len {
+            return Err(CertTableError::BlobInHeader {
+                index,
+                guid,
+                offset,
+                length,
+                header_len,
+            });
+        }
+        match start.checked_add(length as usize) {
+            Some(end) if end <= buf_len => Ok(start..end),
+            _ => Err(CertTableError::BlobPastEnd {
+                index,
+                guid,
+                offset,
+                length,
+                len: buf_len,
+            }),
+        }
+    }
+}
+
+/// Why bytes are not a well-formed certificate table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertTableError {
+    /// No all-zero terminator entry before the end of the buffer.
+    #[error(
+        "certificate table of {len} bytes has no all-zero terminator entry (after {entries} entries)"
+    )]
+    NoTerminator {
+        /// Entries read before the buffer ended.
+        entries: usize,
+        /// Buffer length.
+        len: usize,
+    },
+    /// An entry's blob starts inside the table header (before the end of the
+    /// terminator).
+    #[error(
+        "certificate table entry {index} ({guid:?}): blob offset {offset:#x} points into the {header_len:#x}-byte table header"
+    )]
+    BlobInHeader {
+        /// Entry index.
+        index: usize,
+        /// Its GUID.
+        guid: CertTableGuid,
+        /// The blob offset.
+        offset: u32,
+        /// The blob length.
+        length: u32,
+        /// Bytes of the header, terminator included.
+        header_len: usize,
+    },
+    /// An entry's blob extends past the end of the buffer.
+    #[error(
+        "certificate table entry {index} ({guid:?}): blob {offset:#x}+{length:#x} extends past the {len:#x}-byte buffer"
+    )]
+    BlobPastEnd {
+        /// Entry index.
+        index: usize,
+        /// Its GUID.
+        guid: CertTableGuid,
+        /// The blob offset.
+        offset: u32,
+        /// The blob length.
+        length: u32,
+        /// Buffer length.
+        len: usize,
+    },
+    /// An entry other than the terminator has the null GUID.
+    #[error(
+        "certificate table entry {index}: null GUID with offset {offset:#x} length {length:#x}"
+    )]
+    NullGuid {
+        /// Entry index.
+        index: usize,
+        /// The blob offset.
+        offset: u32,
+        /// The blob length.
+        length: u32,
+    },
+    /// The table does not fit the u32 offsets.
+    #[error("certificate table too large ({0} bytes)")]
+    TooLarge(usize),
+}
+
+/// The header of a certificate table read from a buffer: the entries before the
+/// terminator. Decoding only finds the terminator; [`CertTableEntry::blob_range`] and
+/// [`CertTableHeader::validate`] apply the layout's rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertTableHeader {
+    /// The entries before the terminator, in table order.
+    pub entries: Vec<CertTableEntry>,
+}
+
+impl CertTableHeader {
+    /// Read entries up to the all-zero terminator. A buffer that ends first (an empty
+    /// one included) is [`CertTableError::NoTerminator`].
+    pub fn decode(buf: &[u8]) -> Result<Self, CertTableError> {
+        let mut entries = Vec::new();
+        for chunk in buf.chunks_exact(CERT_TABLE_ENTRY_LEN) {
+            let Ok(entry) = CertTableEntry::read_from_bytes(chunk) else {
+                break;
+            };
+            if entry.is_terminator() {
+                return Ok(Self { entries });
+            }
+            entries.push(entry);
+        }
+        Err(CertTableError::NoTerminator {
+            entries: entries.len(),
+            len: buf.len(),
+        })
+    }
+
+    /// Bytes the header occupies, terminator included: where blobs may start.
+    pub fn len(&self) -> usize {
+        (self.entries.len() + 1) * CERT_TABLE_ENTRY_LEN
+    }
+
+    /// Whether the table has no entries (only the terminator).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Check every entry, in order, against the layout's rules for a buffer of
+    /// `buf_len` bytes: its blob lies between the header and the end of the buffer
+    /// ([`CertTableEntry::blob_range`]) and its GUID is not null. Returns the bytes the table
+    /// uses: the end of the last blob, at least the header.
+    pub fn validate(&self, buf_len: usize) -> Result<usize, CertTableError> {
+        let mut used = self.len();
+        for (index, e) in self.entries.iter().enumerate() {
+            let range = e.blob_range(index, self.len(), buf_len)?;
+            if e.cert_guid() == CertTableGuid::NULL {
+                return Err(CertTableError::NullGuid {
+                    index,
+                    offset: e.offset,
+                    length: e.length,
+                });
+            }
+            used = used.max(range.end);
+        }
+        Ok(used)
+    }
+}
+
+/// Encode a certificate table: one entry per blob with offsets assigned in order, the
+/// terminator, then the blobs in the same order.
+pub fn encode_cert_table(blobs: &[(CertTableGuid, &[u8])]) -> Result<Vec<u8>, CertTableError> {
+    let header_len = (blobs.len() + 1) * CERT_TABLE_ENTRY_LEN;
+    let total = header_len + blobs.iter().map(|(_, b)| b.len()).sum::<usize>();
+    if u32::try_from(total).is_err() {
+        return Err(CertTableError::TooLarge(total));
+    }
+    let mut out = Vec::with_capacity(total);
+    let mut offset = header_len;
+    for (guid, blob) in blobs {
+        // Both fit: offset + length <= total, which fits in u32.
+        let entry = CertTableEntry::new(*guid, offset as u32, blob.len() as u32);
+        out.extend_from_slice(entry.as_bytes());
+        offset += blob.len();
+    }
+    out.extend_from_slice(CertTableEntry::TERMINATOR.as_bytes());
+    for (_, blob) in blobs {
+        out.extend_from_slice(blob);
+    }
+    Ok(out)
+}
 
 #[cfg(test)]
 mod tests {
@@ -940,6 +1227,87 @@ mod tests {
         assert_eq!(e.reserved(), 0);
         assert_eq!(PscEntry(1 << 60).reserved(), 8);
         assert_eq!(core::mem::size_of::<PscDesc>(), 8 + 253 * 8);
+    }
+
+    #[test]
+    fn cert_table_guids_are_text_order() {
+        assert_eq!(
+            CertTableGuid::VCEK.0,
+            [
+                0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8,
+                0xac, 0xcd
+            ]
+        );
+        assert_eq!(
+            format!("{:?}", CertTableGuid::ARK),
+            "c0b406a4-a803-4952-9743-3fb6014cd0ae (ARK)"
+        );
+        assert_eq!(
+            CertTableGuid::VLEK.to_string(),
+            "a8074bc2-a25a-483e-aae6-39c045a0b8a1"
+        );
+        assert_eq!(CertTableGuid([1; 16]).name(), None);
+    }
+
+    #[test]
+    fn cert_table_encode_decode_validate() {
+        let b = encode_cert_table(&[
+            (CertTableGuid::ARK, &[1; 10]),
+            (CertTableGuid::VCEK, &[2; 5]),
+        ])
+        .unwrap();
+        assert_eq!(b.len(), 24 * 3 + 15);
+        assert_eq!(&b[16..20], &72u32.to_le_bytes());
+        assert_eq!(&b[24 + 16..24 + 20], &82u32.to_le_bytes());
+        assert!(b[48..72].iter().all(|&x| x == 0));
+        let h = CertTableHeader::decode(&b).unwrap();
+        assert_eq!(h.entries.len(), 2);
+        assert_eq!(h.len(), 72);
+        assert_eq!(h.entries[1].cert_guid(), CertTableGuid::VCEK);
+        assert_eq!(h.entries[1].blob_range(1, h.len(), b.len()), Ok(82..87));
+        assert_eq!(h.validate(4096), Ok(87));
+        let empty = encode_cert_table(&[]).unwrap();
+        assert_eq!(empty, [0; 24]);
+        assert_eq!(
+            CertTableHeader::decode(&empty).unwrap().validate(24),
+            Ok(24)
+        );
+        assert!(matches!(
+            CertTableHeader::decode(&b[..30]),
+            Err(CertTableError::NoTerminator {
+                entries: 1,
+                len: 30
+            })
+        ));
+        assert!(matches!(
+            CertTableHeader::decode(&[]),
+            Err(CertTableError::NoTerminator { entries: 0, len: 0 })
+        ));
+    }
+
+    #[test]
+    fn cert_table_rules() {
+        let header = |e: CertTableEntry| CertTableHeader { entries: vec![e] };
+        assert!(matches!(
+            CertTableEntry::new(CertTableGuid::ARK, 47, 1).blob_range(0, 48, 4096),
+            Err(CertTableError::BlobInHeader { header_len: 48, .. })
+        ));
+        let past = header(CertTableEntry::new(CertTableGuid::ARK, 48, 4049));
+        assert!(matches!(
+            past.validate(4096),
+            Err(CertTableError::BlobPastEnd { len: 4096, .. })
+        ));
+        let huge = header(CertTableEntry::new(CertTableGuid::ARK, u32::MAX, u32::MAX));
+        assert!(matches!(
+            huge.validate(4096),
+            Err(CertTableError::BlobPastEnd { .. })
+        ));
+        let null = header(CertTableEntry::new(CertTableGuid::NULL, 48, 1));
+        assert_eq!(null.entries[0].blob_range(0, 48, 4096), Ok(48..49));
+        assert!(matches!(
+            null.validate(4096),
+            Err(CertTableError::NullGuid { index: 0, .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,25 @@ pub enum Product {
     Turin,
 }
 
+/// CPUID Fn0000_0001_EAX (the processor signature) from a family, model and stepping
+/// (AMD CPUID specification, Fn0000_0001_EAX; the same word is RDX at reset and so
+/// in every measured VMSA): a family above 0xF is split into base family 0xF plus
+/// extended family `family - 0xF` (`EAX[27:20]`); the model's high nibble is the
+/// extended model (`EAX[19:16]`), its low nibble the base model (`EAX[7:4]`); stepping
+/// is `EAX[3:0]`. Each field is truncated to its width, as sev-snp-measure does.
+pub const fn cpuid_signature(family: u32, model: u32, stepping: u32) -> u32 {
+    let (base_family, ext_family) = if family > 0xF {
+        (0xF, (family - 0xF) & 0xFF)
+    } else {
+        (family, 0)
+    };
+    (ext_family << 20)
+        | (((model >> 4) & 0xF) << 16)
+        | (base_family << 8)
+        | ((model & 0xF) << 4)
+        | (stepping & 0xF)
+}
+
 /// How the 8 bytes of a TCB_VERSION are laid out.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TcbLayout {
@@ -56,17 +75,8 @@ impl Product {
 
     /// CPUID Fn0000_0001_EAX for `cpuid_fms()`.
     pub const fn cpuid_signature(self) -> u32 {
-        let (fam, model, step) = self.cpuid_fms();
-        let (base_fam, ext_fam) = if fam > 0xF {
-            (0xF, fam - 0xF)
-        } else {
-            (fam, 0)
-        };
-        ((ext_fam as u32) << 20)
-            | (((model >> 4) as u32) << 16)
-            | ((base_fam as u32) << 8)
-            | (((model & 0xF) as u32) << 4)
-            | step as u32
+        let (family, model, stepping) = self.cpuid_fms();
+        cpuid_signature(family as u32, model as u32, stepping as u32)
     }
 
     /// Identify the product from CPUID family and model (as virtee/sev does).
@@ -117,5 +127,17 @@ mod tests {
             assert_eq!(Product::from_name(&p.name().to_uppercase()), Some(p));
         }
         assert_eq!(Product::from_cpuid(0x17, 0x31), None);
+    }
+
+    #[test]
+    fn general_signature() {
+        // sev-snp-measure tests/test_vcpu_types.py.
+        assert_eq!(cpuid_signature(14, 1, 2), 0x0E12);
+        assert_eq!(cpuid_signature(23, 1, 2), 0x80_0F12);
+        assert_eq!(cpuid_signature(25, 17, 0), 0xA1_0F10);
+        // QEMU's qemu64: family 15 (no extended family), model 107.
+        assert_eq!(cpuid_signature(15, 107, 1), 0x0006_0FB1);
+        // Every field is truncated to its width.
+        assert_eq!(cpuid_signature(0xF + 0x1FF, 0x1FF, 0x1F), 0x0FFF_0FFF);
     }
 }

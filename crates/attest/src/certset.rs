@@ -3,7 +3,7 @@
 //! `crl.{der,pem}`), from PEM/DER files, or from a GHCB certificate-table blob.
 
 use crate::cert::{AmdCert, AmdCrl, CertError, CertRole, certs_from_bytes, crl_from_bytes};
-use crate::table::{CertTable, TableError, TableGuid};
+use crate::table::{CertTable, CertTableGuid, TableError};
 use std::path::Path;
 
 /// Why certificates cannot be loaded.
@@ -157,11 +157,11 @@ impl CertSet {
         for (guid, blob) in &table.entries {
             let what = format!("certificate table entry {guid:?}");
             let hint = match *guid {
-                TableGuid::ARK => Some(CertRole::Ark),
-                TableGuid::ASK => Some(CertRole::Ask),
-                TableGuid::VCEK => Some(CertRole::Vcek),
-                TableGuid::VLEK => Some(CertRole::Vlek),
-                TableGuid::CRL => {
+                CertTableGuid::ARK => Some(CertRole::Ark),
+                CertTableGuid::ASK => Some(CertRole::Ask),
+                CertTableGuid::VCEK => Some(CertRole::Vcek),
+                CertTableGuid::VLEK => Some(CertRole::Vlek),
+                CertTableGuid::CRL => {
                     set.crls.push(crl_from_bytes(&what, blob)?);
                     continue;
                 }
@@ -178,19 +178,19 @@ impl CertSet {
     /// out so virtee tools can read it).
     pub fn to_table(&self) -> Vec<u8> {
         let mut t = CertTable::default();
-        let mut push = |g: TableGuid, c: &Option<AmdCert>| {
+        let mut push = |g: CertTableGuid, c: &Option<AmdCert>| {
             if let Some(c) = c {
                 t.entries.push((g, c.der().to_vec()));
             }
         };
-        push(TableGuid::ARK, &self.ark);
+        push(CertTableGuid::ARK, &self.ark);
         if self.ask.is_some() {
-            push(TableGuid::ASK, &self.ask);
+            push(CertTableGuid::ASK, &self.ask);
         } else {
-            push(TableGuid::ASK, &self.asvk);
+            push(CertTableGuid::ASK, &self.asvk);
         }
-        push(TableGuid::VCEK, &self.vcek);
-        push(TableGuid::VLEK, &self.vlek);
+        push(CertTableGuid::VCEK, &self.vcek);
+        push(CertTableGuid::VLEK, &self.vlek);
         t.to_bytes()
     }
 

@@ -27,7 +27,7 @@ pub use cert::{AmdCert, AmdCrl, CertError, CertRole};
 pub use certset::{CertSet, CertSetError};
 pub use policy::Policy;
 pub use softsev_abi::report::AttestationReport;
-pub use table::{CertTable, TableGuid};
+pub use table::{CertTable, CertTableGuid};
 pub use trust::{TrustKind, TrustStore};
 pub use verdict::{Check, Fault, Outcome, Verdict};
 pub use verify::{

@@ -1,5 +1,5 @@
-//! The CPUID page check of SNP_LAUNCH_UPDATE (page type CPUID) and a QEMU-style
-//! CPUID page builder.
+//! The CPUID page check of SNP_LAUNCH_UPDATE (page type CPUID). (The VMM builds the
+//! page: softsev-vmm's `cpuid` module builds it as QEMU does.)
 //!
 //! When the host hands the firmware a page of type CPUID, the firmware checks
 //! `count <= 64` and the page's reserved fields, then every function whose leaf lies in
@@ -19,13 +19,17 @@
 //! "Strict / Mask / Less than / Unchecked" rules and their reserved masks); see
 //! docs/firmware-cpuid.md for the sources and the places where softsev differs or
 //! had to guess.
+//!
+//! The public surface a host or VMM uses is [`PlatformCpuid::for_product`],
+//! [`check_cpuid_page`], [`leaf_is_checked`] and the XSAVE size rules; the policy
+//! tables (`Policy`, `RegCheck`, `LeafPolicy`, …) and `rejected_functions` are public,
+//! hidden from the docs, for the tests that pin them.
 
 use crate::platform::{
     FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX,
 };
 use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidFunction, SnpCpuidPage};
 use softsev_abi::{FwStatus, Product};
-use zerocopy::FromZeros;
 
 /// Leaves the firmware checks: the standard range.
 pub const CPUID_STD_RANGE: core::ops::RangeInclusive<u32> = 0x0000_0000..=0x0000_FFFF;
@@ -38,6 +42,7 @@ pub fn leaf_is_checked(leaf: u32) -> bool {
 }
 
 /// How one output register of one leaf is checked against the platform.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// The register must equal this value exactly; a bad value is replaced by it.
@@ -82,6 +87,7 @@ fn clear_reserved(reg: &mut u32, reserved: u32) -> bool {
 }
 
 /// One register's check: a policy and the bits that must be zero.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegCheck {
     /// The policy.
@@ -126,6 +132,7 @@ const fn pass(reserved: u32) -> RegCheck {
 const ZERO: RegCheck = strict(0, !0);
 
 /// Leaves whose registers follow rules of their own rather than four [`RegCheck`]s.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CustomLeaf {
     /// Fn0000_0001: FMS at most the platform's, CLFLUSH size 8, feature masks
@@ -149,6 +156,7 @@ pub enum CustomLeaf {
 }
 
 /// How a listed leaf is checked.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeafCheck {
     /// One [`RegCheck`] per register, EAX, EBX, ECX, EDX.
@@ -158,6 +166,7 @@ pub enum LeafCheck {
 }
 
 /// One leaf/sub-leaf the platform lists.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafPolicy {
     /// EAX input.
@@ -169,6 +178,7 @@ pub struct LeafPolicy {
 }
 
 /// A mask-policed register field of a custom leaf: allowed bits and reserved bits.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaskField {
     /// Bits the platform allows.
@@ -193,6 +203,7 @@ impl MaskField {
 }
 
 /// The platform's values behind the custom leaves.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CustomParams {
     /// Fn0000_0001 ECX.
@@ -361,16 +372,19 @@ impl PlatformCpuid {
     }
 
     /// The custom leaves' platform values.
+    #[doc(hidden)]
     pub fn params(&self) -> &CustomParams {
         &self.params
     }
 
     /// Every listed leaf/sub-leaf and its check.
+    #[doc(hidden)]
     pub fn leaves(&self) -> &[LeafPolicy] {
         &self.leaves
     }
 
     /// The policy of one leaf/sub-leaf, if listed.
+    #[doc(hidden)]
     pub fn leaf(&self, leaf: u32, subleaf: u32) -> Option<&LeafPolicy> {
         self.leaves
             .iter()
@@ -693,6 +707,7 @@ impl PlatformCpuid {
     /// should be passed; [`check_cpuid_page`] does the range test). Bad registers are
     /// corrected in place; a non-zero reserved field fails without correction, as in
     /// AMD's firmware.
+    #[doc(hidden)]
     pub fn check_function(&self, f: &mut SnpCpuidFunction) -> Result<(), FwStatus> {
         let mut ok = f.reserved == 0;
         let (leaf, subleaf) = (f.eax_in, f.ecx_in);
@@ -856,8 +871,9 @@ pub fn check_cpuid_page(platform: &PlatformCpuid, page: &mut SnpCpuidPage) -> Re
     }
 }
 
-/// The indices of functions a check would reject (without changing `page`), for
-/// diagnostics: a VMM compares the page it sent with the one it got back.
+/// The indices of functions a check would reject (without changing `page`): test
+/// machinery (a VMM compares the page it sent with the one it got back instead).
+#[doc(hidden)]
 pub fn rejected_functions(platform: &PlatformCpuid, page: &SnpCpuidPage) -> Vec<usize> {
     let count = (page.count as usize).min(SNP_CPUID_COUNT_MAX);
     page.functions
@@ -870,383 +886,6 @@ pub fn rejected_functions(platform: &PlatformCpuid, page: &SnpCpuidPage) -> Vec<
         })
         .map(|(i, _)| i)
         .collect()
-}
-
-// ---------------------------------------------------------------------------------
-// QEMU-style page builder
-// ---------------------------------------------------------------------------------
-
-/// The parts of QEMU's EPYC-Milan / EPYC-Genoa / EPYC-Turin CPU models that shape the
-/// CPUID page (target/i386/cpu.c builtin_x86_defs).
-#[derive(Clone, Copy, Debug)]
-struct QemuModel {
-    name: &'static str,
-    family: u32,
-    model: u32,
-    stepping: u32,
-    level: u32,
-    xlevel: u32,
-    f1_ecx: u32,
-    f1_edx: u32,
-    f6_eax: u32,
-    f7_0_ebx: u32,
-    f7_0_ecx: u32,
-    f7_0_edx: u32,
-    f7_1_eax: u32,
-    xsave: u32,
-    e1_ecx: u32,
-    e1_edx: u32,
-    e7_ebx: u32,
-    e8_ebx: u32,
-    e21_eax: u32,
-    e22_eax: u32,
-    svm_edx: u32,
-    l2_kib: u32,
-    l3_mib: u32,
-}
-
-// Feature words shared by the three models.
-const Q_F1_EDX: u32 = 0x078B_FBFF; // FPU..SSE2 as in the EPYC models (no HTT)
-const Q_F1_ECX_MILAN: u32 = 0x76DA_320B; // SSE3 PCLMULQDQ MONITOR SSSE3 FMA CX16 PCID SSE4.1/4.2 MOVBE POPCNT AES XSAVE AVX F16C RDRAND
-const Q_F1_ECX_GENOA: u32 = Q_F1_ECX_MILAN;
-const Q_E1_ECX: u32 = 0x00C0_03F5; // LAHF SVM CR8LEG ABM SSE4A MISALIGNSSE 3DNOWPREFETCH OSVW TOPOEXT PERFCORE
-const Q_E1_EDX: u32 = 0x2E50_0800; // SYSCALL NX MMXEXT FFXSR PDPE1GB RDTSCP LM (+ aliases below)
-const Q_XSAVE: u32 = 0xF; // XSAVEOPT XSAVEC XGETBV1 XSAVES
-const Q_7_EBX_MILAN: u32 = 0x219C_07A9; // FSGSBASE BMI1 AVX2 SMEP BMI2 ERMS INVPCID RDSEED ADX SMAP CLFLUSHOPT CLWB SHA
-const Q_7_EBX_AVX512: u32 = 0xD023_0000; // AVX512F DQ IFMA CD BW VL
-const Q_7_ECX_MILAN: u32 = 0x0040_000C; // UMIP PKU RDPID
-const Q_7_ECX_GENOA: u32 = 0x0041_5F4E; // + VBMI VBMI2 GFNI VAES VPCLMULQDQ VNNI BITALG VPOPCNTDQ LA57
-const Q_E8_EBX_MILAN: u32 = 0x0100_D205; // CLZERO XSAVEERPTR WBNOINVD IBPB IBRS STIBP AMD_SSBD
-const Q_E8_EBX_GENOA: u32 = Q_E8_EBX_MILAN | (1 << 17) | (1 << 28); // + STIBP_ALWAYS_ON, PSFD
-/// Fn0000_0001_EDX bits QEMU mirrors into Fn8000_0001_EDX for AMD CPUs.
-const AMD_EXT2_ALIASES: u32 = 0x0183_F3FF;
-const CPUID_EXT_MONITOR: u32 = 1 << 3;
-const CPUID_EXT_X2APIC: u32 = 1 << 21;
-const CPUID_EXT_HYPERVISOR: u32 = 1 << 31;
-const CPUID_HTT: u32 = 1 << 28;
-const CPUID_EXT3_CMP_LEG: u32 = 1 << 1;
-const CPUID_EXT3_SVM: u32 = 1 << 2;
-
-fn qemu_model(product: Product) -> QemuModel {
-    match product {
-        Product::Milan => QemuModel {
-            name: "AMD EPYC-Milan Processor",
-            family: 25,
-            model: 1,
-            stepping: 1,
-            level: 0xD,
-            // xlevel 0x8000001E, raised to 0x8000001F for SEV guests.
-            xlevel: 0x8000_001F,
-            f1_ecx: Q_F1_ECX_MILAN,
-            f1_edx: Q_F1_EDX,
-            f6_eax: 1 << 2,
-            f7_0_ebx: Q_7_EBX_MILAN,
-            f7_0_ecx: Q_7_ECX_MILAN,
-            f7_0_edx: 1 << 4,
-            f7_1_eax: 0,
-            xsave: Q_XSAVE,
-            e1_ecx: Q_E1_ECX,
-            e1_edx: Q_E1_EDX,
-            e7_ebx: 0,
-            e8_ebx: Q_E8_EBX_MILAN,
-            e21_eax: 0,
-            e22_eax: 0,
-            svm_edx: (1 << 0) | (1 << 3),
-            l2_kib: 512,
-            l3_mib: 32,
-        },
-        Product::Genoa => QemuModel {
-            name: "AMD EPYC-Genoa Processor",
-            family: 25,
-            model: 17,
-            stepping: 0,
-            level: 0xD,
-            xlevel: 0x8000_0022,
-            f1_ecx: Q_F1_ECX_GENOA,
-            f1_edx: Q_F1_EDX,
-            f6_eax: 1 << 2,
-            f7_0_ebx: Q_7_EBX_MILAN | Q_7_EBX_AVX512,
-            f7_0_ecx: Q_7_ECX_GENOA,
-            f7_0_edx: 1 << 4,
-            f7_1_eax: 1 << 5,
-            xsave: Q_XSAVE,
-            e1_ecx: Q_E1_ECX,
-            e1_edx: Q_E1_EDX,
-            e7_ebx: 0,
-            e8_ebx: Q_E8_EBX_GENOA,
-            // NoNestedDataBp, LfenceAlwaysSerializing, NullSelectClearsBase, AutoIBRS.
-            e21_eax: (1 << 0) | (1 << 2) | (1 << 6) | (1 << 8),
-            e22_eax: 0,
-            svm_edx: (1 << 0) | (1 << 3) | (1 << 25) | (1 << 28),
-            l2_kib: 1024,
-            l3_mib: 32,
-        },
-        Product::Turin => QemuModel {
-            name: "AMD EPYC-Turin Processor",
-            family: 26,
-            model: 0,
-            stepping: 0,
-            level: 0xD,
-            xlevel: 0x8000_0022,
-            f1_ecx: Q_F1_ECX_GENOA,
-            f1_edx: Q_F1_EDX,
-            f6_eax: 1 << 2,
-            f7_0_ebx: Q_7_EBX_MILAN | Q_7_EBX_AVX512,
-            f7_0_ecx: Q_7_ECX_GENOA | (1 << 27) | (1 << 28),
-            f7_0_edx: (1 << 4) | (1 << 8),
-            f7_1_eax: (1 << 4) | (1 << 5),
-            xsave: Q_XSAVE,
-            e1_ecx: Q_E1_ECX,
-            e1_edx: Q_E1_EDX,
-            e7_ebx: (1 << 0) | (1 << 1),
-            e8_ebx: Q_E8_EBX_GENOA,
-            // + FsGsBaseNs, SBPB, IBPB_BRTYPE, SRSO_USER_KERNEL_NO.
-            e21_eax: (1 << 0)
-                | (1 << 1)
-                | (1 << 2)
-                | (1 << 6)
-                | (1 << 8)
-                | (1 << 27)
-                | (1 << 28)
-                | (1 << 30),
-            e22_eax: 1,
-            svm_edx: (1 << 0)
-                | (1 << 1)
-                | (1 << 3)
-                | (1 << 4)
-                | (1 << 5)
-                | (1 << 6)
-                | (1 << 10)
-                | (1 << 12)
-                | (1 << 15)
-                | (1 << 16)
-                | (1 << 25)
-                | (1 << 28),
-            l2_kib: 1024,
-            l3_mib: 32,
-        },
-    }
-}
-
-/// Fn0000_0001_EAX for a family/model/stepping (extended fields when family > 0xF).
-fn signature(family: u32, model: u32, stepping: u32) -> u32 {
-    let (base, ext) = if family > 0xF {
-        (0xF, family - 0xF)
-    } else {
-        (family, 0)
-    };
-    (ext << 20) | ((model >> 4) << 16) | (base << 8) | ((model & 0xF) << 4) | (stepping & 0xF)
-}
-
-/// Number of bits needed for `n` distinct ids (QEMU's apicid_bitwidth_for_count).
-fn bits_for(n: u32) -> u32 {
-    if n <= 1 {
-        0
-    } else {
-        32 - (n - 1).leading_zeros()
-    }
-}
-
-fn vendor_regs() -> (u32, u32, u32) {
-    // "AuthenticAMD" in EBX, EDX, ECX.
-    (
-        u32::from_le_bytes(*b"Auth"),
-        u32::from_le_bytes(*b"enti"),
-        u32::from_le_bytes(*b"cAMD"),
-    )
-}
-
-fn func(leaf: u32, subleaf: u32, regs: [u32; 4]) -> SnpCpuidFunction {
-    let mut f = SnpCpuidFunction::new_zeroed();
-    f.eax_in = leaf;
-    f.ecx_in = subleaf;
-    f.eax = regs[0];
-    f.ebx = regs[1];
-    f.ecx = regs[2];
-    f.edx = regs[3];
-    f
-}
-
-/// The CPUID functions QEMU would hand to SNP_LAUNCH_UPDATE for a guest using the
-/// product's EPYC CPU model with `vcpus` vCPUs (one socket, one thread per core),
-/// in QEMU's order. `vcpus` is clamped to 1..=256.
-///
-/// This is what QEMU's KVM vCPU setup collects (leaves 0..=level and
-/// 0x8000_0000..=xlevel, sub-leaves for 4/7/0xB/0xD/0x8000_001D, the two KVM leaves)
-/// after KVM's feature filtering and QEMU's SNP adjustments (no TSC-deadline,
-/// TSC_ADJUST or VIRT_SSBD; XSAVE sizes for XCR0 = x87 in Fn0000_000D_x00/x01).
-pub fn qemu_cpuid_functions(product: Product, vcpus: u32) -> Vec<SnpCpuidFunction> {
-    let m = qemu_model(product);
-    let n = vcpus.clamp(1, 256);
-    let core_bits = bits_for(n);
-    let sig = signature(m.family, m.model, m.stepping);
-    let (v_ebx, v_edx, v_ecx) = vendor_regs();
-    let mut out = Vec::with_capacity(SNP_CPUID_COUNT_MAX);
-
-    // Standard leaves.
-    out.push(func(0, 0, [m.level, v_ebx, v_ecx, v_edx]));
-    let mut f1_ebx = 8 << 8;
-    let mut f1_edx = m.f1_edx;
-    if n > 1 {
-        f1_ebx |= (n & 0xFF) << 16;
-        f1_edx |= CPUID_HTT;
-    }
-    // KVM does not offer MONITOR; QEMU adds x2APIC and the hypervisor bit.
-    let f1_ecx = (m.f1_ecx & !CPUID_EXT_MONITOR) | CPUID_EXT_X2APIC | CPUID_EXT_HYPERVISOR;
-    out.push(func(1, 0, [sig, f1_ebx, f1_ecx, f1_edx]));
-    out.push(func(2, 0, [0; 4]));
-    out.push(func(3, 0, [0; 4]));
-    out.push(func(4, 0, [0; 4]));
-    out.push(func(5, 0, [0; 4]));
-    out.push(func(6, 0, [m.f6_eax, 0, 0, 0]));
-    let max7 = u32::from(m.f7_1_eax != 0);
-    out.push(func(7, 0, [max7, m.f7_0_ebx, m.f7_0_ecx, m.f7_0_edx]));
-    if max7 == 1 {
-        out.push(func(7, 1, [m.f7_1_eax, 0, 0, 0]));
-    }
-    out.push(func(8, 0, [0; 4]));
-    out.push(func(9, 0, [0; 4]));
-    out.push(func(0xA, 0, [0; 4]));
-    // Topology: SMT level (1 thread), core level (n cores), terminating sub-leaf.
-    out.push(func(0xB, 0, [0, 1, 0x100, 0]));
-    out.push(func(0xB, 1, [core_bits, n, 0x201, 0]));
-    out.push(func(0xB, 2, [0, 0, 0x2, 0]));
-    out.push(func(0xC, 0, [0; 4]));
-    let avx512 = m.f7_0_ebx & (1 << 16) != 0;
-    let pku = m.f7_0_ecx & (1 << 3) != 0;
-    let mut xcr0_mask: u32 = 0x7;
-    if avx512 {
-        xcr0_mask |= 0xE0;
-    }
-    if pku {
-        xcr0_mask |= 0x200;
-    }
-    let max_size = xsave_size_standard(u64::from(xcr0_mask));
-    let mut d0 = func(0xD, 0, [xcr0_mask, 0x240, max_size, 0]);
-    d0.xcr0_in = XCR0_X87;
-    out.push(d0);
-    let mut d1 = func(0xD, 1, [m.xsave, 0x240, 0, 0]);
-    d1.xcr0_in = XCR0_X87;
-    out.push(d1);
-    out.push(func(0xD, 2, [0x100, 0x240, 0, 0]));
-    if avx512 {
-        out.push(func(0xD, 5, [0x40, 0x340, 0, 0]));
-        out.push(func(0xD, 6, [0x200, 0x380, 0, 0]));
-        out.push(func(0xD, 7, [0x400, 0x580, 0, 0]));
-    }
-    if pku {
-        out.push(func(0xD, 9, [0x8, 0x980, 0, 0]));
-    }
-
-    // KVM hypervisor leaves (outside the checked ranges).
-    out.push(func(
-        0x4000_0000,
-        0,
-        [
-            0x4000_0001,
-            u32::from_le_bytes(*b"KVMK"),
-            u32::from_le_bytes(*b"VMKV"),
-            u32::from_le_bytes(*b"M\0\0\0"),
-        ],
-    ));
-    out.push(func(0x4000_0001, 0, [0x0100_FEFB, 0, 0, 0]));
-
-    // Extended leaves.
-    let mut leaf = 0x8000_0000u32;
-    while leaf <= m.xlevel {
-        match leaf {
-            0x8000_0000 => out.push(func(leaf, 0, [m.xlevel, v_ebx, v_ecx, v_edx])),
-            0x8000_0001 => {
-                let mut ecx = m.e1_ecx;
-                if n > 1 {
-                    ecx |= CPUID_EXT3_CMP_LEG;
-                }
-                let edx = m.e1_edx | (m.f1_edx & AMD_EXT2_ALIASES);
-                out.push(func(leaf, 0, [sig, 0, ecx, edx]));
-            }
-            0x8000_0002..=0x8000_0004 => {
-                let mut brand = [0u8; 48];
-                let name = m.name.as_bytes();
-                let len = name.len().min(47);
-                brand[..len].copy_from_slice(&name[..len]);
-                let base = ((leaf - 0x8000_0002) * 16) as usize;
-                let mut regs = [0u32; 4];
-                for (i, r) in regs.iter_mut().enumerate() {
-                    let o = base + i * 4;
-                    *r = u32::from_le_bytes([brand[o], brand[o + 1], brand[o + 2], brand[o + 3]]);
-                }
-                out.push(func(leaf, 0, regs));
-            }
-            0x8000_0005 => out.push(func(
-                leaf,
-                0,
-                [0x01FF_01FF, 0x01FF_01FF, 0x2008_0140, 0x2008_0140],
-            )),
-            0x8000_0006 => {
-                let l2 = (m.l2_kib << 16) | (0x6 << 12) | (1 << 8) | 64;
-                let l3 = ((m.l3_mib * 2) << 18) | (0x8 << 12) | (1 << 8) | 64;
-                out.push(func(leaf, 0, [0x0000_0000, 0x4200_4200, l2, l3]));
-            }
-            0x8000_0007 => out.push(func(leaf, 0, [0, m.e7_ebx, 0, 0])),
-            0x8000_0008 => {
-                let lin = if m.f7_0_ecx & (1 << 16) != 0 { 57 } else { 48 };
-                let eax = 40 | (lin << 8);
-                let ecx = (n - 1) | (core_bits << 12);
-                out.push(func(leaf, 0, [eax, m.e8_ebx, ecx, 0]));
-            }
-            0x8000_000A => {
-                if m.e1_ecx & CPUID_EXT3_SVM != 0 {
-                    out.push(func(leaf, 0, [1, 0x10, 0, m.svm_edx]));
-                } else {
-                    out.push(func(leaf, 0, [0; 4]));
-                }
-            }
-            0x8000_0019 => out.push(func(leaf, 0, [0xF040_F040, 0xF040_0000, 0, 0])),
-            0x8000_001D => {
-                let share_l3 = n.min(8) - 1;
-                let l2_sets = m.l2_kib * 1024 / (64 * 8) - 1;
-                let l3_sets = m.l3_mib * 1024 * 1024 / (64 * 16) - 1;
-                let line = 63;
-                out.push(func(leaf, 0, [0x121, line | (7 << 22), 63, 0]));
-                out.push(func(leaf, 1, [0x122, line | (7 << 22), 63, 0]));
-                out.push(func(leaf, 2, [0x143, line | (7 << 22), l2_sets, 2]));
-                out.push(func(
-                    leaf,
-                    3,
-                    [0x163 | (share_l3 << 14), line | (15 << 22), l3_sets, 1],
-                ));
-                out.push(func(leaf, 4, [0; 4]));
-            }
-            0x8000_001E => out.push(func(leaf, 0, [0, 0, 0, 0])),
-            0x8000_001F => {
-                // SEV, SEV-ES, SNP; C-bit 51, one reduced physical-address bit.
-                out.push(func(leaf, 0, [0x1A, 0x33 | (1 << 6), 0, 0]));
-            }
-            0x8000_0021 => out.push(func(leaf, 0, [m.e21_eax, 0, 0, 0])),
-            0x8000_0022 => {
-                let ebx = if m.e22_eax != 0 { 6 } else { 0 };
-                out.push(func(leaf, 0, [m.e22_eax, ebx, 0, 0]));
-            }
-            _ => out.push(func(leaf, 0, [0; 4])),
-        }
-        leaf += 1;
-    }
-    out
-}
-
-/// A CPUID page built the way QEMU builds it for an SNP guest on `product` (see
-/// [`qemu_cpuid_functions`]). Functions beyond the page's 64 slots are dropped (the
-/// three models need at most 64).
-pub fn qemu_cpuid_page(product: Product, vcpus: u32) -> SnpCpuidPage {
-    let funcs = qemu_cpuid_functions(product, vcpus);
-    let mut page = SnpCpuidPage::new_zeroed();
-    let mut count = 0u32;
-    for (slot, f) in page.functions.iter_mut().zip(funcs.iter()) {
-        *slot = *f;
-        count += 1;
-    }
-    page.count = count;
-    page
 }
 
 /// Fuzz entry point (`fuzz/fuzz_targets/cpuid_page.rs`): the first byte picks the
@@ -1303,6 +942,7 @@ pub fn fuzz_cpuid_page(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use softsev_abi::product::cpuid_signature as signature;
 
     #[test]
     fn fms_order_follows_firmware_arithmetic() {

@@ -19,7 +19,7 @@
 use crate::error::{GuestError, access_fault};
 use crate::ghcb::{CertBuf, GhcbClient};
 use crate::platform::{CBit, GuestPlatform};
-use softsev_abi::ghcb::CertTableEntry;
+use softsev_abi::ghcb::{CertTableEntry, CertTableError, CertTableHeader};
 use softsev_abi::guest_msg::{
     HEADER_SIZE, KEY_REQ_V1_SIZE, KeyReq, KeyRsp, KeySel, MAX_PAYLOAD, MsgHeader, MsgType,
     ReportReq, ReportRsp,
@@ -534,69 +534,52 @@ impl MsgClient {
     }
 }
 
-/// Parse an extended-request certificate table: 24-byte entries (GUID, offset,
-/// length) up to an all-zero entry, blobs after it. Returns the entries and the bytes
-/// used (the end of the last blob, at least the table itself). Offsets must point past
-/// the table and every blob must fit in `buf`.
+/// Parse an extended-request certificate table with the layout's rules
+/// (`softsev_abi::ghcb::CertTableHeader`): 24-byte entries (GUID, offset, length) up
+/// to an all-zero entry, blobs after it. Returns the entries and the bytes used (the
+/// end of the last blob, at least the table itself). Offsets must point past the
+/// table, every blob must fit in `buf` and no entry but the terminator may have the
+/// null GUID.
 pub fn parse_cert_table(buf: &[u8]) -> Result<(Vec<CertTableEntry>, usize), GuestError> {
-    const ENTRY: usize = core::mem::size_of::<CertTableEntry>();
-    let mut entries = Vec::new();
-    let mut at = 0usize;
-    loop {
-        let Some(chunk) = buf.get(at..at + ENTRY) else {
-            return Err(GuestError::CertTable {
-                what: "no terminating all-zero entry",
-                index: entries.len(),
-                value: buf.len() as u64,
-            });
-        };
-        let (e, _) =
-            CertTableEntry::read_from_prefix(chunk).map_err(|_| GuestError::CertTable {
-                what: "entry size",
-                index: entries.len(),
-                value: 0,
-            })?;
-        at += ENTRY;
-        if e == CertTableEntry::default() {
-            break;
-        }
-        entries.push(e);
+    let header = CertTableHeader::decode(buf).and_then(|h| {
+        let used = h.validate(buf.len())?;
+        Ok((h, used))
+    });
+    match header {
+        Ok((h, used)) => Ok((h.entries, used)),
+        Err(e) => Err(cert_table_error(e)),
     }
-    let table_end = at;
-    let mut used = table_end;
-    for (i, e) in entries.iter().enumerate() {
-        let off = e.offset as usize;
-        let end = off
-            .checked_add(e.length as usize)
-            .ok_or(GuestError::CertTable {
-                what: "offset + length overflows",
-                index: i,
-                value: u64::from(e.offset),
-            })?;
-        if off < table_end {
-            return Err(GuestError::CertTable {
-                what: "blob offset points into the table",
-                index: i,
-                value: u64::from(e.offset),
-            });
+}
+
+/// The guest's report of a malformed certificate table.
+fn cert_table_error(e: CertTableError) -> GuestError {
+    let (what, index, value) = match e {
+        CertTableError::NoTerminator { entries, len } => {
+            ("no terminating all-zero entry", entries, len as u64)
         }
-        if end > buf.len() {
-            return Err(GuestError::CertTable {
-                what: "blob extends past the buffer",
-                index: i,
-                value: end as u64,
-            });
-        }
-        if e.guid == [0; 16] {
-            return Err(GuestError::CertTable {
-                what: "null GUID with a non-zero offset or length",
-                index: i,
-                value: u64::from(e.offset),
-            });
-        }
-        used = used.max(end);
-    }
-    Ok((entries, used))
+        CertTableError::BlobInHeader { index, offset, .. } => (
+            "blob offset points into the table",
+            index,
+            u64::from(offset),
+        ),
+        CertTableError::BlobPastEnd {
+            index,
+            offset,
+            length,
+            ..
+        } => (
+            "blob extends past the buffer",
+            index,
+            u64::from(offset) + u64::from(length),
+        ),
+        CertTableError::NullGuid { index, offset, .. } => (
+            "null GUID with a non-zero offset or length",
+            index,
+            u64::from(offset),
+        ),
+        CertTableError::TooLarge(len) => ("table too large", 0, len as u64),
+    };
+    GuestError::CertTable { what, index, value }
 }
 
 /// Fuzz entry point: certificate-table parsing must never panic, and what it accepts

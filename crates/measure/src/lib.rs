@@ -7,6 +7,8 @@
 //! * [`ovmf`]: footer GUID table and SEV metadata parsing.
 //! * [`kernel_hashes`]: the `kernel-hashes=on` table.
 //! * [`vmsa`]: VMSA construction per vCPU type and VMM.
+//! * [`qemu`]: the QEMU CPU-model catalogue (names, versions, signatures, the CPUID
+//!   features of each SNP product's model).
 //! * [`launch`]: whole-launch digests (SNP, SNP+SVSM, SEV-ES, SEV).
 //! * [`builtin`]: a generated firmware image with every SEV structure.
 
@@ -19,6 +21,7 @@ pub mod id_block;
 pub mod kernel_hashes;
 pub mod launch;
 pub mod ovmf;
+pub mod qemu;
 pub mod vmsa;
 
 pub use digest::{SevDigest, SnpDigest, TraceEntry, VmplPerms};

@@ -1,5 +1,6 @@
 //! The VMSA pages QEMU + KVM measure for each vCPU (shared/spec/snp-launch.md §3):
-//! vCPU types (CPUID signatures), VMM-specific register differences, SVSM VMSA.
+//! VMM-specific register differences, SVSM VMSA. The vCPU types (CPUID signatures) are
+//! in [`crate::qemu`].
 
 use softsev_abi::vmsa::{VmcbSegment, Vmsa};
 
@@ -38,48 +39,6 @@ impl VmmType {
             VmmType::Gce => "gce",
         }
     }
-}
-
-/// CPUID Fn0000_0001_EAX from family, model, stepping.
-pub const fn cpu_sig(family: u32, model: u32, stepping: u32) -> u32 {
-    let (fam_lo, fam_hi) = if family > 0xF {
-        (0xF, (family - 0xF) & 0xFF)
-    } else {
-        (family, 0)
-    };
-    (fam_hi << 20)
-        | (((model >> 4) & 0xF) << 16)
-        | (fam_lo << 8)
-        | ((model & 0xF) << 4)
-        | (stepping & 0xF)
-}
-
-/// QEMU CPU models and their (family, model, stepping).
-pub const VCPU_TYPES: &[(&str, u32, u32, u32)] = &[
-    ("EPYC", 23, 1, 2),
-    ("EPYC-IBPB", 23, 1, 2),
-    ("EPYC-Rome", 23, 49, 0),
-    ("EPYC-Milan", 25, 1, 1),
-    ("EPYC-Genoa", 25, 17, 0),
-    ("EPYC-Turin", 26, 0, 0),
-];
-
-/// Signature of a QEMU CPU model name (`EPYC`, `EPYC-v4`, `EPYC-Milan-v2`, ...;
-/// case-insensitive; any `-vN` version suffix of a known model).
-pub fn vcpu_type_sig(name: &str) -> Option<u32> {
-    let lower = name.to_ascii_lowercase();
-    let base = match lower.rfind("-v") {
-        Some(i) if i + 2 < lower.len() && lower[i + 2..].bytes().all(|b| b.is_ascii_digit()) => {
-            &lower[..i]
-        }
-        _ => lower.as_str(),
-    };
-    VCPU_TYPES
-        .iter()
-        .find(|(n, ..)| {
-            n.to_ascii_lowercase() == base && !(base == "epyc-ibpb" && base.len() != lower.len())
-        })
-        .map(|&(_, f, m, s)| cpu_sig(f, m, s))
 }
 
 /// The VMSA for one vCPU of a QEMU/ec2/gce SEV-ES or SNP guest started at `eip`.
@@ -209,21 +168,6 @@ mod tests {
     use super::*;
     use softsev_crypto::hash::sha384;
     use zerocopy::IntoBytes;
-
-    #[test]
-    fn signatures() {
-        // SSM tests/test_vcpu_types.py
-        assert_eq!(cpu_sig(14, 1, 2), 0x0E12);
-        assert_eq!(cpu_sig(23, 1, 2), 0x80_0F12);
-        assert_eq!(vcpu_type_sig("EPYC-v4"), Some(0x80_0F12));
-        assert_eq!(vcpu_type_sig("epyc-milan-v2"), Some(0xA0_0F11));
-        assert_eq!(vcpu_type_sig("EPYC-Rome-v3"), Some(0x83_0F10));
-        assert_eq!(vcpu_type_sig("EPYC-Genoa"), Some(0xA1_0F10));
-        assert_eq!(vcpu_type_sig("EPYC-Turin-v1"), Some(0xB0_0F00));
-        assert_eq!(vcpu_type_sig("EPYC-IBPB"), Some(0x80_0F12));
-        assert_eq!(vcpu_type_sig("EPYC-X"), None);
-        assert_eq!(vcpu_type_sig("EPYC-v"), None);
-    }
 
     #[test]
     fn qemu_bsp_nonzero_bytes_match_spec() {

@@ -4,11 +4,12 @@
 //!
 //! A guest CPU model never exceeds its host, so Milan/Genoa/Turin models name their
 //! own product; older models (EPYC, EPYC-Rome, qemu64, kvm64) run on the oldest SNP
-//! host, Milan. `host`/`max` mean the simulated host itself (Milan by default).
+//! host, Milan. `host`/`max` mean the simulated host itself (Milan by default). The
+//! models themselves are `softsev_measure::qemu`'s catalogue.
 
 use serde::Serialize;
 use softsev_abi::Product;
-use softsev_measure::vmsa::{cpu_sig, vcpu_type_sig};
+use softsev_measure::qemu::QemuCpuModel;
 
 use crate::error::ConfigError;
 
@@ -26,22 +27,12 @@ pub struct CpuModel {
     pub features: Vec<String>,
 }
 
-/// The C-bit position every SNP product reports in CPUID 0x8000001F EBX[5:0].
+/// The C-bit position every SNP product reports in CPUID 0x8000001F `EBX[5:0]`.
 pub const fn host_cbitpos(product: Product) -> u32 {
     match product {
         Product::Milan | Product::Genoa | Product::Turin => 51,
     }
 }
-
-/// QEMU models: (name, highest `-vN` version, product when the model names one).
-const MODELS: &[(&str, u32, Option<Product>)] = &[
-    ("EPYC", 5, None),
-    ("EPYC-IBPB", 0, None),
-    ("EPYC-Rome", 5, None),
-    ("EPYC-Milan", 3, Some(Product::Milan)),
-    ("EPYC-Genoa", 2, Some(Product::Genoa)),
-    ("EPYC-Turin", 1, Some(Product::Turin)),
-];
 
 impl CpuModel {
     /// The default host product when the model does not name one.
@@ -59,27 +50,24 @@ impl CpuModel {
                 Self::DEFAULT_PRODUCT,
                 Self::DEFAULT_PRODUCT.cpuid_signature(),
             ),
-            // target/i386/cpu.c builtin models: family 15 model 107 / 6, stepping 1.
-            "qemu64" => (lower.clone(), Self::DEFAULT_PRODUCT, cpu_sig(15, 107, 1)),
-            "kvm64" => (lower.clone(), Self::DEFAULT_PRODUCT, cpu_sig(15, 6, 1)),
             _ => {
+                let unknown = || ConfigError::UnknownCpu(model.clone());
                 let (base, version) = split_version(&model);
-                let &(canon, max_v, product) = MODELS
-                    .iter()
-                    .find(|(n, ..)| n.eq_ignore_ascii_case(base))
-                    .ok_or_else(|| ConfigError::UnknownCpu(model.clone()))?;
+                let known = QemuCpuModel::find(base).ok_or_else(unknown)?;
                 if let Some(v) = version
-                    && (v == 0 || v > max_v)
+                    && (v == 0 || v > known.versions)
                 {
-                    return Err(ConfigError::UnknownCpu(model.clone()));
+                    return Err(unknown());
                 }
-                let sig =
-                    vcpu_type_sig(&model).ok_or_else(|| ConfigError::UnknownCpu(model.clone()))?;
                 let name = match version {
-                    Some(v) => format!("{canon}-v{v}"),
-                    None => canon.to_string(),
+                    Some(v) => format!("{}-v{v}", known.name),
+                    None => known.name.to_string(),
                 };
-                (name, product.unwrap_or(Self::DEFAULT_PRODUCT), sig)
+                (
+                    name,
+                    known.product.unwrap_or(Self::DEFAULT_PRODUCT),
+                    known.signature(),
+                )
             }
         };
         Ok(CpuModel {

@@ -5,6 +5,7 @@
 //!   options as TOML, validated with QEMU's, KVM's and the firmware's rules into a
 //!   [`Config`].
 //! * [`cpu`]: QEMU CPU models → CPUID signature (VMSA RDX) and SNP product.
+//! * [`cpuid`]: the CPUID page QEMU builds for an SNP guest.
 //! * [`plan`]: the launch plan — memory layout, LAUNCH_START parameters, the ordered
 //!   LAUNCH_UPDATE ranges (firmware image, OVMF SEV metadata sections), the per-vCPU
 //!   VMSAs, LAUNCH_FINISH parameters and the expected launch digest
@@ -17,6 +18,7 @@
 pub mod bootgen;
 pub mod config;
 pub mod cpu;
+pub mod cpuid;
 pub mod error;
 pub mod fuzz;
 pub mod keyval;

@@ -322,12 +322,12 @@ pub fn load_firmware(config: &Config) -> Result<Ovmf, PlanError> {
     Ok(Ovmf::parse(data)?)
 }
 
-/// The contents of the CPUID page QEMU would build for this guest: the firmware crate's
-/// QEMU-style table for the host product (`softsev_firmware::cpuid::qemu_cpuid_page`),
-/// which that product's SNP_LAUNCH_UPDATE CPUID check accepts. The contents never enter
+/// The contents of the CPUID page QEMU would build for this guest
+/// ([`crate::cpuid::qemu_cpuid_page`] for the host product), which that product's
+/// SNP_LAUNCH_UPDATE CPUID check accepts. The contents never enter
 /// the launch digest (CPUID pages are measured as zeros; only their GPA is).
 pub fn cpuid_page(product: Product, vcpus: u32) -> Vec<u8> {
-    softsev_firmware::cpuid::qemu_cpuid_page(product, vcpus)
+    crate::cpuid::qemu_cpuid_page(product, vcpus)
         .as_bytes()
         .to_vec()
 }

@@ -3,11 +3,13 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
+use softsev_abi::product::cpuid_signature;
 use softsev_measure::launch::{
     self, SnpParams, launch_vmsas, sev_launch_digest, seves_launch_digest, snp_launch_digest,
     snp_launch_into,
 };
-use softsev_measure::vmsa::{cpu_sig, page_bytes, vcpu_type_sig};
+use softsev_measure::qemu::vcpu_type_sig;
+use softsev_measure::vmsa::page_bytes;
 use softsev_measure::{KernelHashes, Ovmf, SnpDigest, VmmType};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -196,7 +198,7 @@ fn vcpu_signature(a: &Args) -> Result<u32> {
         let (Some(m), Some(s)) = (a.vcpu_model, a.vcpu_stepping) else {
             bail!("--vcpu-family needs --vcpu-model and --vcpu-stepping");
         };
-        return Ok(cpu_sig(f, m, s));
+        return Ok(cpuid_signature(f, m, s));
     }
     if let Some(s) = a.vcpu_sig.filter(|&s| s != 0) {
         return Ok(s);

@@ -20,7 +20,7 @@ pub use amd::{AmdRoot, DEFAULT_ROOT_SEED};
 pub use cert::{AmdKeyRole, VekKind};
 pub use chip::{CertChain, Chip, Vcek, Vlek, WrappedVlek};
 pub use derive::{DerivedKeyRequest, GuestFieldSelect, KeyRoot, LaunchKey, derive_key};
-pub use table::{CertTable, CertTableEntry, CertTableError, CertTableGuid};
+pub use table::{CertTable, CertTableBlob, CertTableError, CertTableGuid};
 
 use softsev_abi::Product;
 

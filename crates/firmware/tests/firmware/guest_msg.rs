@@ -1063,7 +1063,8 @@ fn tsc_info() {
 fn cpuid_request_checks_functions_against_the_platform() {
     use softsev_abi::fw_buf::SnpCpuidFunction;
     use softsev_abi::guest_msg::{CpuidReq, CpuidRsp};
-    use softsev_firmware::cpuid::{check_cpuid_page, qemu_cpuid_functions, qemu_cpuid_page};
+    use softsev_firmware::cpuid::check_cpuid_page;
+    use softsev_vmm::cpuid::{qemu_cpuid_functions, qemu_cpuid_page};
     use zerocopy::FromZeros;
 
     let e = env();

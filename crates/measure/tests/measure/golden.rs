@@ -10,7 +10,7 @@ use softsev_measure::launch::{
     SnpParams, sev_launch_digest, seves_launch_digest, snp_launch_digest, snp_ovmf_hash,
     svsm_launch_digest,
 };
-use softsev_measure::vmsa::vcpu_type_sig;
+use softsev_measure::qemu::vcpu_type_sig;
 use softsev_measure::{KernelHashes, MeasureError, Ovmf, VmmType};
 
 use softsev_testkit::fixtures;

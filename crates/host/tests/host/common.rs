@@ -65,8 +65,6 @@ pub struct TestVm {
     pub vm: SoftVm,
     pub vcpus: Vec<SoftVcpu>,
     pub uaddr: Hva,
-    pub gmem: u32,
-    pub size: u64,
 }
 
 pub fn add_memory(vm: &SoftVm, size: u64) -> (Hva, u32) {
@@ -124,7 +122,7 @@ pub fn launched_snp_with(
     }
     vm.enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)
         .unwrap();
-    let (uaddr, gmem) = add_memory(&vm, size);
+    let (uaddr, _gmem) = add_memory(&vm, size);
     vm.set_memory_attributes(&KvmMemoryAttributes {
         address: 0,
         size,
@@ -178,13 +176,7 @@ pub fn launched_snp_with(
     };
     let (r, e) = sev_ioctl(&vm, SevCmdId::SNP_LAUNCH_FINISH, &mut f);
     r.unwrap_or_else(|err| panic!("launch finish: {err} (fw {e:#x})"));
-    TestVm {
-        vm,
-        vcpus,
-        uaddr,
-        gmem,
-        size,
-    }
+    TestVm { vm, vcpus, uaddr }
 }
 
 /// Run a vCPU, answering MAP_GPA_RANGE hypercalls and memory faults like QEMU
@@ -194,11 +186,21 @@ pub fn run_vmm(vm: &SoftVm, vcpu: &mut SoftVcpu, prefault: bool) -> VcpuExit {
         let exit = vcpu.run().unwrap_or_else(|e| panic!("KVM_RUN failed: {e}"));
         match exit {
             VcpuExit::Hypercall { .. } => {
-                assert!(vm.handle_map_gpa_range(exit, prefault));
+                let when = if prefault {
+                    Prefault::Now
+                } else {
+                    Prefault::OnAccess
+                };
+                assert!(vm.handle_map_gpa_range(exit, when));
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
-                vm.convert_memory(*gpa, *size, private, false).unwrap();
+                let to = if *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
+                    MemAttr::Private
+                } else {
+                    MemAttr::Shared
+                };
+                vm.convert_memory(softsev_abi::Gpa(*gpa), *size, to, Prefault::OnAccess)
+                    .unwrap();
             }
             other => return other.clone(),
         }

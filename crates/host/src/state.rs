@@ -10,6 +10,7 @@
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{Gpa, Spa};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which SEV flavour INIT / INIT2 made the VM, with the data that exists only in it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -254,6 +255,28 @@ impl SevState {
     }
 }
 
+/// A VM's guest TSC as RDTSC / RDTSCP report it: starts at [`GuestTsc::START`] and
+/// advances [`GuestTsc::STEP`] per read. Each VM has its own, so the answers depend
+/// only on that VM's history, not on what else ran in the process.
+#[derive(Debug)]
+pub(crate) struct GuestTsc(AtomicU64);
+
+impl GuestTsc {
+    /// The value of the first read.
+    pub(crate) const START: u64 = 1 << 20;
+    /// Ticks between two reads.
+    pub(crate) const STEP: u64 = 1000;
+
+    pub(crate) fn new() -> Self {
+        GuestTsc(AtomicU64::new(Self::START))
+    }
+
+    /// The current value; the next read is [`GuestTsc::STEP`] later.
+    pub(crate) fn read(&self) -> u64 {
+        self.0.fetch_add(Self::STEP, Ordering::Relaxed)
+    }
+}
+
 /// One CPUID leaf (`struct kvm_cpuid_entry2`, the parts that matter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuidEntry {
@@ -458,5 +481,56 @@ impl VcpuShared {
 
     pub(crate) fn set_ghcb_msr(&self, v: u64) {
         self.st.lock().set_ghcb_msr(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 11, review §5): the TSC was a process-wide static, so a VM's
+    /// RDTSC answers depended on every other VM of the process. Each VM now counts
+    /// from the same start whatever another VM read.
+    #[test]
+    fn regression_tsc_is_per_vm() {
+        let (a, b) = (GuestTsc::new(), GuestTsc::new());
+        for _ in 0..5 {
+            a.read();
+        }
+        assert_eq!(b.read(), GuestTsc::START);
+        assert_eq!(b.read(), GuestTsc::START + GuestTsc::STEP);
+        assert_eq!(a.read(), GuestTsc::START + 5 * GuestTsc::STEP);
+    }
+
+    #[test]
+    fn sev_state_roles_and_snp_launch() {
+        let pages = GuestRequestPages {
+            request: Spa(0x1000),
+            response: Spa(0x2000),
+        };
+        let mut s = SevState::initialised(SevMode::Snp(SnpState::new(pages)), 3, 1, 2);
+        assert!(s.is_active() && s.is_es() && s.is_usable() && s.owns_asid());
+        assert!(s.snp_launch_pending() && s.snp_context().is_none());
+        let snp = s.snp_mut().unwrap();
+        snp.start(Spa(0x3000), 0x30000);
+        assert_eq!(
+            snp.launch(),
+            SnpLaunch::Started {
+                context: Spa(0x3000)
+            }
+        );
+        snp.finish();
+        assert!(snp.launched() && snp.policy() == 0x30000);
+        assert!(!s.snp_launch_pending());
+        assert_eq!(s.snp_context(), Some(Spa(0x3000)));
+
+        let mut src = SevState::initialised(SevMode::SevEs, 7, 0, 1);
+        let mirror = SevState::take_over(&src, ContextRole::Mirror);
+        assert_eq!((mirror.role(), mirror.asid()), (ContextRole::Mirror, 7));
+        assert!(!mirror.owns_asid());
+        let moved = SevState::take_over(&src, ContextRole::Owner);
+        src.mark_moved_away();
+        assert!(moved.owns_asid() && !src.is_usable() && !src.owns_asid());
+        assert!(!SevState::default().is_active());
     }
 }

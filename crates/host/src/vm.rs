@@ -7,7 +7,7 @@ use crate::error::{Errno, KvmError, KvmResult, einval};
 use crate::events::{Event, EventLog};
 use crate::mem::{Mapping, MemState, Memslot, TranslateError};
 use crate::platform::SoftHost;
-use crate::state::{SevState, VcpuShared};
+use crate::state::{GuestTsc, SevState, VcpuShared};
 use crate::usermem::Hva;
 use crate::vcpu::{SoftVcpu, VcpuExit};
 use parking_lot::Mutex;
@@ -70,12 +70,6 @@ pub const GHCB_VERSION_MAX: u16 = 2;
 /// Default GHCB version for SEV-ES/SNP guests created with INIT2.
 pub const GHCB_VERSION_DEFAULT: u16 = 2;
 
-/// The TSC value of a VM's first RDTSC; each RDTSC/RDTSCP advances it by
-/// [`TSC_STEP`].
-const TSC_START: u64 = 1 << 20;
-/// TSC ticks between two RDTSC answers.
-const TSC_STEP: u64 = 1000;
-
 /// Shared VM state (what `struct kvm` holds).
 pub(crate) struct VmInner {
     pub(crate) host: Arc<SoftHost>,
@@ -89,7 +83,7 @@ pub(crate) struct VmInner {
     pub(crate) asid: AtomicU32,
     pub(crate) guest_req: Mutex<()>,
     /// The guest's TSC: per VM, so RDTSC answers depend only on this VM's history.
-    tsc: AtomicU64,
+    tsc: GuestTsc,
 }
 
 impl std::fmt::Debug for VmInner {
@@ -125,7 +119,7 @@ impl SoftHost {
                 exit_hypercall: AtomicU64::new(0),
                 asid: AtomicU32::new(0),
                 guest_req: Mutex::new(()),
-                tsc: AtomicU64::new(TSC_START),
+                tsc: GuestTsc::new(),
             }),
         })
     }
@@ -138,7 +132,7 @@ impl VmInner {
 
     /// RDTSC: the guest's TSC, advanced for the next read.
     pub(crate) fn read_tsc(&self) -> u64 {
-        self.tsc.fetch_add(TSC_STEP, Ordering::Relaxed)
+        self.tsc.read()
     }
 
     /// Whether the guest enabled the MAP_GPA_RANGE hypercall exit.

@@ -1,5 +1,7 @@
-//! Address and identity newtypes. Conversions are named; no bare `u64` crosses an
-//! interface.
+//! Address and identity newtypes, and the two attributes an address carries at the
+//! guest/host boundary: the page size of PVALIDATE / RMPADJUST (RCX) and of RMP and
+//! NPT entries, and the C-bit of a mapping (AMD APM vol. 2 §15.34.1, §15.36). Conversions
+//! are named; no bare `u64` or `bool` crosses an interface.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +9,15 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE_4K: u64 = 0x1000;
 /// 2 MiB.
 pub const PAGE_SIZE_2M: u64 = 0x20_0000;
+
+/// An address or frame newtype, as a raw number (what [`crate::range::IntervalSet`]
+/// stores).
+pub trait Address: Copy + Ord {
+    /// The raw value.
+    fn raw(self) -> u64;
+    /// The address with raw value `v`.
+    fn from_raw(v: u64) -> Self;
+}
 
 macro_rules! addr_type {
     ($(#[$m:meta])* $name:ident) => {
@@ -28,6 +39,11 @@ macro_rules! addr_type {
             pub const fn checked_add(self, off: u64) -> Option<Self> {
                 match self.0.checked_add(off) { Some(v) => Some(Self(v)), None => None }
             }
+        }
+
+        impl Address for $name {
+            fn raw(self) -> u64 { self.0 }
+            fn from_raw(v: u64) -> Self { Self(v) }
         }
 
         impl ::core::fmt::Debug for $name {
@@ -85,6 +101,62 @@ impl Pfn {
     }
 }
 
+/// A page size: the PVALIDATE / RMPADJUST operand (RCX bit 0), and the size of an RMP
+/// entry or an NPT mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum PageSize {
+    /// 4 KiB (RCX = 0).
+    #[default]
+    Size4K,
+    /// 2 MiB (RCX = 1).
+    Size2M,
+}
+
+impl PageSize {
+    /// Bytes covered.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => PAGE_SIZE_4K,
+            PageSize::Size2M => PAGE_SIZE_2M,
+        }
+    }
+
+    /// 4 KiB pages covered (1 or 512).
+    pub const fn pages_4k(self) -> u64 {
+        self.bytes() / PAGE_SIZE_4K
+    }
+
+    /// The RCX operand / RMP `pagesize` bit (0 or 1).
+    pub const fn bit(self) -> u8 {
+        match self {
+            PageSize::Size4K => 0,
+            PageSize::Size2M => 1,
+        }
+    }
+}
+
+/// The C-bit of an access or mapping: private (encrypted with the guest's key, for SNP
+/// RMP-checked) or shared (hypervisor-owned, plaintext to the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CBit {
+    /// C-bit set: guest-private memory.
+    Private,
+    /// C-bit clear: shared memory (GHCB, DMA bounce buffers, guest-request pages).
+    Shared,
+}
+
+impl CBit {
+    /// Whether the C-bit is set.
+    pub const fn is_private(self) -> bool {
+        matches!(self, CBit::Private)
+    }
+
+    /// `Private` if `set`, else `Shared` (for decoding a hardware bit).
+    pub const fn from_bit(set: bool) -> Self {
+        if set { CBit::Private } else { CBit::Shared }
+    }
+}
+
 /// Address space identifier: selects the memory-encryption key. 0 is the host.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize,
@@ -127,5 +199,10 @@ mod tests {
         assert_eq!(Gpa(u64::MAX).checked_add(1), None);
         assert_eq!(format!("{:?}", Gpa(0x10)), "Gpa(0x10)");
         assert_eq!(Vmpl::new(4), None);
+        assert_eq!(PageSize::Size2M.bytes(), PAGE_SIZE_2M);
+        assert_eq!(PageSize::Size2M.pages_4k(), 512);
+        assert_eq!(PageSize::Size4K.bit(), 0);
+        assert!(CBit::from_bit(true).is_private());
+        assert_eq!(CBit::from_bit(false), CBit::Shared);
     }
 }

@@ -21,6 +21,7 @@ pub mod ovmf;
 pub mod page_info;
 pub mod policy;
 pub mod product;
+pub mod range;
 pub mod report;
 pub mod rmp;
 pub mod secrets;
@@ -29,11 +30,14 @@ pub mod vmsa;
 #[macro_use]
 mod open_enum;
 
-pub use addr::{Asid, Gfn, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Pfn, Spa, Vmpl};
+pub use addr::{
+    Address, Asid, CBit, Gfn, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, PageSize, Pfn, Spa, Vmpl,
+};
 pub use fw::{FwCmd, FwStatus};
 pub use guid::Guid;
 pub use policy::{GuestPolicy, KvmPolicyError, SevPolicy, SnpPolicySupport};
 pub use product::Product;
+pub use range::{AddrRange, IntervalSet};
 pub use tcb::{RawTcb, TcbVersion};
 
 /// Assert at compile time that each listed field of `$t` sits at the given offset and

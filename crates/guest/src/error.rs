@@ -338,9 +338,10 @@ pub(crate) fn access_fault(op: &'static str, gpa: Gpa, fault: GuestFault) -> Gue
         GuestFault::Vc { code, gpa } if code == crate::platform::VC_PAGE_NOT_VALIDATED => {
             GuestError::Tampered { gpa, op }
         }
-        GuestFault::Vc { gpa, .. } | GuestFault::Npf { gpa, .. } => {
-            GuestError::Fault { op, gpa, fault }
-        }
+        GuestFault::Vc { gpa, .. }
+        | GuestFault::Npf { gpa, .. }
+        | GuestFault::NoMemory { gpa }
+        | GuestFault::Unmapped { gpa } => GuestError::Fault { op, gpa, fault },
         GuestFault::Gp | GuestFault::Stopped => GuestError::Fault { op, gpa, fault },
     }
 }

@@ -9,34 +9,7 @@
 use softsev_abi::Gpa;
 use softsev_abi::rmp::RmpStatus;
 
-/// The C-bit of an access: whether the guest maps the page private (encrypted with its
-/// key, RMP-checked) or shared (hypervisor-owned, plaintext to the host).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum CBit {
-    /// C-bit set: guest-private memory.
-    Private,
-    /// C-bit clear: shared memory (GHCB, DMA bounce buffers, guest-request pages).
-    Shared,
-}
-
-/// Page size operand of PVALIDATE and RMPADJUST (RCX).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum PageSize {
-    /// 4 KiB (RCX = 0).
-    Size4K,
-    /// 2 MiB (RCX = 1).
-    Size2M,
-}
-
-impl PageSize {
-    /// Bytes covered.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            PageSize::Size4K => softsev_abi::PAGE_SIZE_4K,
-            PageSize::Size2M => softsev_abi::PAGE_SIZE_2M,
-        }
-    }
-}
+pub use softsev_abi::{CBit, PageSize};
 
 /// #VC error code of an access to a private page whose RMP entry is not validated.
 pub const VC_PAGE_NOT_VALIDATED: u64 = 0x404;
@@ -63,6 +36,21 @@ pub enum GuestFault {
         gpa: Gpa,
         /// The #NPF EXITINFO1 error-code bits (host-interfaces.md §3.4).
         error_code: u64,
+    },
+    /// No memory at this GPA: not RAM (MMIO must use the GHCB MMIO events), so the
+    /// host has nothing to map.
+    #[error("no memory at GPA {gpa} (MMIO must use the GHCB MMIO events)")]
+    NoMemory {
+        /// The guest physical address.
+        gpa: Gpa,
+    },
+    /// The host did not map the page (it belongs to someone else, or the VMM did not
+    /// perform the conversion the access needed): the access never completes. The
+    /// host's reason is in its own log, not visible to the guest.
+    #[error("the host did not map GPA {gpa}")]
+    Unmapped {
+        /// The guest physical address.
+        gpa: Gpa,
     },
     /// #GP(0), e.g. an MSR the guest may not access.
     #[error("#GP(0)")]

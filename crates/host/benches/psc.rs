@@ -112,14 +112,14 @@ fn guest(
                     GhcbField::SwScratch,
                     GHCB_GPA + GHCB_SHARED_BUF_OFFSET as u64,
                 );
-                let out = cpu.ghcb_call(GHCB_GPA, &g)?;
+                let out = cpu.ghcb_call(softsev_abi::Gpa(GHCB_GPA), &g)?;
                 if out.sw_exit_info_2 != 0 {
                     return Ok(GuestEnd::Shutdown);
                 }
             }
             let mut g = Ghcb::request(2, NaeExit::IOIO, (0x80 << 16) | (1 << 4), 0);
             g.set(GhcbField::Rax, 0);
-            cpu.ghcb_call(GHCB_GPA, &g)?;
+            cpu.ghcb_call(softsev_abi::Gpa(GHCB_GPA), &g)?;
         }
         Ok(GuestEnd::Halt)
     }
@@ -131,7 +131,7 @@ fn drive(vm: &SoftVm, vcpu: &mut SoftVcpu) {
         let exit = vcpu.run().expect("KVM_RUN");
         match exit {
             VcpuExit::Hypercall { .. } => {
-                vm.handle_map_gpa_range(exit, true);
+                vm.handle_map_gpa_range(exit, Prefault::Now);
             }
             VcpuExit::Io { .. } => return,
             other => panic!("unexpected exit {other:?}"),
@@ -190,7 +190,7 @@ fn bench_64g(c: &mut Criterion) {
                 tx.send(to_private.clone()).expect("guest alive");
                 drive(&vm, &mut vcpu);
                 total += t.elapsed();
-                assert!(vm.is_private(MEM / PAGE_SIZE_4K - 1));
+                assert!(vm.is_private(softsev_abi::Gfn(MEM / PAGE_SIZE_4K - 1)));
                 tx.send(to_shared.clone()).expect("guest alive");
                 drive(&vm, &mut vcpu);
             }

@@ -6,10 +6,13 @@
 //! guest-owned page of the VM belongs to its ASID at its own GPA, and no GFN is both
 //! shared (attribute) and backed by a guest-owned private page.
 
-use crate::{GuestCpu, GuestEnd, GuestFault, ModuleParams, SoftHost, SoftVm, VcpuExit};
+use crate::{
+    GuestCpu, GuestEnd, GuestFault, MemAttr, ModuleParams, Prefault, RmpState, SoftHost, SoftVm,
+    VcpuExit,
+};
 use softsev_abi::ghcb::{GHCB_SHARED_BUF_OFFSET, Ghcb, GhcbField, GhcbMsg, NaeExit};
 use softsev_abi::kvm::*;
-use softsev_abi::{PAGE_SIZE_4K, Product};
+use softsev_abi::{AddrRange, Gfn, Gpa, PAGE_SIZE_4K, Product};
 use softsev_firmware::identity::Chip;
 use softsev_firmware::{Firmware, FirmwareConfig};
 use softsev_soc::{Soc, SocConfig};
@@ -235,14 +238,17 @@ fn launch(h: &Arc<SoftHost>) -> Option<(SoftVm, crate::SoftVcpu)> {
 
 /// Check the ownership invariants of `vm`; returns a description of the first breach.
 pub fn check_invariants(vm: &SoftVm) -> Option<String> {
-    let asid = vm.sev_state().asid;
+    let asid = vm.sev_state().asid();
     let snap: Vec<_> = vm
         .memslots()
         .iter()
-        .flat_map(|s| vm.rmp_snapshot(s.base_gfn..s.base_gfn + s.npages))
+        .flat_map(|s| vm.rmp_snapshot(AddrRange::<Gfn>::new(s.base_gfn, s.npages)))
         .collect();
-    for (gfn, private, e) in snap {
-        let Some((e, size)) = e else { continue };
+    for st in snap {
+        let (gfn, private) = (st.gfn.0, st.private);
+        let Some(RmpState { entry: e, size }) = st.rmp else {
+            continue;
+        };
         if !e.assigned() {
             continue;
         }
@@ -286,7 +292,7 @@ pub fn fuzz_ghcb(data: &[u8]) -> (Vec<u32>, u64) {
                     cpu.msr_protocol(v)?;
                 }
                 Ev::Full(g) => {
-                    cpu.ghcb_call(GHCB_GPA, &g)?;
+                    cpu.ghcb_call(Gpa(GHCB_GPA), &g)?;
                 }
             }
         }
@@ -304,7 +310,12 @@ pub fn fuzz_ghcb(data: &[u8]) -> (Vec<u32>, u64) {
             VcpuExit::Hypercall { ret, .. } => {
                 let sel = a.byte();
                 if sel < 200 {
-                    vm.handle_map_gpa_range(exit, sel & 1 == 0);
+                    let prefault = if sel & 1 == 0 {
+                        Prefault::Now
+                    } else {
+                        Prefault::OnAccess
+                    };
+                    vm.handle_map_gpa_range(exit, prefault);
                 } else {
                     *ret = u64::from(sel) % 16;
                 }
@@ -321,9 +332,13 @@ pub fn fuzz_ghcb(data: &[u8]) -> (Vec<u32>, u64) {
                 }
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
+                let to = if *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
+                    MemAttr::Private
+                } else {
+                    MemAttr::Shared
+                };
                 let (g, s) = (*gpa, *size);
-                let _ = vm.convert_memory(g, s, private, false);
+                let _ = vm.convert_memory(Gpa(g), s, to, Prefault::OnAccess);
             }
             VcpuExit::ApResetHold => {}
             _ => break,

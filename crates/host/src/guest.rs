@@ -6,15 +6,20 @@
 //! after exits to the VMM), exactly as the instruction would; nested page faults the
 //! host can fix (first use of a private page, PSMASH for a size mismatch, an implicit
 //! conversion the VMM performs after KVM_EXIT_MEMORY_FAULT) are retried transparently.
+//!
+//! A [`GuestCpu`] is the guest model's platform ([`GuestPlatform`]): it speaks
+//! `softsev_guest`'s C-bit, page size and fault types, so the guest crate's boot flow
+//! runs unchanged on this host.
 
 use crate::mem::{Mapping, TranslateError};
-use crate::vcpu::VcpuShared;
+use crate::state::VcpuShared;
 use crate::vm::VmInner;
 use softsev_abi::ghcb::{Ghcb, MSR_GHCB, MSR_SEV_STATUS};
 use softsev_abi::rmp::RmpStatus;
 use softsev_abi::{Asid, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa, Vmpl};
+use softsev_guest::{CBit, GuestFault, GuestPlatform, PageSize};
 use softsev_soc::{
-    AccessKind, Fault, GuestAccess, GuestMode, NPF_SIZEM, PF_RMP, PageSize, Paging, PvalidateReq,
+    AccessKind, Fault, GuestAccess, GuestMode, NPF_SIZEM, PF_RMP, Paging, PvalidateReq,
     RmpAdjustReq, SocError,
 };
 use std::sync::Arc;
@@ -30,42 +35,12 @@ pub enum GuestEnd {
     Shutdown,
 }
 
-/// A fault or condition delivered to guest code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GuestFault {
-    /// #VC raised in the guest (e.g. 0x404: page not validated).
-    #[error("#VC {code:#x} at GPA {gpa}")]
-    Vc {
-        /// #VC error code.
-        code: u64,
-        /// GPA accessed.
-        gpa: Gpa,
-    },
-    /// A nested page fault the host could not resolve (RMP violation).
-    #[error("unresolved #NPF at GPA {gpa} (EXITINFO1 {error_code:#x})")]
-    Npf {
-        /// GPA.
-        gpa: Gpa,
-        /// EXITINFO1.
-        error_code: u64,
-    },
-    /// No memory at this GPA (MMIO must use the GHCB MMIO events).
-    #[error("no memory at GPA {0} (MMIO)")]
-    NoMemory(Gpa),
-    /// The host refused to map the page.
-    #[error("host refused the access: {0}")]
-    Refused(String),
-    /// The vCPU was torn down while the guest waited.
-    #[error("vCPU torn down")]
-    Killed,
-}
-
 /// Guest code: runs on the vCPU's thread until it ends.
 pub type GuestFn = Box<dyn FnOnce(&mut GuestCpu) -> Result<GuestEnd, GuestFault> + Send + 'static>;
 
 pub(crate) enum ToHost {
     Vmgexit,
-    MemoryFault { gpa: Gpa, private: bool },
+    MemoryFault { gpa: Gpa, c_bit: CBit },
     Done(Result<GuestEnd, GuestFault>),
 }
 
@@ -86,7 +61,7 @@ pub struct GuestCpu {
 impl std::fmt::Debug for GuestCpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestCpu")
-            .field("vcpu", &self.vcpu.id)
+            .field("vcpu", &self.vcpu.id())
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +69,7 @@ impl std::fmt::Debug for GuestCpu {
 impl GuestCpu {
     /// The vCPU id (APIC id).
     pub fn vcpu_id(&self) -> u32 {
-        self.vcpu.id
+        self.vcpu.id()
     }
 
     /// The guest's ASID (hardware knows it; guest code only uses it to build SoC requests).
@@ -103,34 +78,18 @@ impl GuestCpu {
     }
 
     /// GPA of the VMSA this vCPU started from after SNP AP creation, if any.
-    pub fn vmsa_gpa(&self) -> Option<u64> {
-        self.vcpu.st.lock().ap_vmsa_gpa
+    pub fn vmsa_gpa(&self) -> Option<Gpa> {
+        self.vcpu.state().ap_vmsa_gpa()
     }
 
     fn mode(&self) -> GuestMode {
         let s = self.vm.sev.lock();
-        if s.snp {
+        if s.snp().is_some() {
             GuestMode::Snp
-        } else if s.es {
+        } else if s.is_es() {
             GuestMode::SevEs
         } else {
             GuestMode::Sev
-        }
-    }
-
-    /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and the GHCB MSR.
-    pub fn rdmsr(&self, msr: u32) -> u64 {
-        match msr {
-            MSR_SEV_STATUS => self.sev_status(),
-            MSR_GHCB => self.ghcb_msr(),
-            _ => 0,
-        }
-    }
-
-    /// WRMSR of the GHCB MSR (other MSRs would be #VC events and are ignored here).
-    pub fn wrmsr(&self, msr: u32, v: u64) {
-        if msr == MSR_GHCB {
-            self.set_ghcb_msr(v);
         }
     }
 
@@ -138,38 +97,33 @@ impl GuestCpu {
     pub fn sev_status(&self) -> u64 {
         let s = self.vm.sev.lock();
         let mut v = 0;
-        if s.active {
+        if s.is_active() {
             v |= 1;
         }
-        if s.es {
+        if s.is_es() {
             v |= 2;
         }
-        if s.snp {
-            v |= 4 | ((s.vmsa_features & !1) << 2);
+        if s.snp().is_some() {
+            v |= 4 | ((s.vmsa_features() & !1) << 2);
         }
         v
     }
 
     /// The GHCB MSR.
     pub fn ghcb_msr(&self) -> u64 {
-        self.vcpu.st.lock().ghcb_msr
+        self.vcpu.ghcb_msr()
     }
 
     /// Write the GHCB MSR.
     pub fn set_ghcb_msr(&self, v: u64) {
-        self.vcpu.st.lock().ghcb_msr = v;
-    }
-
-    /// VMGEXIT: hand control to the hypervisor until it resumes the guest.
-    pub fn vmgexit(&mut self) -> Result<(), GuestFault> {
-        self.exit_to_host(ToHost::Vmgexit)
+        self.vcpu.set_ghcb_msr(v);
     }
 
     fn exit_to_host(&mut self, m: ToHost) -> Result<(), GuestFault> {
-        self.tx.send(m).map_err(|_| GuestFault::Killed)?;
+        self.tx.send(m).map_err(|_| GuestFault::Stopped)?;
         match self.rx.recv() {
             Ok(ToGuest::Resume) => Ok(()),
-            Err(_) => Err(GuestFault::Killed),
+            Err(_) => Err(GuestFault::Stopped),
         }
     }
 
@@ -182,104 +136,77 @@ impl GuestCpu {
 
     /// Full GHCB call: write `ghcb` to the shared page at `gpa`, point the MSR at it,
     /// VMGEXIT, and read the page back.
-    pub fn ghcb_call(&mut self, gpa: u64, ghcb: &Ghcb) -> Result<Ghcb, GuestFault> {
-        self.write(gpa, ghcb.as_bytes(), false)?;
-        self.set_ghcb_msr(gpa);
+    pub fn ghcb_call(&mut self, gpa: Gpa, ghcb: &Ghcb) -> Result<Ghcb, GuestFault> {
+        self.write(gpa, CBit::Shared, ghcb.as_bytes())?;
+        self.set_ghcb_msr(gpa.0);
         self.vmgexit()?;
         let mut out = Ghcb::default();
-        self.read(gpa, out.as_mut_bytes(), false)?;
+        self.read(gpa, CBit::Shared, out.as_mut_bytes())?;
         Ok(out)
-    }
-
-    /// Read guest memory (`private` = C-bit of the mapping).
-    pub fn read(&mut self, gpa: u64, buf: &mut [u8], private: bool) -> Result<(), GuestFault> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a = gpa + done as u64;
-            let n = ((PAGE_SIZE_4K - (a & (PAGE_SIZE_4K - 1))) as usize).min(buf.len() - done);
-            let chunk = &mut buf[done..done + n];
-            self.access(a, private, AccessKind::Read, |soc, acc| {
-                soc.guest_read(acc, chunk)
-            })?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Write guest memory (`private` = C-bit of the mapping).
-    pub fn write(&mut self, gpa: u64, data: &[u8], private: bool) -> Result<(), GuestFault> {
-        let mut done = 0usize;
-        while done < data.len() {
-            let a = gpa + done as u64;
-            let n = ((PAGE_SIZE_4K - (a & (PAGE_SIZE_4K - 1))) as usize).min(data.len() - done);
-            let chunk = &data[done..done + n];
-            self.access(a, private, AccessKind::Write, |soc, acc| {
-                soc.guest_write(acc, chunk)
-            })?;
-            done += n;
-        }
-        Ok(())
     }
 
     /// Read a structure.
     pub fn read_obj<T: FromBytes + IntoBytes>(
         &mut self,
-        gpa: u64,
-        private: bool,
+        gpa: Gpa,
+        c_bit: CBit,
     ) -> Result<T, GuestFault> {
         let mut v = T::new_zeroed();
-        self.read(gpa, v.as_mut_bytes(), private)?;
+        self.read(gpa, c_bit, v.as_mut_bytes())?;
         Ok(v)
     }
 
-    fn translate(&mut self, gpa: u64, private: bool) -> Result<Mapping, GuestFault> {
+    /// The host did not map `gpa` for `why`: logged here, the guest sees only that the
+    /// access never completed.
+    fn unmapped(&self, gpa: Gpa, why: &str) -> GuestFault {
+        tracing::debug!(vcpu = self.vcpu.id(), %gpa, why, "guest access not mapped");
+        GuestFault::Unmapped { gpa }
+    }
+
+    fn translate(&mut self, gpa: Gpa, c_bit: CBit) -> Result<Mapping, GuestFault> {
         for _ in 0..4 {
             let asid = self.vm.asid.load(std::sync::atomic::Ordering::Relaxed);
-            let r = if self.vm.snp() {
-                self.vm
-                    .mem
-                    .lock()
-                    .translate(&self.vm.host, asid, Gpa(gpa), private)
-            } else {
-                // SEV / SEV-ES: no private memory attribute; the C-bit only selects the key.
-                self.vm
-                    .mem
-                    .lock()
-                    .translate(&self.vm.host, asid, Gpa(gpa), false)
-            };
+            // SEV / SEV-ES: no private memory attribute; the C-bit only selects the key.
+            let private = self.vm.snp() && c_bit == CBit::Private;
+            let r = self
+                .vm
+                .mem
+                .lock()
+                .translate(&self.vm.host, asid, gpa, private);
             match r {
                 Ok(m) => return Ok(m),
                 Err(TranslateError::MemoryFault { gpa, private }) => {
-                    self.exit_to_host(ToHost::MemoryFault { gpa, private })?;
+                    let c_bit = CBit::from_bit(private);
+                    self.exit_to_host(ToHost::MemoryFault { gpa, c_bit })?;
                 }
-                Err(TranslateError::NoSlot(g)) => return Err(GuestFault::NoMemory(g)),
-                Err(TranslateError::Refused(s)) => return Err(GuestFault::Refused(s)),
+                Err(TranslateError::NoSlot(g)) => return Err(GuestFault::NoMemory { gpa: g }),
+                Err(TranslateError::Refused(s)) => return Err(self.unmapped(gpa, &s)),
             }
         }
-        Err(GuestFault::Refused(format!(
-            "GPA {gpa:#x}: conversion not performed by the VMM"
-        )))
+        Err(self.unmapped(gpa, "conversion not performed by the VMM"))
     }
 
     fn access(
         &mut self,
-        gpa: u64,
-        private: bool,
+        gpa: Gpa,
+        c_bit: CBit,
         kind: AccessKind,
         mut f: impl FnMut(&softsev_soc::Soc, &GuestAccess) -> Result<(), SocError>,
     ) -> Result<(), GuestFault> {
         let mode = self.mode();
         for _ in 0..4 {
-            let (spa, c_bit, npt) = match self.translate(gpa, private)? {
+            let (spa, c_bit, npt) = match self.translate(gpa, c_bit)? {
                 Mapping::Private { spa, npt } => (spa, true, npt),
-                Mapping::Shared { spa } => {
-                    (spa, mode != GuestMode::Snp && private, PageSize::Size4K)
-                }
+                Mapping::Shared { spa } => (
+                    spa,
+                    mode != GuestMode::Snp && c_bit == CBit::Private,
+                    PageSize::Size4K,
+                ),
             };
             let acc = GuestAccess {
                 asid: self.asid(),
                 vmpl: self.vmpl,
-                gpa: Gpa(gpa),
+                gpa,
                 spa,
                 kind,
                 c_bit,
@@ -291,29 +218,27 @@ impl GuestCpu {
             match f(&self.vm.host.soc, &acc) {
                 Ok(()) => return Ok(()),
                 Err(SocError::Fault(fault)) => {
-                    if !self.fix_npf(&fault, spa, npt)? {
-                        return Err(to_guest_fault(fault));
+                    if !self.fix_npf(&fault, spa, npt) {
+                        return Err(self.to_guest_fault(fault, gpa));
                     }
                 }
-                Err(e) => return Err(GuestFault::Refused(e.to_string())),
+                Err(e) => return Err(self.unmapped(gpa, &e.to_string())),
             }
         }
-        Err(GuestFault::Refused(format!(
-            "GPA {gpa:#x}: fault not resolved"
-        )))
+        Err(self.unmapped(gpa, "fault not resolved"))
     }
 
     /// The host's RMP #NPF handling: PSMASH when the RMP entry is 2 MiB and the access
     /// (or PVALIDATE) is 4 KiB. Returns whether to retry.
-    fn fix_npf(&self, f: &Fault, spa: Spa, npt: PageSize) -> Result<bool, GuestFault> {
+    fn fix_npf(&self, f: &Fault, spa: Spa, npt: PageSize) -> bool {
         let Fault::Npf { error_code, .. } = f else {
-            return Ok(false);
+            return false;
         };
         if error_code & PF_RMP == 0 {
-            return Ok(false);
+            return false;
         }
         let Ok((_, size)) = self.vm.host.soc.rmp_lookup(spa) else {
-            return Ok(false);
+            return false;
         };
         if size == PageSize::Size2M && (npt == PageSize::Size4K || error_code & NPF_SIZEM != 0) {
             let head = Spa(spa.0 & !(PAGE_SIZE_2M - 1));
@@ -322,31 +247,78 @@ impl GuestCpu {
                 spa: head.0,
                 status: st.0,
             });
-            return Ok(st.is_success());
+            return st.is_success();
         }
-        Ok(false)
+        false
     }
 
-    /// PVALIDATE the private page at `gpa`.
-    pub fn pvalidate(
+    /// A SoC fault as the guest sees it: #VC and #NPF as such; anything else the host
+    /// does not let the access complete.
+    fn to_guest_fault(&self, f: Fault, gpa: Gpa) -> GuestFault {
+        match f {
+            Fault::Vc { exit_code, gpa } => GuestFault::Vc {
+                code: exit_code,
+                gpa,
+            },
+            Fault::Npf { gpa, error_code } => GuestFault::Npf { gpa, error_code },
+            other => self.unmapped(gpa, &other.to_string()),
+        }
+    }
+
+    /// Read or write `len` bytes at `gpa`, one page at a time.
+    fn access_pages(
         &mut self,
-        gpa: u64,
+        gpa: Gpa,
+        c_bit: CBit,
+        kind: AccessKind,
+        len: usize,
+        mut f: impl FnMut(
+            &softsev_soc::Soc,
+            &GuestAccess,
+            std::ops::Range<usize>,
+        ) -> Result<(), SocError>,
+    ) -> Result<(), GuestFault> {
+        let mut done = 0usize;
+        while done < len {
+            let a = Gpa(gpa.0 + done as u64);
+            let n = ((PAGE_SIZE_4K - a.page_offset()) as usize).min(len - done);
+            self.access(a, c_bit, kind, |soc, acc| f(soc, acc, done..done + n))?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl GuestPlatform for GuestCpu {
+    fn read(&mut self, gpa: Gpa, c_bit: CBit, buf: &mut [u8]) -> Result<(), GuestFault> {
+        self.access_pages(gpa, c_bit, AccessKind::Read, buf.len(), |soc, acc, r| {
+            soc.guest_read(acc, &mut buf[r])
+        })
+    }
+
+    fn write(&mut self, gpa: Gpa, c_bit: CBit, data: &[u8]) -> Result<(), GuestFault> {
+        self.access_pages(gpa, c_bit, AccessKind::Write, data.len(), |soc, acc, r| {
+            soc.guest_write(acc, &data[r])
+        })
+    }
+
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
         size: PageSize,
         validate: bool,
     ) -> Result<RmpStatus, GuestFault> {
         for _ in 0..4 {
-            let (spa, npt) = match self.translate(gpa, true)? {
+            let (spa, npt) = match self.translate(gpa, CBit::Private)? {
                 Mapping::Private { spa, npt } => (spa, npt),
                 Mapping::Shared { .. } => {
-                    return Err(GuestFault::Refused(format!(
-                        "PVALIDATE of shared GPA {gpa:#x}"
-                    )));
+                    return Err(self.unmapped(gpa, "PVALIDATE of a shared GPA"));
                 }
             };
             let req = PvalidateReq {
                 asid: self.asid(),
                 vmpl: self.vmpl,
-                gpa: Gpa(gpa),
+                gpa,
                 spa,
                 size,
                 validate,
@@ -354,46 +326,32 @@ impl GuestCpu {
             match self.vm.host.soc.pvalidate(&req) {
                 Ok(st) => return Ok(st),
                 Err(f) => {
-                    if !self.fix_npf(
-                        &f,
-                        spa,
-                        if size == PageSize::Size4K {
-                            PageSize::Size4K
-                        } else {
-                            npt
-                        },
-                    )? {
-                        return Err(to_guest_fault(f));
+                    let npt = if size == PageSize::Size4K {
+                        PageSize::Size4K
+                    } else {
+                        npt
+                    };
+                    if !self.fix_npf(&f, spa, npt) {
+                        return Err(self.to_guest_fault(f, gpa));
                     }
                 }
             }
         }
-        Err(GuestFault::Refused(format!(
-            "PVALIDATE of {gpa:#x} not resolved"
-        )))
+        Err(self.unmapped(gpa, "PVALIDATE not resolved"))
     }
 
-    /// RMPADJUST the private page at `gpa` (`attrs`: RDX — target VMPL, permissions,
-    /// VMSA bit 16).
-    pub fn rmpadjust(
-        &mut self,
-        gpa: u64,
-        size: PageSize,
-        attrs: u64,
-    ) -> Result<RmpStatus, GuestFault> {
+    fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault> {
         for _ in 0..4 {
-            let spa = match self.translate(gpa, true)? {
+            let spa = match self.translate(gpa, CBit::Private)? {
                 Mapping::Private { spa, .. } => spa,
                 Mapping::Shared { .. } => {
-                    return Err(GuestFault::Refused(format!(
-                        "RMPADJUST of shared GPA {gpa:#x}"
-                    )));
+                    return Err(self.unmapped(gpa, "RMPADJUST of a shared GPA"));
                 }
             };
             let req = RmpAdjustReq {
                 asid: self.asid(),
                 vmpl: self.vmpl,
-                gpa: Gpa(gpa),
+                gpa,
                 spa,
                 size,
                 attrs,
@@ -401,25 +359,38 @@ impl GuestCpu {
             match self.vm.host.soc.rmpadjust(&req) {
                 Ok(st) => return Ok(st),
                 Err(f) => {
-                    if !self.fix_npf(&f, spa, size)? {
-                        return Err(to_guest_fault(f));
+                    if !self.fix_npf(&f, spa, size) {
+                        return Err(self.to_guest_fault(f, gpa));
                     }
                 }
             }
         }
-        Err(GuestFault::Refused(format!(
-            "RMPADJUST of {gpa:#x} not resolved"
-        )))
+        Err(self.unmapped(gpa, "RMPADJUST not resolved"))
     }
-}
 
-fn to_guest_fault(f: Fault) -> GuestFault {
-    match f {
-        Fault::Vc { exit_code, gpa } => GuestFault::Vc {
-            code: exit_code,
-            gpa,
-        },
-        Fault::Npf { gpa, error_code } => GuestFault::Npf { gpa, error_code },
-        other => GuestFault::Refused(other.to_string()),
+    /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and the GHCB MSR
+    /// (#GP for the others).
+    fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
+        match msr {
+            MSR_SEV_STATUS => Ok(self.sev_status()),
+            MSR_GHCB => Ok(self.ghcb_msr()),
+            _ => Err(GuestFault::Gp),
+        }
+    }
+
+    /// WRMSR of the GHCB MSR (#GP for the others).
+    fn wrmsr(&mut self, msr: u32, value: u64) -> Result<(), GuestFault> {
+        match msr {
+            MSR_GHCB => {
+                self.set_ghcb_msr(value);
+                Ok(())
+            }
+            _ => Err(GuestFault::Gp),
+        }
+    }
+
+    /// VMGEXIT: hand control to the hypervisor until it resumes the guest.
+    fn vmgexit(&mut self) -> Result<(), GuestFault> {
+        self.exit_to_host(ToHost::Vmgexit)
     }
 }

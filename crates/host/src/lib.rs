@@ -13,7 +13,13 @@
 //!   FINISH, ENABLE_REQ_CERTS) with KVM's checks and errnos.
 //! - [`SoftVcpu`]: KVM_RUN and its exits ([`VcpuExit`]); VMGEXIT handling (GHCB MSR
 //!   protocol and NAE events) happens inside, as in KVM. Guest code runs through
-//!   [`GuestCpu`].
+//!   [`GuestCpu`], which is the guest model's `GuestPlatform`.
+//!
+//! Inside, the modules follow Linux's split: `vm` (the VM object and memory ioctls,
+//! `kvm_main.c`), `sev` (KVM_MEMORY_ENCRYPT_OP: INIT, the SNP launch, context
+//! move/mirror, `svm/sev.c`), `ghcb` (VMGEXIT: MSR protocol, NAE events, page state
+//! changes, AP creation, guest requests), `psp` (the PSP driver, `ccp/sev-dev.c`), with
+//! the per-VM and per-vCPU state as a leaf (`state`: [`SevState`], [`SevMode`]).
 //! - [`Hypervisor`], [`Vm`], [`Vcpu`]: the traits a VMM programs against; the
 //!   software platform is one backend.
 //! - [`EventLog`]: every exit and decision, also emitted with `tracing`.
@@ -27,9 +33,11 @@ mod events;
 pub mod fuzz;
 mod ghcb;
 mod guest;
-mod guest_platform;
 mod mem;
 mod platform;
+mod psp;
+mod sev;
+mod state;
 mod usermem;
 mod vcpu;
 mod vm;
@@ -37,12 +45,21 @@ mod vm;
 pub use alloc::PhysAlloc;
 pub use error::{Errno, KvmError, KvmResult};
 pub use events::{Event, EventLog};
-pub use guest::{GuestCpu, GuestEnd, GuestFault, GuestFn};
-pub use mem::{Mapping, Memslot, RangeSet};
-pub use platform::{AsidClass, KVM_SNP_POLICY_MASK, ModuleParams, SNP_POLICY_RSVD_MBO, SoftHost};
+pub use guest::{GuestCpu, GuestEnd, GuestFn};
+pub use mem::{GmemBinding, Mapping, Memslot};
+pub use platform::{
+    AsidClass, AsidCounts, AsidRange, KVM_SNP_POLICY_MASK, ModuleParams, SNP_POLICY_RSVD_MBO,
+    SoftHost,
+};
+pub use softsev_guest::GuestFault;
+pub use state::{
+    ApState, ContextRole, CpuidEntry, GuestRequestPages, SevMode, SevState, SnpLaunch, SnpState,
+};
 pub use usermem::{Hva, USER_BASE, UserMemory};
-pub use vcpu::{ApState, CpuidEntry, SoftVcpu, VcpuExit};
-pub use vm::{GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, GfnState, SevState, SoftVm};
+pub use vcpu::{SoftVcpu, VcpuExit};
+pub use vm::{
+    Backing, GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, GfnState, MemAttr, Prefault, RmpState, SoftVm,
+};
 
 use softsev_abi::kvm::{
     KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevCmd, KvmUserspaceMemoryRegion2, VmType,

@@ -8,88 +8,16 @@
 
 use crate::error::{Errno, KvmError, KvmResult, einval};
 use crate::events::{Event, EventLog};
-use crate::platform::{SoftHost, rmp_ok};
+use crate::platform::SoftHost;
+use crate::psp::rmp_ok;
 use crate::usermem::Hva;
 use softsev_abi::kvm::{KVM_MEM_GUEST_MEMFD, KvmUserspaceMemoryRegion2};
 use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
-use softsev_abi::{Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa};
-use softsev_soc::PageSize;
+use softsev_abi::{AddrRange, Gfn, Gpa, IntervalSet, PAGE_SIZE_2M, PAGE_SIZE_4K, PageSize, Spa};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 const PAGES_2M: u64 = 512;
-
-/// A set of GFN ranges (the PRIVATE attribute), kept merged.
-#[derive(Debug, Default, Clone)]
-pub struct RangeSet {
-    r: BTreeMap<u64, u64>,
-}
-
-impl RangeSet {
-    /// Add (`on`) or remove `[start, end)`.
-    pub fn set(&mut self, start: u64, end: u64, on: bool) {
-        if start >= end {
-            return;
-        }
-        // Collect overlapping or adjacent ranges.
-        let mut lo = start;
-        let mut hi = end;
-        let keys: Vec<u64> = self
-            .r
-            .range(..=end)
-            .rev()
-            .take_while(|(_, e)| **e >= start)
-            .map(|(s, _)| *s)
-            .collect();
-        let mut keep = Vec::new();
-        for s in keys {
-            if let Some(e) = self.r.remove(&s) {
-                if on {
-                    lo = lo.min(s);
-                    hi = hi.max(e);
-                } else {
-                    if s < start {
-                        keep.push((s, start));
-                    }
-                    if e > end {
-                        keep.push((end, e));
-                    }
-                }
-            }
-        }
-        if on {
-            self.r.insert(lo, hi);
-        }
-        for (s, e) in keep {
-            self.r.insert(s, e);
-        }
-    }
-
-    /// Whether `x` is in the set.
-    pub fn contains(&self, x: u64) -> bool {
-        self.r.range(..=x).next_back().is_some_and(|(_, e)| x < *e)
-    }
-
-    /// Whether all of `[start, end)` is in the set.
-    pub fn contains_all(&self, start: u64, end: u64) -> bool {
-        start >= end
-            || self
-                .r
-                .range(..=start)
-                .next_back()
-                .is_some_and(|(_, e)| end <= *e)
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> u64 {
-        self.r.iter().map(|(s, e)| e - s).sum()
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.r.is_empty()
-    }
-}
 
 /// A memslot.
 #[derive(Debug, Clone)]
@@ -102,8 +30,18 @@ pub struct Memslot {
     pub npages: u64,
     /// Shared backing.
     pub uaddr: u64,
-    /// guest_memfd and offset, for private-capable slots.
-    pub gmem: Option<(u32, u64)>,
+    /// The guest_memfd range backing the slot's private pages (private-capable slots).
+    pub gmem: Option<GmemBinding>,
+}
+
+/// Where a memslot's private pages live: a guest_memfd and the offset of the slot's
+/// first page in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GmemBinding {
+    /// The guest_memfd.
+    pub fd: u32,
+    /// Byte offset of the slot's first page in the file.
+    pub offset: u64,
 }
 
 impl Memslot {
@@ -111,8 +49,8 @@ impl Memslot {
         gfn >= self.base_gfn && gfn - self.base_gfn < self.npages
     }
     fn gmem_offset(&self, gfn: u64) -> Option<(u32, u64)> {
-        let (fd, off) = self.gmem?;
-        Some((fd, off + (gfn - self.base_gfn) * PAGE_SIZE_4K))
+        let b = self.gmem?;
+        Some((b.fd, b.offset + (gfn - self.base_gfn) * PAGE_SIZE_4K))
     }
 }
 
@@ -142,7 +80,7 @@ impl Chunk {
 /// A guest_memfd: private memory of fixed size, in 2 MiB chunks of contiguous SoC
 /// memory allocated on first use.
 #[derive(Debug)]
-pub struct GmemFile {
+struct GmemFile {
     size: u64,
     chunks: HashMap<u64, Chunk>,
     bound: Vec<(u64, u64, u32)>,
@@ -167,7 +105,7 @@ pub enum Mapping {
 
 /// Why a translation did not produce a mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TranslateError {
+pub(crate) enum TranslateError {
     /// The access's private-ness disagrees with the attribute: KVM_EXIT_MEMORY_FAULT.
     MemoryFault {
         /// GPA (page aligned).
@@ -183,18 +121,18 @@ pub enum TranslateError {
 
 /// The memory state of one VM.
 #[derive(Debug, Default)]
-pub struct MemState {
+pub(crate) struct MemState {
     slots: BTreeMap<u32, Memslot>,
     gmem: HashMap<u32, GmemFile>,
     /// GFNs with the PRIVATE attribute.
-    pub private: RangeSet,
+    pub(crate) private: IntervalSet<Gfn>,
     next_fd: u32,
     log: Arc<EventLog>,
 }
 
 impl MemState {
     /// Empty memory whose RMP work is logged to `log`.
-    pub fn new(log: Arc<EventLog>) -> Self {
+    pub(crate) fn new(log: Arc<EventLog>) -> Self {
         Self {
             log,
             ..Default::default()
@@ -202,17 +140,17 @@ impl MemState {
     }
 
     /// All memslots.
-    pub fn slots(&self) -> impl Iterator<Item = &Memslot> {
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Memslot> {
         self.slots.values()
     }
 
     /// The slot holding `gfn`.
-    pub fn slot_of(&self, gfn: u64) -> Option<&Memslot> {
+    pub(crate) fn slot_of(&self, gfn: u64) -> Option<&Memslot> {
         self.slots.values().find(|s| s.contains(gfn))
     }
 
     /// KVM_CREATE_GUEST_MEMFD.
-    pub fn create_gmem(&mut self, size: u64, flags: u64) -> KvmResult<u32> {
+    pub(crate) fn create_gmem(&mut self, size: u64, flags: u64) -> KvmResult<u32> {
         if flags != 0 {
             return einval(format!("guest_memfd flags {flags:#x}"));
         }
@@ -233,7 +171,7 @@ impl MemState {
     }
 
     /// KVM_SET_USER_MEMORY_REGION2 (create or delete; moving/resizing is refused).
-    pub fn set_region(
+    pub(crate) fn set_region(
         &mut self,
         r: &KvmUserspaceMemoryRegion2,
         user_ok: impl Fn(u64, u64) -> bool,
@@ -244,8 +182,8 @@ impl MemState {
         if r.memory_size == 0 {
             let old = self.slots.remove(&r.slot);
             if let Some(s) = &old
-                && let Some((fd, _)) = s.gmem
-                && let Some(f) = self.gmem.get_mut(&fd)
+                && let Some(b) = s.gmem
+                && let Some(f) = self.gmem.get_mut(&b.fd)
             {
                 f.bound.retain(|b| b.2 != r.slot);
             }
@@ -304,7 +242,10 @@ impl MemState {
                 ));
             }
             f.bound.push((off, r.memory_size, r.slot));
-            Some((r.guest_memfd, off))
+            Some(GmemBinding {
+                fd: r.guest_memfd,
+                offset: off,
+            })
         } else {
             None
         };
@@ -362,7 +303,7 @@ impl MemState {
 
     /// Translate `gpa` for an access of private-ness `private` by the guest of `asid`,
     /// preparing (RMPUPDATE to guest-owned) the private page on first use.
-    pub fn translate(
+    pub(crate) fn translate(
         &mut self,
         h: &SoftHost,
         asid: u32,
@@ -375,7 +316,7 @@ impl MemState {
             .slot_of(gfn)
             .cloned()
             .ok_or(TranslateError::NoSlot(gpa))?;
-        let attr_private = self.private.contains(gfn);
+        let attr_private = self.private.contains(Gfn(gfn));
         if private != attr_private || (private && slot.gmem.is_none()) {
             return Err(TranslateError::MemoryFault {
                 gpa: page_gpa,
@@ -397,7 +338,10 @@ impl MemState {
             .ok_or_else(|| TranslateError::Refused("slot has no guest_memfd".into()))?;
         let (spa, ci) = self.gmem_page(h, fd, off)?;
         let g2 = gfn & !(PAGE_SIZE_2M / PAGE_SIZE_4K - 1);
-        let all_private = self.private.contains_all(g2, g2 + PAGES_2M);
+        let all_private = self.private.contains_all(AddrRange {
+            start: Gfn(g2),
+            end: Gfn(g2 + PAGES_2M),
+        });
         let (entry, size) = h
             .soc
             .rmp_lookup(spa)
@@ -494,15 +438,15 @@ impl MemState {
     }
 
     /// The gmem page backing `gfn` if its chunk exists (no allocation, no change).
-    pub fn gmem_peek(&self, gfn: u64) -> Option<Spa> {
+    pub(crate) fn gmem_peek(&self, gfn: u64) -> Option<Spa> {
         let s = self.slot_of(gfn)?;
         let (fd, off) = s.gmem_offset(gfn)?;
         let c = self.gmem.get(&fd)?.chunks.get(&(off / PAGE_SIZE_2M))?;
         Some(Spa(c.spa.0 + off % PAGE_SIZE_2M))
     }
 
-    /// The gmem page backing `gfn` without preparing it: (SPA, chunk index, fd, offset).
-    pub fn gmem_spa(&mut self, h: &SoftHost, gfn: u64) -> KvmResult<(Spa, u32, u64)> {
+    /// The gmem page backing `gfn` (allocated, marked populated) without preparing it.
+    pub(crate) fn gmem_spa(&mut self, h: &SoftHost, gfn: u64) -> KvmResult<Spa> {
         let slot = self
             .slot_of(gfn)
             .cloned()
@@ -514,12 +458,12 @@ impl MemState {
             .gmem_page(h, fd, off)
             .map_err(|e| KvmError::new(Errno::ENOMEM, format!("{e:?}")))?;
         self.mark_populated(fd, ci, Some((off % PAGE_SIZE_2M) / PAGE_SIZE_4K));
-        Ok((spa, fd, off))
+        Ok(spa)
     }
 
     /// Punch a hole in gmem `fd` over `[off, off+len)`: every populated page goes
     /// back to the hypervisor (invalidate hook), chunks left empty are freed.
-    pub fn punch_hole(&mut self, h: &SoftHost, fd: u32, off: u64, len: u64) -> KvmResult {
+    pub(crate) fn punch_hole(&mut self, h: &SoftHost, fd: u32, off: u64, len: u64) -> KvmResult {
         let f = self
             .gmem
             .get_mut(&fd)
@@ -552,7 +496,7 @@ impl MemState {
     }
 
     /// Release everything (VM teardown): all gmem pages back to the hypervisor.
-    pub fn release_all(&mut self, h: &SoftHost) {
+    pub(crate) fn release_all(&mut self, h: &SoftHost) {
         let fds: Vec<(u32, u64)> = self.gmem.iter().map(|(fd, f)| (*fd, f.size)).collect();
         for (fd, size) in fds {
             let _ = self.punch_hole(h, fd, 0, size);
@@ -570,7 +514,7 @@ fn invalidate_chunk(h: &SoftHost, log: &EventLog, c: &mut Chunk, lo: u64, hi: u6
     if e.assigned() && size == PageSize::Size2M {
         if lo == 0 && hi == PAGES_2M {
             let reclaimed = e.immutable();
-            res = h.reclaim_page(head, true);
+            res = h.psp.reclaim_page(head, PageSize::Size2M);
             log.push(Event::GmemInvalidate {
                 spa: head.0,
                 huge: true,
@@ -596,7 +540,7 @@ fn invalidate_chunk(h: &SoftHost, log: &EventLog, c: &mut Chunk, lo: u64, hi: u6
         match h.soc.rmp_lookup(spa) {
             Ok((e, _)) if e.assigned() => {
                 let reclaimed = e.immutable();
-                let r = h.reclaim_page(spa, false);
+                let r = h.psp.reclaim_page(spa, PageSize::Size4K);
                 log.push(Event::GmemInvalidate {
                     spa: spa.0,
                     huge: false,
@@ -618,52 +562,67 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn gfns(start: u64, end: u64) -> AddrRange<Gfn> {
+        AddrRange {
+            start: Gfn(start),
+            end: Gfn(end),
+        }
+    }
+
+    fn set(r: &mut IntervalSet<Gfn>, start: u64, end: u64, on: bool) {
+        if on {
+            r.insert(gfns(start, end));
+        } else {
+            r.remove(gfns(start, end));
+        }
+    }
+
     proptest! {
         /// The attribute set agrees with a per-GFN model after any sequence of
         /// set/clear operations, and stays merged (no empty or touching ranges).
         #[test]
         fn range_set_matches_a_bitmap(ops in proptest::collection::vec((0u64..200, 0u64..40, any::<bool>()), 0..60)) {
-            let mut r = RangeSet::default();
+            let mut r = IntervalSet::<Gfn>::new();
             let mut model = [false; 256];
             for (start, len, on) in ops {
-                r.set(start, start + len, on);
+                set(&mut r, start, start + len, on);
                 for m in model.iter_mut().skip(start as usize).take(len as usize) {
                     *m = on;
                 }
                 for (g, m) in model.iter().enumerate() {
-                    prop_assert_eq!(r.contains(g as u64), *m, "GFN {}", g);
+                    prop_assert_eq!(r.contains(Gfn(g as u64)), *m, "GFN {}", g);
                 }
-                prop_assert_eq!(r.len(), model.iter().filter(|m| **m).count() as u64);
-                let v: Vec<(u64, u64)> = r.r.iter().map(|(a, b)| (*a, *b)).collect();
+                prop_assert_eq!(r.total(), model.iter().filter(|m| **m).count() as u64);
+                let v: Vec<(u64, u64)> = r.ranges().iter().map(|x| (x.start.0, x.end.0)).collect();
                 for w in v.windows(2) {
                     prop_assert!(w[0].1 < w[1].0, "ranges {:?} not merged", w);
                 }
                 prop_assert!(v.iter().all(|(a, b)| a < b));
                 let (a, b) = (start, start + len);
                 let all = (a..b).all(|g| model[g as usize]);
-                prop_assert_eq!(r.contains_all(a, b), all);
+                prop_assert_eq!(r.contains_all(gfns(a, b)), all);
             }
         }
     }
 
     #[test]
     fn range_set() {
-        let mut r = RangeSet::default();
-        r.set(10, 20, true);
-        r.set(20, 30, true);
-        assert!(r.contains_all(10, 30));
-        assert_eq!(r.len(), 20);
-        r.set(15, 16, false);
-        assert!(!r.contains(15));
-        assert!(r.contains(14) && r.contains(16));
-        assert!(!r.contains_all(10, 30));
-        assert_eq!(r.len(), 19);
-        r.set(0, 100, false);
+        let mut r = IntervalSet::<Gfn>::new();
+        set(&mut r, 10, 20, true);
+        set(&mut r, 20, 30, true);
+        assert!(r.contains_all(gfns(10, 30)));
+        assert_eq!(r.total(), 20);
+        set(&mut r, 15, 16, false);
+        assert!(!r.contains(Gfn(15)));
+        assert!(r.contains(Gfn(14)) && r.contains(Gfn(16)));
+        assert!(!r.contains_all(gfns(10, 30)));
+        assert_eq!(r.total(), 19);
+        set(&mut r, 0, 100, false);
         assert!(r.is_empty());
-        r.set(5, 6, true);
-        r.set(7, 8, true);
-        r.set(6, 7, true);
-        assert!(r.contains_all(5, 8));
-        assert_eq!(r.r.len(), 1);
+        set(&mut r, 5, 6, true);
+        set(&mut r, 7, 8, true);
+        set(&mut r, 6, 7, true);
+        assert!(r.contains_all(gfns(5, 8)));
+        assert_eq!(r.ranges().len(), 1);
     }
 }

@@ -1,29 +1,25 @@
 //! The software host platform: `kvm_amd`'s module parameters, the ASID allocator with
-//! recycling through WBINVD + SNP_DF_FLUSH (host-interfaces.md §1.11), the PSP driver
-//! path to the firmware (command buffers in a hypervisor page, firmware-state pages,
-//! reclaim), and `/dev/kvm`-level queries (capabilities, device attributes).
+//! recycling through WBINVD + SNP_DF_FLUSH (host-interfaces.md §1.11), and
+//! `/dev/kvm`-level queries (capabilities, device attributes). The firmware is reached
+//! through the PSP driver ([`crate::psp`]).
 
 use crate::alloc::PhysAlloc;
 use crate::error::{Errno, KvmError, KvmResult};
 use crate::events::{Event, EventLog};
+use crate::psp::PspDriver;
 use crate::usermem::UserMemory;
 use parking_lot::Mutex;
-use softsev_abi::fw_buf::SnpPaddr;
 use softsev_abi::kvm::{
     KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS, KVM_X86_SEV_VMSA_FEATURES, KVM_X86_SNP_POLICY_BITS,
     KvmCap, VmType,
 };
 use softsev_abi::policy::feature_info_ecx;
-use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
 use softsev_abi::vmsa::SEV_FEATURE_DEBUG_SWAP;
-use softsev_abi::{
-    FwCmd, FwStatus, GuestPolicy, PAGE_SIZE_2M, PAGE_SIZE_4K, SnpPolicySupport, Spa,
-};
-use softsev_firmware::{Firmware, PlatformState};
+use softsev_abi::{FwCmd, GuestPolicy, PAGE_SIZE_2M, PAGE_SIZE_4K, SnpPolicySupport, Spa};
+use softsev_firmware::Firmware;
 use softsev_soc::Soc;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// SNP policy bits KVM knows (`KVM_SNP_POLICY_MASK_VALID`, the abi rule
 /// [`GuestPolicy::KVM_KNOWN`]). MIGRATE_MA (bit 18) is not accepted.
@@ -48,7 +44,7 @@ pub struct ModuleParams {
     pub max_asid: Option<u32>,
     /// `ciphertext_hiding_asids`: SNP gets `1..=n`, SEV-ES `n+1..min_sev_asid-1` (0 = off).
     pub ciphertext_hiding_asids: u32,
-    /// C-bit position reported in the SEV-info response (CPUID 0x8000001F EBX[5:0]).
+    /// C-bit position reported in the SEV-info response (CPUID 0x8000001F EBX\[5:0\]).
     pub cbit: u8,
     /// Events kept in each VM's log.
     pub event_log_cap: usize,
@@ -89,6 +85,31 @@ pub enum AsidClass {
     Snp,
 }
 
+/// An inclusive ASID range (empty when `first > last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsidRange {
+    /// First ASID.
+    pub first: u32,
+    /// Last ASID (inclusive).
+    pub last: u32,
+}
+
+impl AsidRange {
+    /// Whether the range holds no usable ASID (ASID 0 is the host's).
+    pub fn is_empty(&self) -> bool {
+        self.first == 0 || self.first > self.last
+    }
+}
+
+/// How many ASIDs are allocated and how many wait for a flush before reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsidCounts {
+    /// Allocated to a VM.
+    pub in_use: usize,
+    /// Released, usable again after the next WBINVD + DF_FLUSH.
+    pub awaiting_flush: usize,
+}
+
 #[derive(Debug, Default)]
 struct Asids {
     used: BTreeSet<u32>,
@@ -98,12 +119,11 @@ struct Asids {
 /// The software host: SoC + firmware + physical memory + VMM address space.
 pub struct SoftHost {
     pub(crate) soc: Arc<Soc>,
-    pub(crate) fw: Arc<Firmware>,
+    pub(crate) psp: PspDriver,
     pub(crate) params: ModuleParams,
     pub(crate) alloc: Arc<PhysAlloc>,
     pub(crate) user: Arc<UserMemory>,
     asids: Mutex<Asids>,
-    cmd_page: Mutex<Spa>,
     min_sev_asid: u32,
     max_asid: u32,
     pub(crate) log: Arc<EventLog>,
@@ -125,9 +145,7 @@ impl SoftHost {
     pub fn new(fw: Arc<Firmware>, params: ModuleParams) -> KvmResult<Arc<SoftHost>> {
         let soc = fw.soc().clone();
         let alloc = Arc::new(PhysAlloc::new(PAGE_SIZE_2M, soc.mem_size()));
-        let cmd = alloc
-            .alloc_4k()
-            .ok_or_else(|| KvmError::new(Errno::ENOMEM, "no memory for the PSP command page"))?;
+        let psp = PspDriver::new(fw.clone(), alloc.clone())?;
         let min_sev_asid = params
             .min_sev_asid
             .unwrap_or(fw.config().min_sev_asid)
@@ -139,22 +157,17 @@ impl SoftHost {
         let user = Arc::new(UserMemory::new(soc.clone(), alloc.clone()));
         let h = SoftHost {
             soc,
-            fw,
+            psp,
             log: Arc::new(EventLog::new(params.event_log_cap)),
             params,
             alloc,
             user,
             asids: Mutex::new(Asids::default()),
-            cmd_page: Mutex::new(cmd),
             min_sev_asid,
             max_asid,
         };
-        if h.params.sev_snp && h.fw.platform_state() == PlatformState::Uninit {
-            h.psp_raw(FwCmd::SNP_INIT)
-                .map_err(|s| KvmError::fw(s, "SNP_INIT"))?;
-            h.soc.wbinvd();
-            h.psp_raw(FwCmd::SNP_DF_FLUSH)
-                .map_err(|s| KvmError::fw(s, "SNP_DF_FLUSH"))?;
+        if h.params.sev_snp {
+            h.psp.snp_init_at_probe()?;
         }
         Ok(Arc::new(h))
     }
@@ -166,7 +179,7 @@ impl SoftHost {
 
     /// The firmware.
     pub fn firmware(&self) -> &Arc<Firmware> {
-        &self.fw
+        self.psp.firmware()
     }
 
     /// The module parameters in force.
@@ -218,9 +231,9 @@ impl SoftHost {
     /// version and its FEATURE_INFO(0).ECX, with ciphertext hiding shown when the
     /// firmware can enable it (the model's FEATURE_INFO does not report that bit).
     pub fn snp_policy_bits(&self) -> u64 {
-        let version = self.fw.current_image().version;
+        let version = self.firmware().current_image().version;
         let mut ecx = softsev_firmware::FEATURE_INFO_0_ECX;
-        if self.fw.config().ciphertext_hiding {
+        if self.firmware().config().ciphertext_hiding {
             ecx |= feature_info_ecx::CIPHERTEXT_HIDING;
         }
         SnpPolicySupport {
@@ -264,23 +277,25 @@ impl SoftHost {
 
     // ---- ASIDs ----
 
-    /// The inclusive ASID range of `class` (empty when `lo > hi`).
-    pub fn asid_range(&self, class: AsidClass) -> (u32, u32) {
+    /// The ASID range of `class`.
+    pub fn asid_range(&self, class: AsidClass) -> AsidRange {
         let below = self.min_sev_asid.saturating_sub(1);
         let ch = self.params.ciphertext_hiding_asids.min(below);
-        match class {
+        let (first, last) = match class {
             AsidClass::Sev => (self.min_sev_asid, self.max_asid),
             AsidClass::Snp if ch > 0 => (1, ch),
             AsidClass::SevEs if ch > 0 => (ch + 1, below),
             AsidClass::Snp | AsidClass::SevEs => (1, below),
-        }
+        };
+        AsidRange { first, last }
     }
 
     /// Allocate an ASID of `class`; recycles released ASIDs with WBINVD + DF_FLUSH when
     /// the range is exhausted; `-EBUSY` when none is left.
     pub(crate) fn asid_alloc(&self, class: AsidClass) -> KvmResult<u32> {
-        let (lo, hi) = self.asid_range(class);
-        if lo == 0 || lo > hi {
+        let range = self.asid_range(class);
+        let (lo, hi) = (range.first, range.last);
+        if range.is_empty() {
             return Err(KvmError::new(
                 Errno::EBUSY,
                 format!("no ASIDs for {class:?} (range {lo}..={hi})"),
@@ -309,7 +324,8 @@ impl SoftHost {
     fn recycle(&self, a: &mut Asids) -> KvmResult {
         self.soc.wbinvd();
         if self.params.sev_snp {
-            self.psp_raw(FwCmd::SNP_DF_FLUSH)
+            self.psp
+                .raw(FwCmd::SNP_DF_FLUSH)
                 .map_err(|s| KvmError::fw(s, "SNP_DF_FLUSH"))?;
         } else {
             self.soc
@@ -335,76 +351,12 @@ impl SoftHost {
     }
 
     /// ASIDs in use and waiting for a flush.
-    pub fn asid_counts(&self) -> (usize, usize) {
+    pub fn asid_counts(&self) -> AsidCounts {
         let a = self.asids.lock();
-        (a.used.len(), a.reclaim.len())
-    }
-
-    // ---- PSP driver ----
-
-    /// Issue a command without a buffer.
-    pub(crate) fn psp_raw(&self, cmd: FwCmd) -> Result<(), FwStatus> {
-        let page = self.cmd_page.lock();
-        self.fw.command(cmd, *page)
-    }
-
-    /// Issue `cmd` with `data` as its buffer in the host's command page; outputs are
-    /// read back into `data` (even on failure, as the PSP driver copies back).
-    pub(crate) fn psp<T>(&self, cmd: FwCmd, data: &mut T) -> Result<(), FwStatus>
-    where
-        T: IntoBytes + FromBytes + Immutable + KnownLayout,
-    {
-        let page = self.cmd_page.lock();
-        self.soc
-            .host_write(*page, false, data.as_bytes())
-            .map_err(|_| FwStatus::INVALID_ADDRESS)?;
-        let r = self.fw.command(cmd, *page);
-        let _ = self.soc.host_read(*page, false, data.as_mut_bytes());
-        r
-    }
-
-    /// RMPUPDATE a hypervisor page to the firmware state (`rmp_mark_pages_firmware`).
-    pub(crate) fn make_firmware_page(&self, spa: Spa) -> KvmResult {
-        let st = self.soc.rmpupdate(
-            spa,
-            &RmpUpdateInput {
-                assigned: 1,
-                immutable: 1,
-                ..Default::default()
-            },
-        );
-        rmp_ok(st, spa, "to firmware")
-    }
-
-    /// Return a page to the hypervisor: SNP_PAGE_RECLAIM if it is immutable, then
-    /// RMPUPDATE to shared. On failure the page is leaked (`snp_leak_pages`).
-    pub(crate) fn reclaim_page(&self, spa: Spa, huge: bool) -> KvmResult {
-        let (e, _) = self
-            .soc
-            .rmp_lookup(spa)
-            .map_err(|e| KvmError::new(Errno::EIO, e.to_string()))?;
-        if e.assigned() && e.immutable() {
-            let mut p = SnpPaddr {
-                paddr: spa.0 | huge as u64,
-            };
-            if let Err(s) = self.psp(FwCmd::SNP_PAGE_RECLAIM, &mut p) {
-                self.alloc
-                    .leak(if huge { PAGE_SIZE_2M } else { PAGE_SIZE_4K });
-                return Err(KvmError::fw(s, format!("SNP_PAGE_RECLAIM of {spa}")));
-            }
+        AsidCounts {
+            in_use: a.used.len(),
+            awaiting_flush: a.reclaim.len(),
         }
-        let st = self.soc.rmpupdate(
-            spa,
-            &RmpUpdateInput {
-                pagesize: huge as u8,
-                ..Default::default()
-            },
-        );
-        if !st.is_success() {
-            self.alloc
-                .leak(if huge { PAGE_SIZE_2M } else { PAGE_SIZE_4K });
-        }
-        rmp_ok(st, spa, "to shared")
     }
 
     /// A zeroed hypervisor page.
@@ -417,16 +369,5 @@ impl SoftHost {
             .host_write(spa, false, &[0u8; PAGE_SIZE_4K as usize])
             .map_err(|e| KvmError::new(Errno::EFAULT, e.to_string()))?;
         Ok(spa)
-    }
-}
-
-pub(crate) fn rmp_ok(st: RmpStatus, spa: Spa, what: &str) -> KvmResult {
-    if st.is_success() {
-        Ok(())
-    } else {
-        Err(KvmError::new(
-            Errno::EIO,
-            format!("RMPUPDATE of {spa} {what} failed: {st:?}"),
-        ))
     }
 }

@@ -5,70 +5,17 @@
 use crate::error::{Errno, KvmError, KvmResult, einval};
 use crate::events::Event;
 use crate::ghcb::{Completion, Outcome};
-use crate::guest::{GuestCpu, GuestEnd, GuestFault, GuestFn, ToGuest, ToHost};
+use crate::guest::{GuestCpu, GuestEnd, GuestFn, ToGuest, ToHost};
+use crate::state::{ApState, CpuidEntry, VcpuShared, VcpuState};
 use crate::vm::VmInner;
-use parking_lot::Mutex;
-use softsev_abi::Spa;
 use softsev_abi::ghcb::{GHCB_VERSION_MIN, GhcbMsg};
 use softsev_abi::kvm::{ExitReason, KVM_MEMORY_EXIT_FLAG_PRIVATE, SystemEventType};
-use softsev_abi::vmsa::Vmsa;
+use softsev_abi::vmsa::{VmcbSegment, Vmsa};
+use softsev_abi::{CBit, Spa};
+use softsev_guest::GuestFault;
 use softsev_soc::Paging;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
-
-/// One CPUID leaf (`struct kvm_cpuid_entry2`, the parts that matter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CpuidEntry {
-    /// Function (EAX in).
-    pub function: u32,
-    /// Index (ECX in).
-    pub index: u32,
-    /// EAX.
-    pub eax: u32,
-    /// EBX.
-    pub ebx: u32,
-    /// ECX.
-    pub ecx: u32,
-    /// EDX.
-    pub edx: u32,
-}
-
-/// The state of an AP with respect to SNP AP creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApState {
-    /// Runs from its launch VMSA.
-    Launch,
-    /// AP creation gave it a new VMSA (guest page at this GPA).
-    Created(u64),
-    /// AP creation (DESTROY) removed its VMSA: it cannot run.
-    Destroyed,
-    /// CREATE_ON_INIT: the VMSA at this GPA is used after the next INIT
-    /// ([`SoftVcpu::send_init`]); until then the vCPU keeps its current state.
-    PendingInit(u64),
-}
-
-/// vCPU state shared with the VM and the guest thread.
-#[derive(Debug)]
-pub struct VcpuShared {
-    /// vCPU id (= APIC id).
-    pub id: u32,
-    pub(crate) st: Mutex<VcpuCommon>,
-}
-
-#[derive(Debug)]
-pub(crate) struct VcpuCommon {
-    pub regs: Box<Vmsa>,
-    pub vmsa_spa: Spa,
-    pub protected: bool,
-    pub ghcb_msr: u64,
-    pub ghcb_registered: Option<u64>,
-    pub cpuid: Vec<CpuidEntry>,
-    pub msrs: HashMap<u32, u64>,
-    pub ap: ApState,
-    pub ap_vmsa_gpa: Option<u64>,
-    pub ap_jump_table: u64,
-}
 
 /// What the last KVM_RUN returned (`struct kvm_run`'s exit union). Fields the VMM
 /// answers (`data` of an IN / MMIO read, `ret`) are written before the next run.
@@ -190,6 +137,39 @@ impl VcpuExit {
     }
 }
 
+/// The x86 RESET state in VMSA form, as KVM's `kvm_vcpu_reset` and SVM's `init_vmcb`
+/// leave a new vCPU (AMD APM vol. 2 §14.1.3, Table 14-1): real mode at the reset
+/// vector F000:FFF0, RDX = 0x600 (no CPUID set yet), EFER.SVME, x87/SSE at their
+/// FNINIT / reset values. The VMM replaces it with the state it launches
+/// ([`SoftVcpu::set_vmsa_state`]); SEV_FEATURES is the VM's.
+fn reset_vmsa(sev_features: u64) -> Vmsa {
+    let mut v = Vmsa::zeroed();
+    let data = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
+    v.es = data;
+    v.cs = VmcbSegment::new(0xF000, 0x9B, 0xFFFF, 0xFFFF_0000);
+    v.ss = data;
+    v.ds = data;
+    v.fs = data;
+    v.gs = data;
+    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
+    v.tr = VmcbSegment::new(0, 0x8B, 0xFFFF, 0);
+    v.efer = 0x1000;
+    v.cr0 = 0x6000_0010;
+    v.dr7 = 0x400;
+    v.dr6 = 0xFFFF_0FF0;
+    v.rflags = 0x2;
+    v.rip = 0xFFF0;
+    v.rdx = 0x600;
+    v.g_pat = 0x0007_0406_0007_0406;
+    v.xcr0 = 0x1;
+    v.mxcsr = 0x1F80;
+    v.x87_fcw = 0x37F;
+    v.sev_features = sev_features;
+    v
+}
+
 struct GuestThread {
     tx: Sender<ToGuest>,
     rx: Receiver<ToHost>,
@@ -197,8 +177,8 @@ struct GuestThread {
 
 /// A vCPU of the software host (a vCPU file descriptor).
 pub struct SoftVcpu {
-    pub(crate) vm: Arc<VmInner>,
-    pub(crate) shared: Arc<VcpuShared>,
+    vm: Arc<VmInner>,
+    shared: Arc<VcpuShared>,
     guest_fn: Option<GuestFn>,
     thread: Option<GuestThread>,
     pending: Option<Completion>,
@@ -210,7 +190,7 @@ pub struct SoftVcpu {
 impl std::fmt::Debug for SoftVcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SoftVcpu")
-            .field("id", &self.shared.id)
+            .field("id", &self.shared.id())
             .field("exit", &self.exit)
             .finish_non_exhaustive()
     }
@@ -219,32 +199,12 @@ impl std::fmt::Debug for SoftVcpu {
 impl SoftVcpu {
     pub(crate) fn create(vm: Arc<VmInner>, id: u32) -> KvmResult<SoftVcpu> {
         let mut vcpus = vm.vcpus.lock();
-        if vcpus.iter().any(|v| v.id == id) {
+        if vcpus.iter().any(|v| v.id() == id) {
             return Err(KvmError::new(Errno::EEXIST, format!("vCPU {id} exists")));
         }
         let vmsa_spa = vm.host.alloc_page()?;
-        let features = vm.sev.lock().vmsa_features;
-        let regs = softsev_measure::vmsa::launch_vmsa(
-            softsev_measure::vmsa::BSP_EIP,
-            features,
-            0x00A0_0F11,
-            softsev_measure::vmsa::VmmType::Qemu,
-        );
-        let shared = Arc::new(VcpuShared {
-            id,
-            st: Mutex::new(VcpuCommon {
-                regs: Box::new(regs),
-                vmsa_spa,
-                protected: false,
-                ghcb_msr: 0,
-                ghcb_registered: None,
-                cpuid: Vec::new(),
-                msrs: HashMap::new(),
-                ap: ApState::Launch,
-                ap_vmsa_gpa: None,
-                ap_jump_table: 0,
-            }),
-        });
+        let regs = reset_vmsa(vm.sev.lock().vmsa_features());
+        let shared = Arc::new(VcpuShared::new(id, VcpuState::new(regs, vmsa_spa)));
         vcpus.push(shared.clone());
         drop(vcpus);
         Ok(SoftVcpu {
@@ -261,7 +221,7 @@ impl SoftVcpu {
 
     /// The vCPU id.
     pub fn id(&self) -> u32 {
-        self.shared.id
+        self.shared.id()
     }
 
     /// Install the code the guest runs on this vCPU (before its first KVM_RUN).
@@ -274,47 +234,41 @@ impl SoftVcpu {
 
     /// KVM_SET_CPUID2.
     pub fn set_cpuid(&self, entries: &[CpuidEntry]) {
-        self.shared.st.lock().cpuid = entries.to_vec();
+        self.shared.state().set_cpuid(entries);
     }
 
     /// Set the register state the launch measures (KVM_SET_REGS/SREGS/XSAVE as one
     /// VMSA image; SEV_FEATURES is replaced by the VM's). `-EINVAL` once protected.
     pub fn set_vmsa_state(&self, v: &Vmsa) -> KvmResult {
-        let mut c = self.shared.st.lock();
-        if c.protected {
+        if !self.shared.state().set_regs(v) {
             return einval("guest state is protected");
         }
-        *c.regs = v.clone();
         Ok(())
     }
 
     /// The register state (as measured, once protected).
     pub fn vmsa_state(&self) -> Vmsa {
-        (*self.shared.st.lock().regs).clone()
+        self.shared.state().regs().clone()
     }
 
     /// The SPA of the vCPU's launch VMSA page.
     pub fn vmsa_spa(&self) -> Spa {
-        self.shared.st.lock().vmsa_spa
+        self.shared.state().vmsa_spa()
     }
 
     /// Deliver INIT (as the BSP's INIT-SIPI would): a CREATE_ON_INIT VMSA takes effect.
     pub fn send_init(&self) {
-        let mut c = self.shared.st.lock();
-        if let ApState::PendingInit(gpa) = c.ap {
-            c.ap = ApState::Created(gpa);
-            c.ap_vmsa_gpa = Some(gpa);
-        }
+        self.shared.state().deliver_init();
     }
 
     /// The AP-creation state.
     pub fn ap_state(&self) -> ApState {
-        self.shared.st.lock().ap
+        self.shared.state().ap()
     }
 
     /// The current GHCB MSR value (host view, as saved in the VMCB).
     pub fn ghcb_msr(&self) -> u64 {
-        self.shared.st.lock().ghcb_msr
+        self.shared.ghcb_msr()
     }
 
     /// The last exit (`kvm_run`), writable for the VMM's answer.
@@ -324,10 +278,10 @@ impl SoftVcpu {
 
     /// KVM_RUN.
     pub fn run(&mut self) -> KvmResult<&mut VcpuExit> {
-        let span = tracing::debug_span!("kvm_run", vcpu = self.shared.id);
+        let span = tracing::debug_span!("kvm_run", vcpu = self.shared.id());
         let _g = span.enter();
         if let Some(why) = &self.dead {
-            return einval(format!("vCPU {} cannot run: {why}", self.shared.id));
+            return einval(format!("vCPU {} cannot run: {why}", self.shared.id()));
         }
         self.check_runnable()?;
         let exit = match (
@@ -335,7 +289,7 @@ impl SoftVcpu {
             crate::ghcb::check_ap_vmsa(&self.vm, &self.shared),
         ) {
             (true, Some(why)) => {
-                tracing::debug!(vcpu = self.shared.id, %why, "VMRUN fails");
+                tracing::debug!(vcpu = self.shared.id(), %why, "VMRUN fails");
                 VcpuExit::FailEntry { reason: u64::MAX }
             }
             _ => {
@@ -360,7 +314,7 @@ impl SoftVcpu {
             }
         };
         self.vm.log.push(Event::Exit {
-            vcpu: self.shared.id,
+            vcpu: self.shared.id(),
             reason: exit.reason().0,
             detail: format!("{exit:?}"),
         });
@@ -380,24 +334,20 @@ impl SoftVcpu {
             return None;
         }
         let (ap, launch) = {
-            let c = self.shared.st.lock();
-            (c.ap, c.vmsa_spa)
+            let c = self.shared.state();
+            (c.ap(), c.vmsa_spa())
         };
         match ap {
             ApState::Launch | ApState::PendingInit(_) => Some(launch),
-            ApState::Created(gpa) => self
-                .vm
-                .mem
-                .lock()
-                .gmem_peek(gpa / softsev_abi::PAGE_SIZE_4K),
+            ApState::Created(gpa) => self.vm.mem.lock().gmem_peek(gpa.gfn().0),
             ApState::Destroyed => None,
         }
     }
 
     fn check_runnable(&mut self) -> KvmResult {
-        let (snp, launched, active) = {
+        let (pending, active) = {
             let s = self.vm.sev.lock();
-            (s.snp, s.launched, s.active)
+            (s.snp_launch_pending(), s.is_active())
         };
         if matches!(
             self.vm.vm_type,
@@ -408,14 +358,14 @@ impl SoftVcpu {
         {
             return einval("KVM_RUN before KVM_SEV_INIT2");
         }
-        if snp && !launched {
+        if pending {
             return einval("KVM_RUN of an SNP vCPU before SNP_LAUNCH_FINISH");
         }
-        let ap = self.shared.st.lock().ap;
+        let ap = self.shared.state().ap();
         match ap {
             ApState::Destroyed => einval(format!(
                 "vCPU {} has no VMSA (AP destroyed)",
-                self.shared.id
+                self.shared.id()
             )),
             _ => Ok(()),
         }
@@ -435,16 +385,18 @@ impl SoftVcpu {
         }
         if self.thread.is_none() {
             let Some(f) = self.guest_fn.take() else {
-                return einval(format!("vCPU {} has no guest code", self.shared.id));
+                return einval(format!("vCPU {} has no guest code", self.shared.id()));
             };
             // The GHCB MSR at RESET holds the SEV-info response.
-            let max = self.vm.sev.lock().ghcb_version;
-            self.shared.st.lock().ghcb_msr = GhcbMsg::SevInfoResp {
-                max,
-                min: GHCB_VERSION_MIN,
-                cbit: self.vm.host.params.cbit,
-            }
-            .encode();
+            let max = self.vm.sev.lock().ghcb_version();
+            self.shared.set_ghcb_msr(
+                GhcbMsg::SevInfoResp {
+                    max,
+                    min: GHCB_VERSION_MIN,
+                    cbit: self.vm.host.params.cbit,
+                }
+                .encode(),
+            );
             self.start_guest(f);
         } else if self.resume_guest {
             self.resume_guest = false;
@@ -477,10 +429,10 @@ impl SoftVcpu {
                         return Ok(e);
                     }
                 },
-                Ok(ToHost::MemoryFault { gpa, private }) => {
+                Ok(ToHost::MemoryFault { gpa, c_bit }) => {
                     self.resume_guest = true;
                     return Ok(VcpuExit::MemoryFault {
-                        flags: if private {
+                        flags: if c_bit == CBit::Private {
                             KVM_MEMORY_EXIT_FLAG_PRIVATE
                         } else {
                             0
@@ -494,7 +446,7 @@ impl SoftVcpu {
                     return Ok(match r {
                         Ok(GuestEnd::Halt) => VcpuExit::Hlt,
                         Ok(GuestEnd::Shutdown) => VcpuExit::Shutdown,
-                        Err(GuestFault::Killed) => VcpuExit::Shutdown,
+                        Err(GuestFault::Stopped) => VcpuExit::Shutdown,
                         Err(f) => {
                             tracing::debug!(fault = %f, "guest code ended with an unhandled fault");
                             VcpuExit::Shutdown
@@ -522,20 +474,23 @@ impl SoftVcpu {
             vmpl: softsev_abi::Vmpl(0),
             paging: Paging::PaeOrLong,
         };
-        let name = format!("guest-vcpu{}", self.shared.id);
+        let id = self.shared.id();
+        let name = format!("guest-vcpu{id}");
         let spawn = std::thread::Builder::new().name(name).spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut cpu)))
-                .unwrap_or_else(|_| Err(GuestFault::Refused("guest code panicked".into())));
+                .unwrap_or_else(|_| {
+                    tracing::debug!(vcpu = id, "guest code panicked");
+                    Err(GuestFault::Stopped)
+                });
             // Release the VM before reporting, so a VMM that drops its handles after
             // this exit tears the VM down at once.
             drop(cpu);
             let _ = to_host.send(ToHost::Done(r));
         });
         if spawn.is_err() {
+            tracing::debug!(vcpu = id, "cannot start the guest thread");
             let (tx, rx) = channel();
-            let _ = tx.send(ToHost::Done(Err(GuestFault::Refused(
-                "cannot start guest thread".into(),
-            ))));
+            let _ = tx.send(ToHost::Done(Err(GuestFault::Stopped)));
             self.thread = Some(GuestThread { tx: to_guest, rx });
             return;
         }

@@ -20,27 +20,11 @@ use crate::keys::KeySel;
 use crate::rmp::authoritative;
 use crate::store::RmpRegion;
 use softsev_abi::rmp::{PERM_EXEC_SUPERVISOR, PERM_EXEC_USER, PERM_READ, PERM_WRITE};
-use softsev_abi::{Asid, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa, Vmpl};
+use softsev_abi::{Asid, Gpa, PAGE_SIZE_4K, Spa, Vmpl};
 
-/// A page size: of an RMP entry, an NPT mapping, or a PVALIDATE/RMPADJUST operand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PageSize {
-    /// 4 KiB.
-    #[default]
-    Size4K,
-    /// 2 MiB.
-    Size2M,
-}
-
-impl PageSize {
-    /// Size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            PageSize::Size4K => PAGE_SIZE_4K,
-            PageSize::Size2M => PAGE_SIZE_2M,
-        }
-    }
-}
+/// A page size: of an RMP entry, an NPT mapping, or a PVALIDATE/RMPADJUST operand (one
+/// definition, in abi).
+pub use softsev_abi::PageSize;
 
 /// What a guest access does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

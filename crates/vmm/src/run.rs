@@ -18,7 +18,8 @@ use softsev_guest::{
     AcceptMode, ApConfig, BootConfig, BootReport, GuestError, KernelBlobs, MemRange,
 };
 use softsev_host::{
-    Errno, GuestCpu, GuestEnd, Hva, KvmError, ModuleParams, SoftHost, SoftVcpu, SoftVm, VcpuExit,
+    Backing, Errno, GuestCpu, GuestEnd, Hva, KvmError, MemAttr, ModuleParams, Prefault, SoftHost,
+    SoftVcpu, SoftVm, VcpuExit,
 };
 use softsev_soc::{Soc, SocConfig};
 use std::sync::Arc;
@@ -435,7 +436,7 @@ pub fn run(
     let measurement = vmm
         .vm
         .sev_state()
-        .snp_context
+        .snp_context()
         .and_then(|gctx| fw.launch_digest(gctx))
         .ok_or_else(|| RunError::Platform("no guest context after LAUNCH_FINISH".into()))?;
     mark("launch", &mut t, &mut phases);
@@ -549,7 +550,7 @@ pub fn run(
 /// The malicious host's move: RMPUPDATE the page backing `gpa` to the owner it already
 /// has. Any hypervisor change of an RMP entry clears the validated bit.
 fn tamper_page(vm: &SoftVm, soc: &Soc, gpa: u64) -> String {
-    let Some((true, spa)) = vm.lookup(gpa) else {
+    let Some(Backing::Private(spa)) = vm.lookup(Gpa(gpa)) else {
         return format!("GPA {gpa:#x} is not private guest memory; nothing changed");
     };
     let Ok((e, size)) = soc.rmp_lookup(spa) else {
@@ -588,7 +589,7 @@ fn run_loop(vmm: &Vmm, vcpu: &mut SoftVcpu, certs: &[u8]) -> Result<(), RunError
         match exit {
             VcpuExit::Hlt => return Ok(()),
             VcpuExit::Hypercall { .. } => {
-                if !vmm.vm.handle_map_gpa_range(exit, true) {
+                if !vmm.vm.handle_map_gpa_range(exit, Prefault::Now) {
                     return Err(RunError::Exit {
                         vcpu: id,
                         exit: format!("{exit:?}"),
@@ -596,10 +597,14 @@ fn run_loop(vmm: &Vmm, vcpu: &mut SoftVcpu, certs: &[u8]) -> Result<(), RunError
                 }
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
+                let to = if *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
+                    MemAttr::Private
+                } else {
+                    MemAttr::Shared
+                };
                 let (gpa, size) = (*gpa, *size);
                 vmm.vm
-                    .convert_memory(gpa, size, private, false)
+                    .convert_memory(Gpa(gpa), size, to, Prefault::OnAccess)
                     .map_err(|e| Vmm::kvm(format!("convert {gpa:#x}"), e))?;
             }
             VcpuExit::SnpReqCerts { gpa, npages, ret } => {

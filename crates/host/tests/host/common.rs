@@ -186,11 +186,21 @@ pub fn run_vmm(vm: &SoftVm, vcpu: &mut SoftVcpu, prefault: bool) -> VcpuExit {
         let exit = vcpu.run().unwrap_or_else(|e| panic!("KVM_RUN failed: {e}"));
         match exit {
             VcpuExit::Hypercall { .. } => {
-                assert!(vm.handle_map_gpa_range(exit, prefault));
+                let when = if prefault {
+                    Prefault::Now
+                } else {
+                    Prefault::OnAccess
+                };
+                assert!(vm.handle_map_gpa_range(exit, when));
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
-                vm.convert_memory(*gpa, *size, private, false).unwrap();
+                let to = if *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
+                    MemAttr::Private
+                } else {
+                    MemAttr::Shared
+                };
+                vm.convert_memory(softsev_abi::Gpa(*gpa), *size, to, Prefault::OnAccess)
+                    .unwrap();
             }
             other => return other.clone(),
         }

@@ -8,8 +8,9 @@ use softsev_abi::guest_msg::{MsgType, ReportReq, ReportRsp};
 use softsev_abi::kvm::*;
 use softsev_abi::rmp::RMPADJUST_VMSA_PAGE_BIT;
 use softsev_abi::secrets::SecretsPage;
-use softsev_abi::{FwStatus, PAGE_SIZE_4K};
+use softsev_abi::{AddrRange, CBit, FwStatus, Gfn, Gpa, PAGE_SIZE_4K};
 use softsev_firmware::guest_msg::GuestMsgClient;
+use softsev_guest::GuestPlatform;
 use softsev_host::*;
 use softsev_soc::PageSize;
 use zerocopy::{FromBytes, IntoBytes};
@@ -20,6 +21,13 @@ const REQ: u64 = 0x10_1000;
 const RESP: u64 = 0x10_2000;
 const CERTS: u64 = 0x10_4000;
 const SECRETS_GFN: u64 = 8;
+
+fn gfn_range(start: u64, end: u64) -> AddrRange<Gfn> {
+    AddrRange {
+        start: Gfn(start),
+        end: Gfn(end),
+    }
+}
 
 type G = Result<GuestEnd, GuestFault>;
 
@@ -56,7 +64,7 @@ fn nae(
 ) -> Result<Ghcb, GuestFault> {
     let mut g = Ghcb::request(2, code, i1, i2);
     f(&mut g);
-    cpu.ghcb_call(GHCB_GPA, &g)
+    cpu.ghcb_call(Gpa(GHCB_GPA), &g)
 }
 
 fn bad(g: &Ghcb) -> Option<GhcbError> {
@@ -201,9 +209,10 @@ fn msr_protocol_requests() {
         }
     );
     // The GHCB page went shared: attribute clear, its private page given back.
-    let snap = t.vm.rmp_snapshot(GHCB_GPA >> 12..(GHCB_GPA >> 12) + 1);
-    assert!(!snap[0].1);
-    assert!(snap[0].2.is_none_or(|(e, _)| !e.assigned()));
+    let snap =
+        t.vm.rmp_snapshot(gfn_range(GHCB_GPA >> 12, (GHCB_GPA >> 12) + 1));
+    assert!(!snap[0].private);
+    assert!(snap[0].rmp.is_none_or(|r| !r.entry.assigned()));
     let ev = t.vm.events().snapshot();
     assert!(ev.iter().any(|e| matches!(
         e,
@@ -251,7 +260,7 @@ fn msr_psc_without_exit_hypercall_fails() {
         Ok(GuestEnd::Halt)
     });
     assert_eq!(v.run().unwrap().clone(), VcpuExit::Hlt);
-    assert!(!vm.is_private(5));
+    assert!(!vm.is_private(Gfn(5)));
 }
 
 #[test]
@@ -356,14 +365,19 @@ fn malformed_ghcbs_get_the_spec_errors_and_change_nothing() {
     });
     assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
     // Only the GHCB page changed state (the one PSC the guest asked for).
-    let snap = t.vm.rmp_snapshot(gfns);
-    for (g, private, e) in snap {
+    let snap = t.vm.rmp_snapshot(gfn_range(gfns.start, gfns.end));
+    for GfnState {
+        gfn: Gfn(g),
+        private,
+        rmp,
+    } in snap
+    {
         if g == GHCB_GPA >> 12 {
             assert!(!private);
             continue;
         }
         assert!(private, "GFN {g:#x} still private");
-        if let Some((e, _)) = e {
+        if let Some(RmpState { entry: e, .. }) = rmp {
             // Launched pages stay guest-valid; nothing else was prepared.
             assert_eq!(e.assigned(), g <= SECRETS_GFN, "GFN {g:#x}");
         }
@@ -400,16 +414,16 @@ fn psc_253_entries_progress_and_errors() {
         for i in 0..253 {
             let gpa = (base + i) << 12;
             assert_eq!(
-                cpu.pvalidate(gpa, PageSize::Size4K, true)?,
+                cpu.pvalidate(Gpa(gpa), PageSize::Size4K, true)?,
                 softsev_abi::rmp::RmpStatus::SUCCESS
             );
         }
-        cpu.write((base << 12) + 16, b"private data", true)?;
+        cpu.write(Gpa((base << 12) + 16), CBit::Private, b"private data")?;
         let mut buf = [0u8; 12];
-        cpu.read((base << 12) + 16, &mut buf, true)?;
+        cpu.read(Gpa((base << 12) + 16), CBit::Private, &mut buf)?;
         assert_eq!(&buf, b"private data");
         // Reading a private page not yet validated: #VC 0x404.
-        let r = cpu.read((base + 300) << 12, &mut buf, true);
+        let r = cpu.read(Gpa((base + 300) << 12), CBit::Private, &mut buf);
         assert!(
             matches!(r, Err(GuestFault::Vc { code: 0x404, .. })),
             "{r:?}"
@@ -456,28 +470,34 @@ fn psc_253_entries_progress_and_errors() {
         Ok(GuestEnd::Halt)
     });
     assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
-    let snap = t.vm.rmp_snapshot(base..base + 512);
-    let asid = t.vm.sev_state().asid;
-    for (g, private, e) in snap {
+    let snap = t.vm.rmp_snapshot(gfn_range(base, base + 512));
+    let asid = t.vm.sev_state().asid();
+    for GfnState {
+        gfn: Gfn(g),
+        private,
+        rmp,
+    } in snap
+    {
         if g < base + 253 {
             let shared_now = g == base + 2;
             assert_eq!(private, !shared_now, "GFN {g:#x}");
             if !shared_now {
-                let (e, size) = e.unwrap();
+                let RmpState { entry: e, size } = rmp.unwrap();
                 assert!(e.assigned() && e.validated() && e.asid() == asid && e.gpa() == g << 12);
                 assert_eq!(size, PageSize::Size4K);
             }
         } else {
             // Never converted, never used except the faulting read at +300 (prepared, not validated).
             assert!(private);
-            if let Some((e, _)) = e {
+            if let Some(RmpState { entry: e, .. }) = rmp {
                 assert!(!e.validated());
             }
         }
     }
     // The host reads ciphertext of the private page.
-    let (p, spa) = t.vm.lookup(base << 12).unwrap();
-    assert!(p);
+    let Some(Backing::Private(spa)) = t.vm.lookup(Gpa(base << 12)) else {
+        panic!("GFN {base:#x} has no private backing");
+    };
     let mut raw = [0u8; 12];
     t.vm.host()
         .soc()
@@ -522,7 +542,7 @@ fn psc_2m_entries_partial_progress_and_psmash() {
         let (g, _) = psc(cpu, hdr(0, 1), &two)?;
         assert_eq!(g.sw_exit_info_2, 0);
         assert_eq!(
-            cpu.pvalidate(a << 12, PageSize::Size2M, true)?,
+            cpu.pvalidate(Gpa(a << 12), PageSize::Size2M, true)?,
             softsev_abi::rmp::RmpStatus::SUCCESS
         );
         // A 2 MiB entry already half done continues as 4 KiB pages.
@@ -538,7 +558,7 @@ fn psc_2m_entries_partial_progress_and_psmash() {
         )?;
         assert_eq!(g.sw_exit_info_2, 0);
         // The rest of the 2 MiB page is still validated and usable as 4 KiB pages.
-        cpu.write((a + 2) << 12, b"still here", true)?;
+        cpu.write(Gpa((a + 2) << 12), CBit::Private, b"still here")?;
         Ok(GuestEnd::Halt)
     });
     // Prefault on conversion: private 2 MiB ranges become 2 MiB RMP entries at once.
@@ -550,22 +570,25 @@ fn psc_2m_entries_partial_progress_and_psmash() {
                     assert_eq!(args[1], 256, "the rest of a half-done 2 MiB entry");
                     assert_eq!(args[2] & 0xF, KVM_MAP_GPA_RANGE_PAGE_SZ_2M);
                 }
-                assert!(t.vm.handle_map_gpa_range(exit, true));
+                assert!(t.vm.handle_map_gpa_range(exit, Prefault::Now));
             }
             VcpuExit::Hlt => break,
             other => panic!("unexpected exit {other:?}"),
         }
     }
-    let snap = t.vm.rmp_snapshot(a..a + 1024);
-    let (e0, s0) = snap[0].2.unwrap();
+    let snap = t.vm.rmp_snapshot(gfn_range(a, a + 1024));
+    let RmpState {
+        entry: e0,
+        size: s0,
+    } = snap[0].rmp.unwrap();
     assert_eq!(s0, PageSize::Size4K, "smashed");
     assert!(e0.assigned() && e0.validated());
-    assert!(snap[1].2.is_none_or(|(e, _)| !e.assigned()));
-    let (e2, _) = snap[2].2.unwrap();
+    assert!(snap[1].rmp.is_none_or(|r| !r.entry.assigned()));
+    let e2 = snap[2].rmp.unwrap().entry;
     assert!(e2.validated() && e2.gpa() == (a + 2) << 12);
     // The second 2 MiB range: first half private (2 MiB entry smashed by the partial
     // conversion), second half shared.
-    assert!(snap[512 + 255].1 && !snap[512 + 256].1);
+    assert!(snap[512 + 255].private && !snap[512 + 256].private);
     // RMP work done by the gmem hooks is in the VM's log.
     assert!(
         t.vm.events()
@@ -580,7 +603,7 @@ fn implicit_conversion_through_memory_fault() {
     let mut t = vm_with(1, false);
     t.vcpus[0].set_guest(|cpu: &mut GuestCpu| -> G {
         // A shared access to a private GFN: KVM_EXIT_MEMORY_FAULT, the VMM converts.
-        cpu.write(0x30_0000, b"hello host", false)?;
+        cpu.write(Gpa(0x30_0000), CBit::Shared, b"hello host")?;
         Ok(GuestEnd::Halt)
     });
     let exit = t.vcpus[0].run().unwrap().clone();
@@ -593,8 +616,13 @@ fn implicit_conversion_through_memory_fault() {
         }
     );
     assert_eq!(exit.errno(), Some(Errno::EFAULT));
-    t.vm.convert_memory(0x30_0000, PAGE_SIZE_4K, false, false)
-        .unwrap();
+    t.vm.convert_memory(
+        Gpa(0x30_0000),
+        PAGE_SIZE_4K,
+        MemAttr::Shared,
+        Prefault::OnAccess,
+    )
+    .unwrap();
     assert_eq!(t.vcpus[0].run().unwrap().clone(), VcpuExit::Hlt);
     let mut b = [0u8; 10];
     t.vm.host()
@@ -726,15 +754,15 @@ fn mmio_io_cpuid_msr_and_misc_events() {
 fn ap_creation_create_destroy_and_vmsa_checks() {
     let mut t = vm_with(3, false);
     let vmsa: u64 = 0x20_1000;
-    let features = t.vm.sev_state().vmsa_features;
+    let features = t.vm.sev_state().vmsa_features();
     t.vcpus[0].set_guest(move |cpu: &mut GuestCpu| -> G {
         setup_ghcb(cpu)?;
         // A VMSA page: private, validated, VMSA bit set by RMPADJUST (target VMPL1).
         assert_eq!(
-            cpu.pvalidate(vmsa, PageSize::Size4K, true)?,
+            cpu.pvalidate(Gpa(vmsa), PageSize::Size4K, true)?,
             softsev_abi::rmp::RmpStatus::SUCCESS
         );
-        let st = cpu.rmpadjust(vmsa, PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
+        let st = cpu.rmpadjust(Gpa(vmsa), PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
         assert_eq!(st, softsev_abi::rmp::RmpStatus::SUCCESS);
         let create = |apic| ap_creation_info1(ApCreateOp::CREATE, apic);
         // Checks: RAX missing / wrong features, 2 MiB-aligned or unaligned VMSA GPA.
@@ -764,9 +792,9 @@ fn ap_creation_create_destroy_and_vmsa_checks() {
         Ok(GuestEnd::Halt)
     });
     assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
-    assert_eq!(t.vcpus[1].ap_state(), ApState::Created(vmsa));
+    assert_eq!(t.vcpus[1].ap_state(), ApState::Created(Gpa(vmsa)));
     t.vcpus[1].set_guest(move |cpu: &mut GuestCpu| -> G {
-        assert_eq!(cpu.vmsa_gpa(), Some(vmsa));
+        assert_eq!(cpu.vmsa_gpa(), Some(Gpa(vmsa)));
         Ok(GuestEnd::Halt)
     });
     assert_eq!(t.vcpus[1].run().unwrap().clone(), VcpuExit::Hlt);
@@ -798,7 +826,7 @@ fn ap_creation_create_destroy_and_vmsa_checks() {
 /// MSG_REPORT_REQ in the shared request page, the NAE event, the response opened.
 fn client(cpu: &mut GuestCpu) -> Result<GuestMsgClient, GuestFault> {
     let mut sp = vec![0u8; 4096];
-    cpu.read(SECRETS_GFN << 12, &mut sp, true)?;
+    cpu.read(Gpa(SECRETS_GFN << 12), CBit::Private, &mut sp)?;
     let secrets = SecretsPage::parse(&sp).expect("secrets page");
     Ok(GuestMsgClient::new(secrets.vmpck(0).unwrap(), 0))
 }
@@ -817,7 +845,7 @@ fn report_guest(
         .unwrap();
     let mut page = vec![0u8; 4096];
     page[..msg.len()].copy_from_slice(&msg);
-    cpu.write(REQ, &page, false)?;
+    cpu.write(Gpa(REQ), CBit::Shared, &page)?;
     let g = match ext {
         None => nae(cpu, NaeExit::GUEST_REQUEST, REQ, RESP, |_| {})?,
         Some((gpa, n)) => nae(cpu, NaeExit::EXT_GUEST_REQUEST, REQ, RESP, |g| {
@@ -828,7 +856,7 @@ fn report_guest(
     if g.sw_exit_info_2 != 0 {
         return Ok((g, None));
     }
-    cpu.read(RESP, &mut page, false)?;
+    cpu.read(Gpa(RESP), CBit::Shared, &mut page)?;
     let payload = client.response(&page).expect("response opens with VMPCK0");
     Ok((g, Some(ReportRsp::read_from_prefix(&payload).unwrap().0)))
 }
@@ -857,16 +885,16 @@ fn guest_request_reaches_the_firmware_and_back() {
         assert_eq!(rsp.report.report_data, [0x77; 64]);
         assert_eq!(rsp.report.host_data, [0x42; 32]);
         // Without the certificate exit, an extended request gets an empty table.
-        cpu.write(CERTS, &[0xAA; 64], false)?;
+        cpu.write(Gpa(CERTS), CBit::Shared, &[0xAA; 64])?;
         let (g, rsp) = report_guest(cpu, &mut c, Some((CERTS, 1)))?;
         assert_eq!(g.sw_exit_info_2, 0);
         assert!(rsp.is_some());
         let mut tbl = [0u8; 32];
-        cpu.read(CERTS, &mut tbl, false)?;
+        cpu.read(Gpa(CERTS), CBit::Shared, &mut tbl)?;
         assert_eq!(&tbl[..24], &[0; 24]);
         assert_eq!(tbl[24], 0xAA);
         // A request the firmware rejects (garbage header): its status in SW_EXITINFO2[31:0].
-        cpu.write(REQ, &[0x5Au8; 4096], false)?;
+        cpu.write(Gpa(REQ), CBit::Shared, &[0x5Au8; 4096])?;
         let g = nae(cpu, NaeExit::GUEST_REQUEST, REQ, RESP, |_| {})?;
         assert_eq!(g.sw_exit_info_1, 0);
         assert_eq!(g.sw_exit_info_2 >> 32, 0);
@@ -900,7 +928,7 @@ fn extended_request_certificate_exit_and_buffer_too_small() {
         assert_eq!(g.sw_exit_info_2, 0);
         assert!(rsp.is_some());
         let mut e = CertTableEntry::default();
-        cpu.read(CERTS, e.as_mut_bytes(), false)?;
+        cpu.read(Gpa(CERTS), CBit::Shared, e.as_mut_bytes())?;
         assert_eq!((e.offset, e.length), (48, 3));
         // Unaligned certificate buffer.
         let g = nae(cpu, NaeExit::EXT_GUEST_REQUEST, REQ, RESP, |g| {
@@ -970,11 +998,11 @@ fn a_running_vmsa_is_in_use() {
     let mut t = vm_with(2, false);
     let vmsa: u64 = 0x20_1000;
     let flag: u64 = 0x30_0000;
-    let features = t.vm.sev_state().vmsa_features;
+    let features = t.vm.sev_state().vmsa_features();
     t.vcpus[0].set_guest(move |cpu: &mut GuestCpu| -> G {
         setup_ghcb(cpu)?;
-        cpu.pvalidate(vmsa, PageSize::Size4K, true)?;
-        cpu.rmpadjust(vmsa, PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
+        cpu.pvalidate(Gpa(vmsa), PageSize::Size4K, true)?;
+        cpu.rmpadjust(Gpa(vmsa), PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
         let g = nae(
             cpu,
             NaeExit::AP_CREATION,
@@ -994,7 +1022,7 @@ fn a_running_vmsa_is_in_use() {
         let _ = started_tx.send(());
         let mut b = [0u8; 1];
         loop {
-            cpu.read(flag, &mut b, false)?;
+            cpu.read(Gpa(flag), CBit::Shared, &mut b)?;
             if b[0] == 1 {
                 return Ok(GuestEnd::Halt);
             }
@@ -1004,12 +1032,12 @@ fn a_running_vmsa_is_in_use() {
     let runner = std::thread::spawn(move || ap.run().map(|e| e.clone()));
     started_rx.recv().unwrap();
     let e =
-        t.vm.convert_memory(vmsa, PAGE_SIZE_4K, false, false)
+        t.vm.convert_memory(Gpa(vmsa), PAGE_SIZE_4K, MemAttr::Shared, Prefault::OnAccess)
             .unwrap_err();
     assert_eq!(e.errno, Errno::EIO, "{e}");
     assert!(e.reason.contains("FAIL_INUSE"), "{e}");
-    let (_, _, rmp) = t.vm.rmp_snapshot(vmsa >> 12..(vmsa >> 12) + 1)[0];
-    let (entry, _) = rmp.unwrap();
+    let rmp = t.vm.rmp_snapshot(gfn_range(vmsa >> 12, (vmsa >> 12) + 1))[0].rmp;
+    let entry = rmp.unwrap().entry;
     assert!(entry.assigned() && entry.vmsa() && entry.validated());
     t.vm.host()
         .user()
@@ -1022,11 +1050,11 @@ fn a_running_vmsa_is_in_use() {
 fn ap_create_on_init_waits_for_init() {
     let mut t = vm_with(2, false);
     let vmsa: u64 = 0x20_3000;
-    let features = t.vm.sev_state().vmsa_features;
+    let features = t.vm.sev_state().vmsa_features();
     t.vcpus[0].set_guest(move |cpu: &mut GuestCpu| -> G {
         setup_ghcb(cpu)?;
-        cpu.pvalidate(vmsa, PageSize::Size4K, true)?;
-        cpu.rmpadjust(vmsa, PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
+        cpu.pvalidate(Gpa(vmsa), PageSize::Size4K, true)?;
+        cpu.rmpadjust(Gpa(vmsa), PageSize::Size4K, 1 | RMPADJUST_VMSA_PAGE_BIT)?;
         let info1 = ap_creation_info1(ApCreateOp::CREATE_ON_INIT, 1);
         let g = nae(cpu, NaeExit::AP_CREATION, info1, vmsa, |g| {
             g.set(GhcbField::Rax, features)
@@ -1035,11 +1063,11 @@ fn ap_create_on_init_waits_for_init() {
         Ok(GuestEnd::Halt)
     });
     assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], false), VcpuExit::Hlt);
-    assert_eq!(t.vcpus[1].ap_state(), ApState::PendingInit(vmsa));
+    assert_eq!(t.vcpus[1].ap_state(), ApState::PendingInit(Gpa(vmsa)));
     t.vcpus[1].send_init();
-    assert_eq!(t.vcpus[1].ap_state(), ApState::Created(vmsa));
+    assert_eq!(t.vcpus[1].ap_state(), ApState::Created(Gpa(vmsa)));
     t.vcpus[1].set_guest(move |cpu: &mut GuestCpu| -> G {
-        assert_eq!(cpu.vmsa_gpa(), Some(vmsa));
+        assert_eq!(cpu.vmsa_gpa(), Some(Gpa(vmsa)));
         Ok(GuestEnd::Halt)
     });
     assert_eq!(t.vcpus[1].run().unwrap().clone(), VcpuExit::Hlt);
@@ -1085,12 +1113,12 @@ fn four_vcpus_convert_memory_concurrently() {
                     let mut g = Ghcb::request(2, NaeExit::PSC, 0, 0);
                     g.shared_buffer.copy_from_slice(d.as_bytes());
                     g.set(GhcbField::SwScratch, ghcb + GHCB_SHARED_BUF_OFFSET as u64);
-                    let out = cpu.ghcb_call(ghcb, &g)?;
+                    let out = cpu.ghcb_call(Gpa(ghcb), &g)?;
                     assert_eq!(out.sw_exit_info_2, 0);
                 }
                 let gpa = (base + u64::from(round)) << 12;
-                cpu.pvalidate(gpa, PageSize::Size4K, true)?;
-                cpu.write(gpa, &[round; 8], true)?;
+                cpu.pvalidate(Gpa(gpa), PageSize::Size4K, true)?;
+                cpu.write(Gpa(gpa), CBit::Private, &[round; 8])?;
             }
             Ok(GuestEnd::Halt)
         });
@@ -1104,9 +1132,14 @@ fn four_vcpus_convert_memory_concurrently() {
     assert_eq!(softsev_host::fuzz::check_invariants(&vm), None);
     for i in 0..4u64 {
         let base = 0x800 + i * 0x100;
-        for (g, private, e) in vm.rmp_snapshot(base..base + 64) {
+        for GfnState {
+            gfn: Gfn(g),
+            private,
+            rmp,
+        } in vm.rmp_snapshot(gfn_range(base, base + 64))
+        {
             assert!(private);
-            let validated = e.is_some_and(|(e, _)| e.validated());
+            let validated = rmp.is_some_and(|r| r.entry.validated());
             assert_eq!(
                 validated,
                 g == base + 19,
@@ -1198,7 +1231,7 @@ fn kvm_exact_errors_fail_kvm_run() {
     });
     let v = &mut t.vcpus[0];
     assert!(matches!(v.run().unwrap(), VcpuExit::Hypercall { .. }));
-    assert!(t.vm.handle_map_gpa_range(v.exit_mut(), false));
+    assert!(t.vm.handle_map_gpa_range(v.exit_mut(), Prefault::OnAccess));
     let e = v.run().unwrap_err();
     assert_eq!(e.errno, Errno::EINVAL);
     assert!(e.reason.contains("registered"), "{e}");

@@ -48,12 +48,17 @@ fn linux_like_boot_on_the_soft_host() {
         let exit = t.vcpus[0].run().unwrap();
         match exit {
             VcpuExit::Hypercall { .. } => {
-                assert!(t.vm.handle_map_gpa_range(exit, false));
+                assert!(t.vm.handle_map_gpa_range(exit, Prefault::OnAccess));
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & softsev_abi::kvm::KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
+                let to = if *flags & softsev_abi::kvm::KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
+                    MemAttr::Private
+                } else {
+                    MemAttr::Shared
+                };
                 let (g, s) = (*gpa, *size);
-                t.vm.convert_memory(g, s, private, false).unwrap();
+                t.vm.convert_memory(Gpa(g), s, to, Prefault::OnAccess)
+                    .unwrap();
             }
             VcpuExit::SnpReqCerts { gpa, npages, ret } => {
                 cert_exits += 1;
@@ -92,7 +97,7 @@ fn linux_like_boot_on_the_soft_host() {
     let r = AttestationReport::parse(&report.report).unwrap();
     assert_eq!(r.report_data, [7; 64]);
     assert_eq!(r.host_data, [0x42; 32]);
-    let gctx = t.vm.sev_state().snp_context.unwrap();
+    let gctx = t.vm.sev_state().snp_context().unwrap();
     assert_eq!(
         Some(r.measurement),
         t.vm.host().firmware().launch_digest(gctx)

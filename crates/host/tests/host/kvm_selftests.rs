@@ -2,10 +2,11 @@
 //! sev_smoke_test.c, sev_migrate_tests.c) re-expressed against the software host, with
 //! the same expected errors, plus KVM's argument checks of the SNP launch commands.
 use crate::common::*;
-use softsev_abi::FwStatus;
 use softsev_abi::ghcb::{MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP};
 use softsev_abi::kvm::*;
 use softsev_abi::vmsa::SEV_FEATURE_DEBUG_SWAP;
+use softsev_abi::{CBit, FwStatus, Gpa};
+use softsev_guest::GuestPlatform;
 use softsev_host::*;
 
 const KNOWN_FEATURES: u64 = SEV_FEATURE_DEBUG_SWAP;
@@ -115,7 +116,7 @@ fn init2_ghcb_version_and_ordering() {
     let vm = h.create_vm(VmType::SNP).unwrap();
     init2(&vm, KvmSevInit::default()).unwrap();
     let st = vm.sev_state();
-    assert_eq!((st.vmsa_features, st.ghcb_version), (1, 2));
+    assert_eq!((st.vmsa_features(), st.ghcb_version()), (1, 2));
     assert_eq!(
         init2(&vm, KvmSevInit::default()).unwrap_err().errno,
         Errno::EINVAL
@@ -144,7 +145,7 @@ fn init2_ghcb_version_and_ordering() {
     let vm = h.create_vm(VmType::DEFAULT).unwrap();
     let (r, _) = sev_ioctl(&vm, SevCmdId::ES_INIT, &mut [0u8; 8]);
     r.unwrap();
-    assert_eq!(vm.sev_state().ghcb_version, 1);
+    assert_eq!(vm.sev_state().ghcb_version(), 1);
     // Commands before init: ENOTTY.
     let vm = h.create_vm(VmType::SNP).unwrap();
     let (r, _) = sev_ioctl(
@@ -156,13 +157,13 @@ fn init2_ghcb_version_and_ordering() {
 }
 
 fn guest_snp_code(cpu: &mut GuestCpu) -> Result<GuestEnd, GuestFault> {
-    let s = cpu.rdmsr(MSR_SEV_STATUS);
+    let s = cpu.rdmsr(MSR_SEV_STATUS)?;
     let want = SEV_STATUS_SEV | SEV_STATUS_SEV_ES | SEV_STATUS_SNP;
     if s & want != want {
         // GUEST_ASSERT failure: report through a termination with set 1 code 0xff.
         cpu.msr_protocol(0x100 | (1 << 12) | (0xff << 16))?;
     }
-    cpu.wrmsr(softsev_abi::ghcb::MSR_GHCB, 0x100);
+    cpu.wrmsr(softsev_abi::ghcb::MSR_GHCB, 0x100)?;
     cpu.vmgexit()?;
     Ok(GuestEnd::Halt)
 }
@@ -423,10 +424,11 @@ fn snp_launch_update_checks_and_progress() {
     r.unwrap();
     assert_eq!((z.gfn_start, z.len, z.uaddr), (8, 0, 0));
     // Every launched page is guest-valid, owned by the guest at its GPA.
-    let asid = vm.sev_state().asid;
+    let asid = vm.sev_state().asid();
     for g in 0..8u64 {
-        let (private, spa) = vm.lookup(g * 4096).unwrap();
-        assert!(private);
+        let Some(Backing::Private(spa)) = vm.lookup(Gpa(g * 4096)) else {
+            panic!("GFN {g} has no private backing");
+        };
         let (e, _) = h.soc().rmp_lookup(spa).unwrap();
         assert!(e.assigned() && e.validated() && !e.immutable(), "GFN {g}");
         assert_eq!((e.asid(), e.gpa()), (asid, g * 4096));
@@ -471,7 +473,7 @@ fn snp_launch_update_cpuid_rejection_copies_the_corrected_page_back() {
     // copied back to the VMM's buffer.
     assert_eq!(&back[..0x30], &page[..0x30]);
     // The page went back to the hypervisor and can be populated again.
-    let (_, spa) = vm.lookup(0).unwrap();
+    let (Backing::Private(spa) | Backing::Shared(spa)) = vm.lookup(Gpa(0)).unwrap();
     assert!(!h.soc().rmp_lookup(spa).unwrap().0.assigned());
 }
 
@@ -509,7 +511,7 @@ fn snp_launch_finish_and_run_ordering() {
     );
     assert_eq!(v.run().unwrap().reason(), ExitReason::HLT);
     // The firmware sees a running guest with our host data.
-    let gctx = vm.sev_state().snp_context.unwrap();
+    let gctx = vm.sev_state().snp_context().unwrap();
     let info = h.firmware().guest_info(gctx).unwrap();
     assert_eq!(info.host_data[0], 0x5A);
     // Finish again: the firmware refuses (guest not in LAUNCH).
@@ -536,7 +538,10 @@ fn asid_exhaustion_and_recycling() {
             ..Default::default()
         },
     );
-    assert_eq!(h.asid_range(AsidClass::Snp), (1, 2));
+    assert_eq!(
+        h.asid_range(AsidClass::Snp),
+        AsidRange { first: 1, last: 2 }
+    );
     let a = launched_snp(&h, 1 << 20, 1, 1, SNP_POLICY);
     let b = launched_snp(&h, 1 << 20, 1, 1, SNP_POLICY);
     let c = h.create_vm(VmType::SNP).unwrap();
@@ -547,15 +552,15 @@ fn asid_exhaustion_and_recycling() {
     // SEV uses its own range.
     let s = h.create_vm(VmType::SEV).unwrap();
     init2(&s, KvmSevInit::default()).unwrap();
-    assert!(s.sev_state().asid >= 3);
-    let asid_a = a.vm.sev_state().asid;
+    assert!(s.sev_state().asid() >= 3);
+    let asid_a = a.vm.sev_state().asid();
     let in_use = h.phys().in_use();
     drop(a);
     assert!(h.phys().in_use() < in_use, "teardown returns pages");
     assert_eq!(h.phys().leaked(), 0);
     // The freed ASID ran (ACTIVATE): reusing it needs WBINVD + SNP_DF_FLUSH.
     let d = launched_snp(&h, 1 << 20, 1, 1, SNP_POLICY);
-    assert_eq!(d.vm.sev_state().asid, asid_a);
+    assert_eq!(d.vm.sev_state().asid(), asid_a);
     assert!(
         h.events()
             .snapshot()
@@ -579,9 +584,9 @@ fn sev_migrate_and_mirror_rules() {
         "vCPU count differs"
     );
     let _dv = dst.create_vcpu(0).unwrap();
-    let asid = src.sev_state().asid;
+    let asid = src.sev_state().asid();
     dst.move_enc_context_from(&src).unwrap();
-    assert_eq!(dst.sev_state().asid, asid);
+    assert_eq!(dst.sev_state().asid(), asid);
     // The source is no longer an SEV guest.
     let (r, _) = sev_ioctl(
         &src,
@@ -609,7 +614,7 @@ fn sev_migrate_and_mirror_rules() {
     // Mirrors.
     let m = h.create_vm(VmType::SEV).unwrap();
     m.copy_enc_context_from(&dst).unwrap();
-    assert_eq!(m.sev_state().asid, asid);
+    assert_eq!(m.sev_state().asid(), asid);
     assert_eq!(
         m.copy_enc_context_from(&dst).unwrap_err().errno,
         Errno::EINVAL,
@@ -630,7 +635,10 @@ fn sev_migrate_and_mirror_rules() {
     drop(m);
     drop(_dv);
     drop(dst);
-    assert!(h.asid_counts().1 >= 1, "the moved ASID waits for a flush");
+    assert!(
+        h.asid_counts().awaiting_flush >= 1,
+        "the moved ASID waits for a flush"
+    );
 }
 
 #[test]
@@ -705,13 +713,13 @@ fn teardown_returns_every_page_and_the_asid() {
         let mut t = launched_snp(&h, 8 << 20, 2, 16, SNP_POLICY);
         t.vcpus[0].set_guest(|cpu: &mut GuestCpu| {
             // Touch private memory (prepared on first use) and shared memory.
-            cpu.write(0x20_0000, b"x", false)?;
-            let _ = cpu.read(0x30_0000, &mut [0u8; 4], true);
+            cpu.write(Gpa(0x20_0000), CBit::Shared, b"x")?;
+            let _ = cpu.read(Gpa(0x30_0000), CBit::Private, &mut [0u8; 4]);
             Ok(GuestEnd::Halt)
         });
         assert_eq!(run_vmm(&t.vm, &mut t.vcpus[0], true), VcpuExit::Hlt);
         assert!(h.phys().in_use() > base);
-        assert_eq!(h.asid_counts().0, 1);
+        assert_eq!(h.asid_counts().in_use, 1);
     }
     // VMM memory stays mapped (it belongs to the VMM); everything else came back.
     let user_pages = (8 << 20) / 4096 + 1;
@@ -722,7 +730,13 @@ fn teardown_returns_every_page_and_the_asid() {
         base
     );
     assert_eq!(h.phys().leaked(), 0);
-    assert_eq!(h.asid_counts(), (0, 1));
+    assert_eq!(
+        h.asid_counts(),
+        AsidCounts {
+            in_use: 0,
+            awaiting_flush: 1
+        }
+    );
     // No page of the SoC is still owned by the old ASID.
     assert_eq!(h.soc().fw_rmp_count_asid(1), 0);
 }
@@ -736,13 +750,25 @@ fn ciphertext_hiding_splits_the_asid_ranges() {
             ..Default::default()
         },
     );
-    assert_eq!(h.asid_range(AsidClass::Snp), (1, 5));
-    assert_eq!(h.asid_range(AsidClass::SevEs), (6, 15));
-    assert_eq!(h.asid_range(AsidClass::Sev), (16, 1006));
+    assert_eq!(
+        h.asid_range(AsidClass::Snp),
+        AsidRange { first: 1, last: 5 }
+    );
+    assert_eq!(
+        h.asid_range(AsidClass::SevEs),
+        AsidRange { first: 6, last: 15 }
+    );
+    assert_eq!(
+        h.asid_range(AsidClass::Sev),
+        AsidRange {
+            first: 16,
+            last: 1006
+        }
+    );
     let es = h.create_vm(VmType::SEV_ES).unwrap();
     init2(&es, KvmSevInit::default()).unwrap();
-    assert_eq!(es.sev_state().asid, 6);
+    assert_eq!(es.sev_state().asid(), 6);
     let snp = h.create_vm(VmType::SNP).unwrap();
     init2(&snp, KvmSevInit::default()).unwrap();
-    assert_eq!(snp.sev_state().asid, 1);
+    assert_eq!(snp.sev_state().asid(), 1);
 }

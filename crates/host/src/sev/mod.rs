@@ -1,0 +1,234 @@
+//! KVM_MEMORY_ENCRYPT_OP (host-interfaces.md §1.5–1.7; Linux `arch/x86/kvm/svm/sev.c`
+//! `sev_mem_enc_ioctl`): the dispatch of SEV commands with KVM's checks and errnos,
+//! and INIT / ES_INIT / INIT2, which make a VM an SEV, SEV-ES or SNP guest
+//! ([`SevMode`]). The SNP launch commands are in [`snp`], the move and mirror of a
+//! context in [`migrate`].
+
+mod migrate;
+mod snp;
+
+use crate::error::{Errno, KvmError, KvmResult, einval};
+use crate::events::Event;
+use crate::platform::AsidClass;
+use crate::state::{GuestRequestPages, SevMode, SevState, SnpState};
+use crate::usermem::Hva;
+use crate::vm::{GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, SoftVm};
+use softsev_abi::FwCmd;
+use softsev_abi::kvm::{KvmSevCmd, KvmSevInit, SevCmdId, VmType};
+use std::sync::atomic::Ordering;
+use zerocopy::{FromBytes, IntoBytes};
+
+impl SoftVm {
+    /// KVM_MEMORY_ENCRYPT_OP with the command in `cmd` (its `data` is a user address
+    /// in [`crate::SoftHost::user`]); `cmd.error` receives the firmware status.
+    pub fn memory_encrypt_op(&self, cmd: &mut KvmSevCmd) -> KvmResult {
+        let id = SevCmdId(cmd.id);
+        let span = tracing::debug_span!("memory_encrypt_op", ?id);
+        let _g = span.enter();
+        cmd.error = 0;
+        let r = self.encrypt_op(id, cmd);
+        if let Err(e) = &r
+            && let Some(s) = e.fw
+        {
+            cmd.error = s.0;
+        }
+        self.inner.log.push(Event::EncryptOp {
+            id: id.0,
+            errno: r.as_ref().err().map_or(0, |e| e.errno.0),
+            fw_error: cmd.error,
+        });
+        r
+    }
+
+    fn encrypt_op(&self, id: SevCmdId, cmd: &KvmSevCmd) -> KvmResult {
+        let h = &self.inner.host;
+        if !h.params.sev {
+            return Err(KvmError::new(Errno::ENOTTY, "SEV is disabled"));
+        }
+        let mut sev = self.inner.sev.lock();
+        match id {
+            SevCmdId::INIT | SevCmdId::ES_INIT => {
+                if self.inner.vm_type != VmType::DEFAULT {
+                    return einval("legacy INIT on a VM that is not KVM_X86_DEFAULT_VM");
+                }
+                let es = id == SevCmdId::ES_INIT;
+                let init = KvmSevInit {
+                    ghcb_version: u16::from(es),
+                    ..Default::default()
+                };
+                return self.guest_init(
+                    &mut sev,
+                    &init,
+                    if es { VmType::SEV_ES } else { VmType::SEV },
+                );
+            }
+            SevCmdId::INIT2 => {
+                if !matches!(
+                    self.inner.vm_type,
+                    VmType::SEV | VmType::SEV_ES | VmType::SNP
+                ) {
+                    return einval(format!("INIT2 on a {:?} VM", self.inner.vm_type));
+                }
+                let init: KvmSevInit = self.copy_from_user(cmd.data)?;
+                return self.guest_init(&mut sev, &init, self.inner.vm_type);
+            }
+            _ => {}
+        }
+        if !sev.is_usable() {
+            return Err(KvmError::new(Errno::ENOTTY, "not an SEV guest"));
+        }
+        let snp = sev.snp().is_some();
+        if snp && id.0 < SevCmdId::SNP_LAUNCH_START.0 {
+            return Err(KvmError::new(
+                Errno::EPERM,
+                format!("{id:?} on an SNP guest"),
+            ));
+        }
+        match id {
+            SevCmdId::SNP_LAUNCH_START => self.snp_launch_start(&mut sev, cmd),
+            SevCmdId::SNP_LAUNCH_UPDATE => self.snp_launch_update(&sev, cmd),
+            SevCmdId::SNP_LAUNCH_FINISH => self.snp_launch_finish(&mut sev, cmd),
+            SevCmdId::SNP_ENABLE_REQ_CERTS => self.snp_enable_req_certs(&mut sev),
+            SevCmdId::LAUNCH_START
+            | SevCmdId::LAUNCH_UPDATE_DATA
+            | SevCmdId::LAUNCH_UPDATE_VMSA
+            | SevCmdId::LAUNCH_SECRET
+            | SevCmdId::LAUNCH_MEASURE
+            | SevCmdId::LAUNCH_FINISH
+            | SevCmdId::SEND_START
+            | SevCmdId::SEND_UPDATE_DATA
+            | SevCmdId::SEND_FINISH
+            | SevCmdId::SEND_CANCEL
+            | SevCmdId::RECEIVE_START
+            | SevCmdId::RECEIVE_UPDATE_DATA
+            | SevCmdId::RECEIVE_FINISH
+            | SevCmdId::GUEST_STATUS
+            | SevCmdId::DBG_DECRYPT
+            | SevCmdId::DBG_ENCRYPT
+            | SevCmdId::GET_ATTESTATION_REPORT => {
+                if snp {
+                    return Err(KvmError::new(
+                        Errno::ENOTTY,
+                        format!("{id:?} is not an SNP command"),
+                    ));
+                }
+                // The legacy SEV API: forwarded to the firmware, which answers with its
+                // status (the firmware model implements only the SNP ABI).
+                let legacy = match id {
+                    SevCmdId::LAUNCH_START => FwCmd::LAUNCH_START,
+                    SevCmdId::LAUNCH_UPDATE_DATA => FwCmd::LAUNCH_UPDATE_DATA,
+                    SevCmdId::LAUNCH_UPDATE_VMSA => FwCmd::LAUNCH_UPDATE_VMSA,
+                    SevCmdId::LAUNCH_MEASURE => FwCmd::LAUNCH_MEASURE,
+                    SevCmdId::LAUNCH_SECRET => FwCmd::LAUNCH_UPDATE_SECRET,
+                    SevCmdId::LAUNCH_FINISH => FwCmd::LAUNCH_FINISH,
+                    SevCmdId::GUEST_STATUS => FwCmd::GUEST_STATUS,
+                    SevCmdId::DBG_DECRYPT => FwCmd::DBG_DECRYPT,
+                    SevCmdId::DBG_ENCRYPT => FwCmd::DBG_ENCRYPT,
+                    SevCmdId::GET_ATTESTATION_REPORT => FwCmd::ATTESTATION,
+                    _ => return einval(format!("{id:?}: migration is not supported by this host")),
+                };
+                h.psp
+                    .raw(legacy)
+                    .map_err(|s| KvmError::fw(s, format!("{id:?}")))
+            }
+            _ => einval(format!("unknown or unsupported command {id:?}")),
+        }
+    }
+
+    /// Read a command structure from the VMM's memory.
+    pub(super) fn copy_from_user<T: FromBytes + IntoBytes>(&self, uaddr: u64) -> KvmResult<T> {
+        let mut v = T::new_zeroed();
+        self.inner.host.user.read(Hva(uaddr), v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// Write a command structure (its outputs) back to the VMM's memory.
+    pub(super) fn copy_to_user<T: IntoBytes + zerocopy::Immutable>(
+        &self,
+        uaddr: u64,
+        v: &T,
+    ) -> KvmResult {
+        self.inner.host.user.write(Hva(uaddr), v.as_bytes())
+    }
+
+    fn guest_init(&self, sev: &mut SevState, init: &KvmSevInit, vm_type: VmType) -> KvmResult {
+        let h = &self.inner.host;
+        if !self.inner.vcpus.lock().is_empty() {
+            return einval("SEV init after vCPUs were created");
+        }
+        if init.flags != 0 {
+            return einval(format!("kvm_sev_init.flags {:#x} must be 0", init.flags));
+        }
+        let es = vm_type != VmType::SEV;
+        let valid = if es { h.supported_vmsa_features() } else { 0 };
+        if init.vmsa_features & !valid != 0 {
+            return einval(format!(
+                "vmsa_features {:#x} not within the supported {valid:#x}",
+                init.vmsa_features
+            ));
+        }
+        if init.ghcb_version > GHCB_VERSION_MAX || (!es && init.ghcb_version != 0) {
+            return einval(format!("ghcb_version {}", init.ghcb_version));
+        }
+        if vm_type == VmType::SNP && init.ghcb_version != 0 && init.ghcb_version < 2 {
+            return einval(format!(
+                "SNP needs GHCB version 2, got {}",
+                init.ghcb_version
+            ));
+        }
+        if sev.is_active() {
+            return einval("SEV already initialised");
+        }
+        let (allowed, class) = match vm_type {
+            VmType::SNP => (h.params.sev_snp, AsidClass::Snp),
+            VmType::SEV_ES => (h.params.sev_es, AsidClass::SevEs),
+            _ => (h.params.sev, AsidClass::Sev),
+        };
+        if !allowed {
+            return einval(format!("{vm_type:?} guests are disabled"));
+        }
+        let asid = h.asid_alloc(class)?;
+        let ghcb_version = if es && init.ghcb_version == 0 {
+            GHCB_VERSION_DEFAULT
+        } else {
+            init.ghcb_version
+        };
+        let (mode, vmsa_features) = match vm_type {
+            VmType::SNP => (
+                SevMode::Snp(SnpState::new(self.guest_request_pages(asid)?)),
+                init.vmsa_features | softsev_abi::vmsa::SEV_FEATURE_SNP_ACTIVE,
+            ),
+            VmType::SEV_ES => (SevMode::SevEs, init.vmsa_features),
+            _ => (SevMode::Sev, init.vmsa_features),
+        };
+        self.inner.asid.store(asid, Ordering::Relaxed);
+        *sev = SevState::initialised(mode, asid, vmsa_features, ghcb_version);
+        Ok(())
+    }
+
+    /// The guest-request bounce pages of a new SNP guest of `asid` (freed with the ASID
+    /// on failure).
+    fn guest_request_pages(&self, asid: u32) -> KvmResult<GuestRequestPages> {
+        let h = &self.inner.host;
+        let req = h.alloc_page();
+        let resp = h.alloc_page();
+        match (req, resp) {
+            (Ok(request), Ok(response)) => {
+                if let Err(e) = h.psp.make_firmware_page(response) {
+                    h.alloc.free_4k(request);
+                    h.alloc.free_4k(response);
+                    h.asid_free(asid);
+                    return Err(e);
+                }
+                Ok(GuestRequestPages { request, response })
+            }
+            (a, b) => {
+                for p in [a, b].into_iter().flatten() {
+                    h.alloc.free_4k(p);
+                }
+                h.asid_free(asid);
+                Err(KvmError::new(Errno::ENOMEM, "guest request pages"))
+            }
+        }
+    }
+}

@@ -6,13 +6,14 @@
 //! guest-owned page of the VM belongs to its ASID at its own GPA, and no GFN is both
 //! shared (attribute) and backed by a guest-owned private page.
 
-use crate::{GuestCpu, GuestEnd, GuestFault, ModuleParams, SoftHost, SoftVm, VcpuExit};
+use crate::{
+    GuestCpu, GuestEnd, GuestFault, ModuleParams, SoftHost, SoftPlatform, SoftVm, VcpuExit,
+};
 use softsev_abi::ghcb::{GHCB_SHARED_BUF_OFFSET, Ghcb, GhcbField, GhcbMsg, NaeExit};
 use softsev_abi::kvm::*;
 use softsev_abi::{PAGE_SIZE_4K, Product};
+use softsev_firmware::FirmwareConfig;
 use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
-use softsev_soc::{Soc, SocConfig};
 use std::sync::{Arc, OnceLock};
 use zerocopy::IntoBytes;
 
@@ -156,18 +157,19 @@ fn host() -> Arc<SoftHost> {
             )
         })
         .clone();
-    let soc = Arc::new(Soc::new(SocConfig::new(64 << 20)));
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"ghcb fuzz".to_vec());
-    let fw = Arc::new(Firmware::new(soc, chip, cfg));
-    match SoftHost::new(
-        fw,
-        ModuleParams {
+    let platform = SoftPlatform::builder(Product::Milan)
+        .mem(64 << 20)
+        .chip(chip)
+        .firmware_config(cfg)
+        .module_params(ModuleParams {
             event_log_cap: 0,
             ..Default::default()
-        },
-    ) {
-        Ok(h) => h,
+        })
+        .build();
+    match platform {
+        Ok(p) => p.host().clone(),
         Err(e) => panic!("fuzz setup: {e}"),
     }
 }

@@ -1,13 +1,12 @@
-//! Shared test setup: a Milan SoC + firmware + software host, an SNP VM with one
+//! Shared test setup: a Milan software platform (from `SoftPlatform::builder`), an SNP VM with one
 //! guest_memfd memslot, launch helpers through KVM_MEMORY_ENCRYPT_OP, and a VMM loop
 //! that answers MAP_GPA_RANGE and memory-fault exits the way QEMU does.
 
 use softsev_abi::kvm::*;
 use softsev_abi::{PAGE_SIZE_4K, Product};
+use softsev_firmware::FirmwareConfig;
 use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
 use softsev_host::*;
-use softsev_soc::{Soc, SocConfig};
 use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -20,12 +19,18 @@ pub fn chip() -> Arc<Chip> {
 }
 
 pub fn host_with(mem: u64, params: ModuleParams) -> Arc<SoftHost> {
-    let soc = Arc::new(Soc::new(SocConfig::new(mem)));
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"host tests".to_vec());
     cfg.min_sev_asid = 16;
-    let fw = Arc::new(Firmware::new(soc, chip(), cfg));
-    SoftHost::new(fw, params).unwrap()
+    SoftPlatform::builder(Product::Milan)
+        .mem(mem)
+        .chip(chip())
+        .firmware_config(cfg)
+        .module_params(params)
+        .build()
+        .unwrap()
+        .host()
+        .clone()
 }
 
 pub fn host() -> Arc<SoftHost> {
@@ -65,8 +70,6 @@ pub struct TestVm {
     pub vm: SoftVm,
     pub vcpus: Vec<SoftVcpu>,
     pub uaddr: Hva,
-    pub gmem: u32,
-    pub size: u64,
 }
 
 pub fn add_memory(vm: &SoftVm, size: u64) -> (Hva, u32) {
@@ -124,7 +127,7 @@ pub fn launched_snp_with(
     }
     vm.enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)
         .unwrap();
-    let (uaddr, gmem) = add_memory(&vm, size);
+    let (uaddr, _gmem) = add_memory(&vm, size);
     vm.set_memory_attributes(&KvmMemoryAttributes {
         address: 0,
         size,
@@ -178,13 +181,7 @@ pub fn launched_snp_with(
     };
     let (r, e) = sev_ioctl(&vm, SevCmdId::SNP_LAUNCH_FINISH, &mut f);
     r.unwrap_or_else(|err| panic!("launch finish: {err} (fw {e:#x})"));
-    TestVm {
-        vm,
-        vcpus,
-        uaddr,
-        gmem,
-        size,
-    }
+    TestVm { vm, vcpus, uaddr }
 }
 
 /// Run a vCPU, answering MAP_GPA_RANGE hypercalls and memory faults like QEMU

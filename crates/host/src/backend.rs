@@ -15,11 +15,10 @@
 //! The software backend implements them for [`SoftHost`], [`SoftVm`], [`SoftVcpu`] and
 //! [`UserMemory`]; what only a simulator can do is in [`crate::SoftPlatformExt`].
 
-use crate::error::KvmResult;
-use crate::platform::SoftHost;
-use crate::usermem::{Hva, UserMemory};
-use crate::vcpu::{CpuidEntry, SoftVcpu, VcpuExit};
-use crate::vm::SoftVm;
+// Through the crate root's re-exports only, so the modules behind them can move.
+use crate::{
+    CpuidEntry, Errno, Hva, KvmError, KvmResult, SoftHost, SoftVcpu, SoftVm, UserMemory, VcpuExit,
+};
 use softsev_abi::kvm::{
     KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevCmd, KvmSevInit, KvmSevSnpLaunchFinish,
     KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate, KvmUserspaceMemoryRegion2, SevCmdId, VmType,
@@ -102,6 +101,12 @@ pub trait Vm: Send + Sync + Debug {
     fn memory_encrypt_op(&self, cmd: &mut KvmSevCmd) -> KvmResult;
     /// KVM_CREATE_VCPU.
     fn create_vcpu(&self, id: u32) -> KvmResult<Box<dyn Vcpu>>;
+    /// KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM: take over `source`'s encryption context
+    /// (intra-host migration); `-EBADF` if `source` is not a VM of this backend.
+    fn move_enc_context_from(&self, source: &dyn Vm) -> KvmResult;
+    /// KVM_CAP_VM_COPY_ENC_CONTEXT_FROM: become a mirror of `source`'s context;
+    /// `-EBADF` if `source` is not a VM of this backend.
+    fn copy_enc_context_from(&self, source: &dyn Vm) -> KvmResult;
 
     /// `KVM_SEV_INIT2`.
     fn sev_init2(&self, init: &KvmSevInit) -> KvmResult {
@@ -264,6 +269,23 @@ impl Vm for SoftVm {
     fn create_vcpu(&self, id: u32) -> KvmResult<Box<dyn Vcpu>> {
         Ok(Box::new(SoftVm::create_vcpu(self, id)?))
     }
+    fn move_enc_context_from(&self, source: &dyn Vm) -> KvmResult {
+        SoftVm::move_enc_context_from(self, soft_source(source)?)
+    }
+    fn copy_enc_context_from(&self, source: &dyn Vm) -> KvmResult {
+        SoftVm::copy_enc_context_from(self, soft_source(source)?)
+    }
+}
+
+/// The source VM of a context move/copy: a file descriptor that is not a VM of this
+/// backend is EBADF, as for a non-VM fd.
+fn soft_source(source: &dyn Vm) -> KvmResult<&SoftVm> {
+    source.as_any().downcast_ref().ok_or_else(|| {
+        KvmError::new(
+            Errno::EBADF,
+            "the source is not a VM of the software backend",
+        )
+    })
 }
 
 impl Vcpu for SoftVcpu {

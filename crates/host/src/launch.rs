@@ -94,9 +94,7 @@
 //! }
 //! ```
 
-use crate::backend::{Vcpu, Vm, VmmMemory};
-use crate::error::KvmError;
-use crate::usermem::Hva;
+use crate::{Hva, KvmError, Vcpu, Vm, VmmMemory};
 use softsev_abi::kvm::{
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KvmMemoryAttributes, KvmSevInit, KvmSevSnpLaunchFinish,
     KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate,
@@ -197,17 +195,17 @@ impl fmt::Display for LaunchStep {
 }
 
 /// Why a launch step failed. The firmware status, when there is one, is in the KVM
-/// error ([`KvmError::fw`]) and nowhere else.
+/// error ([`KvmError::fw`]) and nowhere else; the message includes the KVM error (it
+/// is not also a `source`, so an error chain prints it once).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
     /// An ioctl (or a VMM-memory access staging its data) failed.
-    #[error("{step}: {source}")]
+    #[error("{step}: {error}")]
     Kvm {
         /// The step.
         step: LaunchStep,
         /// The KVM error: errno, firmware status, reason.
-        #[source]
-        source: KvmError,
+        error: KvmError,
     },
     /// SNP_LAUNCH_UPDATE returned success without consuming any of the range.
     #[error("{step}: no progress ({remaining:#x} bytes left)")]
@@ -230,7 +228,7 @@ impl LaunchError {
     /// The KVM error, if an ioctl failed.
     pub fn kvm(&self) -> Option<&KvmError> {
         match self {
-            LaunchError::Kvm { source, .. } => Some(source),
+            LaunchError::Kvm { error, .. } => Some(error),
             LaunchError::NoProgress { .. } => None,
         }
     }
@@ -242,7 +240,7 @@ impl LaunchError {
 }
 
 fn at(step: LaunchStep) -> impl FnOnce(KvmError) -> LaunchError {
-    move |source| LaunchError::Kvm { step, source }
+    move |error| LaunchError::Kvm { step, error }
 }
 
 /// One range of the launch image for [`SnpLauncher::update_data`].

@@ -10,13 +10,11 @@
 //! and SoC handles, RMP inspection and the firmware's launch observers.
 //! [`hypervisor`] is the runtime factory.
 
-use crate::backend::{Hypervisor, Vcpu, Vm, VmmMemory};
-use crate::error::{KvmError, KvmResult};
-use crate::events::EventLog;
-use crate::guest::GuestFn;
-use crate::platform::{ModuleParams, SoftHost};
-use crate::vcpu::SoftVcpu;
-use crate::vm::{GfnState, SoftVm};
+// Through the crate root's re-exports only, so the modules behind them can move.
+use crate::{
+    EventLog, GfnState, GuestFn, Hypervisor, KvmError, KvmResult, ModuleParams, SoftHost, SoftVcpu,
+    SoftVm, Vcpu, Vm, VmmMemory,
+};
 use softsev_abi::kvm::{KvmCap, VmType};
 use softsev_abi::rmp::RmpUpdateInput;
 use softsev_abi::{Gpa, PAGE_SIZE_2M, Product, Spa};
@@ -27,15 +25,16 @@ use std::any::Any;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Why a platform could not be built.
+/// Why a platform could not be built. The message includes the cause (no separate
+/// `source`, so an error chain does not repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     /// The chip identity could not be derived.
     #[error("chip: {0}")]
-    Chip(#[source] IdentityError),
+    Chip(IdentityError),
     /// The host refused to start (SNP_INIT at probe failed, no memory).
     #[error("host: {0}")]
-    Host(#[source] KvmError),
+    Host(KvmError),
 }
 
 /// The software platform: one SoC, its chip, the firmware on it and the host.

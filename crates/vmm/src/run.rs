@@ -5,7 +5,7 @@
 //! INIT2, guest_memfd memslots, SNP_LAUNCH_START, a VMSA per vCPU, LAUNCH_UPDATE of
 //! every planned range with the memory attributes set private first,
 //! SNP_LAUNCH_FINISH. vCPU 0 then runs the guest model (`softsev_guest::boot`) while
-//! [`run_loop`] plays QEMU's part of KVM_RUN: MAP_GPA_RANGE page-state changes, memory
+//! `run_loop` plays QEMU's part of KVM_RUN: MAP_GPA_RANGE page-state changes, memory
 //! faults, the certificate exit of extended guest requests, termination.
 //!
 //! The software-only parts go through [`SoftPlatformExt`]: installing the guest model on
@@ -126,7 +126,7 @@ impl std::fmt::Debug for RunOutcome {
 pub enum RunError {
     /// The platform could not be built.
     #[error("platform: {0}")]
-    Build(#[from] PlatformError),
+    Build(PlatformError),
     /// The plan or the platform does not fit what the run needs.
     #[error("platform: {0}")]
     Platform(String),
@@ -139,7 +139,6 @@ pub enum RunError {
         /// What was being done.
         step: String,
         /// The KVM error (errno, firmware status, reason).
-        #[source]
         err: KvmError,
     },
     /// The firmware rejected CPUID functions of the CPUID page.
@@ -149,7 +148,7 @@ pub enum RunError {
     CpuidRejected(Vec<usize>),
     /// The guest's attestation report could not be parsed.
     #[error("the guest's attestation report: {0}")]
-    Report(#[source] ReportError),
+    Report(ReportError),
     /// The guest attests another launch digest than the plan expects.
     #[error("the guest attests measurement {attested}, the plan expects {expected}")]
     MeasurementMismatch {
@@ -179,6 +178,12 @@ pub enum RunError {
         /// The exit.
         exit: String,
     },
+}
+
+impl From<PlatformError> for RunError {
+    fn from(e: PlatformError) -> Self {
+        RunError::Build(e)
+    }
 }
 
 fn hex(b: &[u8]) -> String {

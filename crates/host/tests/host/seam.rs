@@ -343,3 +343,26 @@ fn soft_only_calls_refuse_objects_of_another_backend() {
         .unwrap_err();
     assert_eq!(e.errno, Errno::EINVAL);
 }
+
+#[test]
+fn context_moves_go_through_the_trait_to_the_backend() {
+    let p = platform(b"moves");
+    let hv: &dyn Hypervisor = &*p;
+    let (a, b) = (
+        hv.create_vm(VmType::DEFAULT).unwrap(),
+        hv.create_vm(VmType::DEFAULT).unwrap(),
+    );
+    let (sa, sb) = (
+        a.as_any().downcast_ref::<SoftVm>().unwrap(),
+        b.as_any().downcast_ref::<SoftVm>().unwrap(),
+    );
+    // Neither VM has an encryption context: the trait answers as the backend does.
+    assert_eq!(
+        a.copy_enc_context_from(&*b).unwrap_err().errno,
+        sa.copy_enc_context_from(sb).unwrap_err().errno
+    );
+    assert_eq!(
+        a.move_enc_context_from(&*b).unwrap_err().errno,
+        sa.move_enc_context_from(sb).unwrap_err().errno
+    );
+}

@@ -11,10 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use softsev_abi::ghcb::*;
 use softsev_abi::kvm::*;
 use softsev_abi::{PAGE_SIZE_2M, PAGE_SIZE_4K, Product};
+use softsev_firmware::FirmwareConfig;
 use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
 use softsev_host::*;
-use softsev_soc::{Soc, SocConfig};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -23,19 +22,20 @@ use zerocopy::IntoBytes;
 const GHCB_GPA: u64 = 0x1000;
 
 fn setup(mem: u64, soc_mem: u64) -> (SoftVm, SoftVcpu) {
-    let soc = Arc::new(Soc::new(SocConfig::new(soc_mem)));
     let chip = Arc::new(Chip::from_seed(Product::Milan, b"host bench").expect("chip"));
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"bench".to_vec());
-    let fw = Arc::new(Firmware::new(soc, chip, cfg));
-    let h = SoftHost::new(
-        fw,
-        ModuleParams {
+    let platform = SoftPlatform::builder(Product::Milan)
+        .mem(soc_mem)
+        .chip(chip)
+        .firmware_config(cfg)
+        .module_params(ModuleParams {
             event_log_cap: 0,
             ..Default::default()
-        },
-    )
-    .expect("host");
+        })
+        .build()
+        .expect("platform");
+    let h = platform.host().clone();
     let vm = h.create_vm(VmType::SNP).expect("vm");
     let user = h.user().clone();
     let stage = |id: SevCmdId, data: &[u8]| {

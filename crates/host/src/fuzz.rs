@@ -7,15 +7,14 @@
 //! shared (attribute) and backed by a guest-owned private page.
 
 use crate::{
-    GuestCpu, GuestEnd, GuestFault, MemAttr, ModuleParams, Prefault, RmpState, SoftHost, SoftVm,
-    VcpuExit,
+    GuestCpu, GuestEnd, GuestFault, MemAttr, ModuleParams, Prefault, RmpState, SoftHost,
+    SoftPlatform, SoftVm, VcpuExit,
 };
 use softsev_abi::ghcb::{GHCB_SHARED_BUF_OFFSET, Ghcb, GhcbField, GhcbMsg, NaeExit};
 use softsev_abi::kvm::*;
 use softsev_abi::{AddrRange, Gfn, Gpa, PAGE_SIZE_4K, Product};
+use softsev_firmware::FirmwareConfig;
 use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
-use softsev_soc::{Soc, SocConfig};
 use std::sync::{Arc, OnceLock};
 use zerocopy::IntoBytes;
 
@@ -159,18 +158,19 @@ fn host() -> Arc<SoftHost> {
             )
         })
         .clone();
-    let soc = Arc::new(Soc::new(SocConfig::new(64 << 20)));
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"ghcb fuzz".to_vec());
-    let fw = Arc::new(Firmware::new(soc, chip, cfg));
-    match SoftHost::new(
-        fw,
-        ModuleParams {
+    let platform = SoftPlatform::builder(Product::Milan)
+        .mem(64 << 20)
+        .chip(chip)
+        .firmware_config(cfg)
+        .module_params(ModuleParams {
             event_log_cap: 0,
             ..Default::default()
-        },
-    ) {
-        Ok(h) => h,
+        })
+        .build();
+    match platform {
+        Ok(p) => p.host().clone(),
         Err(e) => panic!("fuzz setup: {e}"),
     }
 }

@@ -1,31 +1,45 @@
-//! Running a launch plan on the software platform: the SoC, the secure-processor
-//! firmware and the KVM-shaped host are built, the plan is executed the way QEMU drives
-//! KVM for an SNP guest (VM of type SNP, INIT2, guest_memfd memslots, SNP_LAUNCH_START,
-//! LAUNCH_UPDATE of every planned range with the memory attributes set private first,
-//! a VMSA per vCPU, SNP_LAUNCH_FINISH), then vCPU 0 runs the guest model
-//! (`softsev_guest::boot`) while this module plays QEMU's part of the run loop:
-//! MAP_GPA_RANGE page-state changes, memory faults, the certificate exit of extended
-//! guest requests, termination.
+//! Running a launch plan on the software platform. The platform comes from
+//! [`SoftPlatform::builder`]; the plan is executed the way QEMU drives KVM for an SNP
+//! guest, through the backend traits only ([`Hypervisor`], [`Vm`], [`Vcpu`],
+//! [`VmmMemory`]) and the host's launch typestate ([`SnpLauncher`]): VM of type SNP,
+//! INIT2, guest_memfd memslots, SNP_LAUNCH_START, a VMSA per vCPU, LAUNCH_UPDATE of
+//! every planned range with the memory attributes set private first,
+//! SNP_LAUNCH_FINISH. vCPU 0 then runs the guest model (`softsev_guest::boot`) while
+//! `run_loop` plays QEMU's part of KVM_RUN: MAP_GPA_RANGE page-state changes, memory
+//! faults, the certificate exit of extended guest requests, termination.
+//!
+//! The software-only parts go through [`SoftPlatformExt`]: installing the guest model on
+//! a vCPU, the tampering demo, the chip's certificate chain and the event log. The
+//! launch digest is what the guest attests (the MEASUREMENT field of its report, as a
+//! relying party sees it), checked against the plan's; a rejected CPUID page is
+//! explained by comparing the page sent with the one KVM copied back, as QEMU does.
 
 use crate::plan::{LaunchPlan, RegionKind};
-use softsev_abi::kvm::*;
+use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidPage};
+use softsev_abi::kvm::{
+    KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_MEM_GUEST_MEMFD,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS, KvmCap,
+    KvmCreateGuestMemfd, KvmSevInit, KvmSevSnpLaunchStart, KvmUserspaceMemoryRegion2, VmType,
+};
 use softsev_abi::ovmf::SectionType;
 use softsev_abi::page_info::PageType;
-use softsev_abi::{Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, TcbVersion};
+use softsev_abi::report::{AttestationReport, ReportError};
+use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, TcbVersion};
 use softsev_firmware::identity::{CertChain, Chip};
-use softsev_firmware::{Firmware, FirmwareConfig};
 use softsev_guest::{
     AcceptMode, ApConfig, BootConfig, BootReport, GuestError, KernelBlobs, MemRange,
 };
-use softsev_host::{
-    Backing, Errno, GuestCpu, GuestEnd, Hva, KvmError, MemAttr, ModuleParams, Prefault, SoftHost,
-    SoftVcpu, SoftVm, VcpuExit,
+use softsev_host::launch::{
+    Created, LaunchError, LaunchStep, Running, SnpFinish, SnpLauncher, SnpUpdate,
 };
-use softsev_soc::{Soc, SocConfig};
+use softsev_host::{
+    Conversion, Errno, GuestCpu, GuestEnd, Hva, Hypervisor, KvmError, PlatformError, SoftPlatform,
+    SoftPlatformExt, Vcpu, VcpuExit, Vm, VmmMemory,
+};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use zerocopy::IntoBytes;
+use zerocopy::FromBytes;
 
 /// How to run a plan.
 #[derive(Clone, Debug)]
@@ -59,7 +73,8 @@ impl Default for RunOptions {
 
 /// Everything a run produced.
 pub struct RunOutcome {
-    /// The launch digest the firmware computed.
+    /// The launch digest, as the guest attests it (MEASUREMENT of its report); equal
+    /// to the plan's expected digest, or the run fails.
     pub measurement: [u8; 48],
     /// ARK, ASK and VCEK (of REPORTED_TCB) of the chip, for verifiers.
     pub chain: CertChain,
@@ -111,22 +126,37 @@ impl std::fmt::Debug for RunOutcome {
 pub enum RunError {
     /// The platform could not be built.
     #[error("platform: {0}")]
+    Build(PlatformError),
+    /// The plan or the platform does not fit what the run needs.
+    #[error("platform: {0}")]
     Platform(String),
-    /// A KVM call failed.
-    #[error("{step}: {err}{}", fw_status(*.fw_error))]
+    /// A launch step failed (the step, the errno, the firmware status once).
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// A KVM call outside the launch sequence failed.
+    #[error("{step}: {err}")]
     Kvm {
         /// What was being done.
         step: String,
-        /// The KVM error.
+        /// The KVM error (errno, firmware status, reason).
         err: KvmError,
-        /// The firmware status KVM passed back (`kvm_sev_cmd.error`).
-        fw_error: u32,
     },
     /// The firmware rejected CPUID functions of the CPUID page.
     #[error(
         "SNP_LAUNCH_UPDATE of the CPUID page: the firmware rejected function(s) {0:?} (corrected values were written back)"
     )]
     CpuidRejected(Vec<usize>),
+    /// The guest's attestation report could not be parsed.
+    #[error("the guest's attestation report: {0}")]
+    Report(ReportError),
+    /// The guest attests another launch digest than the plan expects.
+    #[error("the guest attests measurement {attested}, the plan expects {expected}")]
+    MeasurementMismatch {
+        /// The plan's digest (hex).
+        expected: String,
+        /// MEASUREMENT of the guest's report (hex).
+        attested: String,
+    },
     /// The guest failed.
     #[error("guest: {0}")]
     Guest(#[from] GuestError),
@@ -150,11 +180,9 @@ pub enum RunError {
     },
 }
 
-fn fw_status(e: u32) -> String {
-    if e == 0 {
-        String::new()
-    } else {
-        format!(" (firmware status {})", softsev_abi::FwStatus(e))
+impl From<PlatformError> for RunError {
+    fn from(e: PlatformError) -> Self {
+        RunError::Build(e)
     }
 }
 
@@ -162,59 +190,227 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn kvm(step: impl Into<String>) -> impl FnOnce(KvmError) -> RunError {
+    let step = step.into();
+    move |err| RunError::Kvm { step, err }
+}
+
+/// One memslot: guest range and its shared backing in VMM memory.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    gpa: Gpa,
+    size: u64,
+    hva: Hva,
+}
+
+/// QEMU's side of one VM: the VM, the VMM's memory and the memslots it set up.
 struct Vmm {
-    host: Arc<SoftHost>,
-    vm: SoftVm,
-    /// (gpa, size, hva) of each memslot.
-    slots: Vec<(u64, u64, Hva)>,
+    vm: Arc<dyn Vm>,
+    mem: Arc<dyn VmmMemory>,
+    slots: Vec<Slot>,
 }
 
 impl Vmm {
-    fn hva(&self, gpa: u64) -> Option<Hva> {
+    /// The VMM address backing `gpa`.
+    fn hva(&self, gpa: Gpa) -> Option<Hva> {
         self.slots
             .iter()
-            .find(|(g, s, _)| gpa >= *g && gpa < g + s)
-            .map(|(g, _, h)| Hva(h.0 + (gpa - g)))
+            .find(|s| gpa.0 >= s.gpa.0 && gpa.0 < s.gpa.0 + s.size)
+            .map(|s| Hva(s.hva.0 + (gpa.0 - s.gpa.0)))
     }
 
-    fn kvm(step: impl Into<String>, err: KvmError) -> RunError {
-        RunError::Kvm {
-            step: step.into(),
-            err,
-            fw_error: 0,
-        }
-    }
-
-    /// KVM_MEMORY_ENCRYPT_OP with `data` staged in VMM memory; `data` gets KVM's copy back.
-    fn sev<T: IntoBytes + zerocopy::FromBytes + zerocopy::Immutable>(
-        &self,
-        step: &str,
-        id: SevCmdId,
-        data: &mut T,
-    ) -> Result<(), RunError> {
-        let user = self.host.user();
-        let len = std::mem::size_of::<T>().max(1) as u64;
-        let hva = user.mmap(len).map_err(|e| Self::kvm(step, e))?;
-        user.write(hva, data.as_bytes())
-            .map_err(|e| Self::kvm(step, e))?;
-        let mut cmd = KvmSevCmd {
-            id: id.0,
-            data: hva.0,
-            sev_fd: 3,
-            ..Default::default()
+    /// KVM_CREATE_VM(SNP) and INIT2, the certificate exit, the MAP_GPA_RANGE exit and a
+    /// guest_memfd memslot per planned region: the launcher in its `Created` state.
+    fn create(
+        hv: &dyn Hypervisor,
+        plan: &LaunchPlan,
+    ) -> Result<(Vmm, SnpLauncher<Created>), RunError> {
+        let vm = hv
+            .create_vm(VmType::SNP)
+            .map_err(kvm("KVM_CREATE_VM(SNP)"))?;
+        let mut launcher = SnpLauncher::new(
+            vm.clone(),
+            &KvmSevInit {
+                vmsa_features: plan.init2.vmsa_features,
+                ghcb_version: plan.init2.ghcb_version,
+                ..Default::default()
+            },
+        )?;
+        // Certificates for extended guest requests come from the VMM (QEMU's
+        // certs-path, else the chip's own chain).
+        launcher.enable_req_certs()?;
+        vm.enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)
+            .map_err(kvm("KVM_ENABLE_CAP(EXIT_HYPERCALL)"))?;
+        let mut vmm = Vmm {
+            mem: vm.vmm_memory(),
+            vm,
+            slots: Vec::new(),
         };
-        let r = self.vm.memory_encrypt_op(&mut cmd);
-        let back = user.read(hva, data.as_mut_bytes());
-        let _ = user.munmap(hva);
-        match r {
-            Ok(()) => back.map_err(|e| Self::kvm(step, e)),
-            Err(err) => Err(RunError::Kvm {
-                step: step.to_string(),
-                err,
-                fw_error: cmd.error,
-            }),
+        for (slot, r) in plan.memory.regions.iter().enumerate() {
+            let hva = vmm.mem.mmap(r.size).map_err(kvm("mmap guest memory"))?;
+            let gmem = vmm
+                .vm
+                .create_guest_memfd(&KvmCreateGuestMemfd {
+                    size: r.size,
+                    ..Default::default()
+                })
+                .map_err(kvm("KVM_CREATE_GUEST_MEMFD"))?;
+            vmm.vm
+                .set_user_memory_region2(&KvmUserspaceMemoryRegion2 {
+                    slot: slot as u32,
+                    flags: KVM_MEM_GUEST_MEMFD,
+                    guest_phys_addr: r.gpa.0,
+                    memory_size: r.size,
+                    userspace_addr: hva.0,
+                    guest_memfd_offset: 0,
+                    guest_memfd: gmem,
+                    ..Default::default()
+                })
+                .map_err(kvm("KVM_SET_USER_MEMORY_REGION2"))?;
+            vmm.slots.push(Slot {
+                gpa: r.gpa,
+                size: r.size,
+                hva,
+            });
+        }
+        Ok((vmm, launcher))
+    }
+
+    /// The launch proper: SNP_LAUNCH_START, the vCPUs with their VMSAs, every planned
+    /// range, SNP_LAUNCH_FINISH.
+    fn launch(
+        &self,
+        launcher: SnpLauncher<Created>,
+        plan: &LaunchPlan,
+    ) -> Result<SnpLauncher<Running>, RunError> {
+        let mut l = launcher.start(&KvmSevSnpLaunchStart {
+            policy: plan.start.policy.0,
+            gosvw: plan.start.gosvw,
+            ..Default::default()
+        })?;
+        for i in 0..plan.vcpus {
+            let state = plan
+                .vmsa(i)
+                .ok_or_else(|| RunError::Platform(format!("no VMSA for vCPU {i}")))?;
+            l.create_vcpu(i, state)?;
+        }
+        for u in &plan.updates {
+            let uaddr = self.hva(u.gpa).ok_or_else(|| {
+                let step = LaunchStep::SnpLaunchUpdate {
+                    page_type: u.page_type,
+                    gpa: u.gpa,
+                    len: u.len,
+                };
+                RunError::Platform(format!("{step}: no memslot"))
+            })?;
+            let update = SnpUpdate {
+                gpa: u.gpa,
+                len: u.len,
+                page_type: u.page_type,
+                uaddr,
+                data: &u.data,
+            };
+            match l.update_data(update) {
+                Err(e)
+                    if u.page_type == PageType::CPUID
+                        && e.fw_status() == Some(FwStatus::INVALID_PARAM) =>
+                {
+                    return Err(RunError::CpuidRejected(self.cpuid_rejected(uaddr, &u.data)));
+                }
+                r => r?,
+            }
+        }
+        let finish = SnpFinish {
+            id_block: plan.finish.id_block.as_ref().map(|b| &b[..]),
+            id_auth: plan.finish.id_auth.as_ref().map(|a| &a[..]),
+            auth_key_en: plan.finish.auth_key_en,
+            vcek_disabled: plan.finish.vcek_disabled,
+            host_data: plan.finish.host_data,
+        };
+        Ok(l.finish(&finish)?.into_running())
+    }
+
+    /// What QEMU reports when SNP_LAUNCH_UPDATE refuses the CPUID page: the functions
+    /// whose values differ between the page it sent and the page the firmware
+    /// corrected, which KVM copied back to `uaddr`.
+    fn cpuid_rejected(&self, uaddr: Hva, sent: &[u8]) -> Vec<usize> {
+        let mut back = vec![0u8; PAGE_SIZE_4K as usize];
+        if self.mem.read(uaddr, &mut back).is_err() {
+            return Vec::new();
+        }
+        let (Ok(sent), Ok(back)) = (
+            SnpCpuidPage::read_from_bytes(sent),
+            SnpCpuidPage::read_from_bytes(&back[..]),
+        ) else {
+            return Vec::new();
+        };
+        let count = (sent.count as usize).min(SNP_CPUID_COUNT_MAX);
+        sent.functions
+            .iter()
+            .zip(back.functions.iter())
+            .take(count)
+            .enumerate()
+            .filter(|(_, (s, b))| s != b)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// QEMU's `kvm_handle_hc_map_gpa_range`: convert `npages` pages at `gpa` (private
+    /// pages prepared at once); 0, or EINVAL for a range outside the memslots or a
+    /// failed conversion.
+    fn map_gpa_range(&self, gpa: u64, npages: u64, attrs: u64) -> u64 {
+        let einval = Errno::EINVAL.0 as u64;
+        let Some(size) = npages.checked_mul(PAGE_SIZE_4K) else {
+            return einval;
+        };
+        let Some(end) = gpa.checked_add(size) else {
+            return einval;
+        };
+        if !gpa.is_multiple_of(PAGE_SIZE_4K) || !self.covers(gpa, end) {
+            return einval;
+        }
+        let to = if attrs & KVM_MAP_GPA_RANGE_ENCRYPTED != 0 {
+            Conversion::ToPrivate { prefault: true }
+        } else {
+            Conversion::ToShared
+        };
+        match self.vm.convert_memory(Gpa(gpa), size, to) {
+            Ok(()) => 0,
+            Err(_) => einval,
         }
     }
+
+    /// Whether the memslots cover every page of `[gpa, end)`.
+    fn covers(&self, gpa: u64, end: u64) -> bool {
+        let mut at = gpa & !(PAGE_SIZE_4K - 1);
+        let end = end & !(PAGE_SIZE_4K - 1);
+        while at < end {
+            match self
+                .slots
+                .iter()
+                .find(|s| at >= s.gpa.0 && at < s.gpa.0 + s.size)
+            {
+                Some(s) => at = s.gpa.0 + s.size,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Memory of the platform for `plan`: the guest's RAM and regions plus 1 GiB for the
+/// host's own pages, in whole 2 MiB.
+fn platform_mem(plan: &LaunchPlan) -> u64 {
+    let top = plan
+        .memory
+        .regions
+        .iter()
+        .map(|r| r.gpa.0 + r.size)
+        .max()
+        .unwrap_or(0);
+    (plan.memory.ram_size + top)
+        .saturating_add(1 << 30)
+        .next_multiple_of(PAGE_SIZE_2M)
 }
 
 /// Run `plan` on a fresh software platform; `progress(phase)` is called as phases start.
@@ -232,220 +428,33 @@ pub fn run(
 
     // ---- the machine ----
     progress("platform");
-    let top = plan
-        .memory
-        .regions
-        .iter()
-        .map(|r| r.gpa.0 + r.size)
-        .max()
-        .unwrap_or(0);
-    let soc_bytes = (plan.memory.ram_size + top)
-        .saturating_add(1 << 30)
-        .next_multiple_of(PAGE_SIZE_2M);
-    let soc = Arc::new(Soc::new(SocConfig {
-        seed: opts.seed.clone(),
-        ..SocConfig::new(soc_bytes)
-    }));
-    let chip = Arc::new(
-        match &opts.seed {
-            Some(s) => Chip::from_seed(plan.product, s),
-            None => Chip::random(plan.product),
-        }
-        .map_err(|e| RunError::Platform(format!("chip: {e}")))?,
-    );
-    let mut fwcfg = FirmwareConfig::for_product(plan.product);
-    fwcfg.seed = opts.seed.clone();
-    let fw = Arc::new(Firmware::new(soc, chip.clone(), fwcfg));
-    let host = SoftHost::new(fw.clone(), ModuleParams::default())
-        .map_err(|e| RunError::Platform(format!("host: {e}")))?;
-    let vm = host
-        .create_vm(VmType::SNP)
-        .map_err(|e| Vmm::kvm("KVM_CREATE_VM(SNP)", e))?;
-    let mut vmm = Vmm {
-        host: host.clone(),
-        vm,
-        slots: Vec::new(),
-    };
-    let mut init = KvmSevInit {
-        vmsa_features: plan.init2.vmsa_features,
-        ghcb_version: plan.init2.ghcb_version,
-        ..Default::default()
-    };
-    vmm.sev("KVM_SEV_INIT2", SevCmdId::INIT2, &mut init)?;
-    // Certificates for extended guest requests come from the VMM (QEMU's certs-path,
-    // else the chip's own chain).
-    let mut none = [0u8; 8];
-    vmm.sev(
-        "KVM_SEV_SNP_ENABLE_REQ_CERTS",
-        SevCmdId::SNP_ENABLE_REQ_CERTS,
-        &mut none,
-    )?;
-    vmm.vm
-        .enable_cap(KvmCap::EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)
-        .map_err(|e| Vmm::kvm("KVM_ENABLE_CAP(EXIT_HYPERCALL)", e))?;
-    for (slot, r) in plan.memory.regions.iter().enumerate() {
-        let hva = host
-            .user()
-            .mmap(r.size)
-            .map_err(|e| Vmm::kvm("mmap guest memory", e))?;
-        let gmem = vmm
-            .vm
-            .create_guest_memfd(&KvmCreateGuestMemfd {
-                size: r.size,
-                ..Default::default()
-            })
-            .map_err(|e| Vmm::kvm("KVM_CREATE_GUEST_MEMFD", e))?;
-        vmm.vm
-            .set_user_memory_region2(&KvmUserspaceMemoryRegion2 {
-                slot: slot as u32,
-                flags: KVM_MEM_GUEST_MEMFD,
-                guest_phys_addr: r.gpa.0,
-                memory_size: r.size,
-                userspace_addr: hva.0,
-                guest_memfd_offset: 0,
-                guest_memfd: gmem,
-                ..Default::default()
-            })
-            .map_err(|e| Vmm::kvm("KVM_SET_USER_MEMORY_REGION2", e))?;
-        vmm.slots.push((r.gpa.0, r.size, hva));
+    let mut builder = SoftPlatform::builder(plan.product).mem(platform_mem(plan));
+    if let Some(seed) = &opts.seed {
+        builder = builder.seed(seed.clone());
     }
+    let platform = Arc::new(builder.build()?);
+    let (vmm, launcher) = Vmm::create(&*platform, plan)?;
     mark("platform", &mut t, &mut phases);
 
     // ---- launch ----
     progress("launch");
-    let policy_bits = host
+    // As QEMU asks KVM which SNP policy bits it accepts before SNP_LAUNCH_START.
+    let policy_bits = platform
         .get_device_attr(KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS)
-        .map_err(|e| Vmm::kvm("KVM_GET_DEVICE_ATTR(KVM_X86_SNP_POLICY_BITS)", e))?;
+        .map_err(|err| RunError::Kvm {
+            step: "KVM_GET_DEVICE_ATTR(KVM_X86_SNP_POLICY_BITS)".into(),
+            err,
+        })?;
     crate::config::check_policy_on_host(plan.start.policy, policy_bits)
         .map_err(|e| RunError::Platform(e.to_string()))?;
-    let mut start = KvmSevSnpLaunchStart {
-        policy: plan.start.policy.0,
-        gosvw: plan.start.gosvw,
-        ..Default::default()
-    };
-    vmm.sev(
-        "KVM_SEV_SNP_LAUNCH_START",
-        SevCmdId::SNP_LAUNCH_START,
-        &mut start,
-    )?;
-    let mut vcpus: Vec<SoftVcpu> = Vec::new();
-    for i in 0..plan.vcpus {
-        let v = vmm
-            .vm
-            .create_vcpu(i)
-            .map_err(|e| Vmm::kvm(format!("KVM_CREATE_VCPU({i})"), e))?;
-        let state = plan
-            .vmsa(i)
-            .ok_or_else(|| RunError::Platform(format!("no VMSA for vCPU {i}")))?;
-        v.set_vmsa_state(state)
-            .map_err(|e| Vmm::kvm(format!("vCPU {i} registers"), e))?;
-        vcpus.push(v);
-    }
-    for u in &plan.updates {
-        let step = format!(
-            "KVM_SEV_SNP_LAUNCH_UPDATE {:?} {}+{:#x}",
-            u.page_type, u.gpa, u.len
-        );
-        let hva = vmm
-            .hva(u.gpa.0)
-            .ok_or_else(|| RunError::Platform(format!("{step}: no memslot")))?;
-        if !u.data.is_empty() {
-            host.user()
-                .write(hva, &u.data)
-                .map_err(|e| Vmm::kvm(step.clone(), e))?;
-        }
-        vmm.vm
-            .set_memory_attributes(&KvmMemoryAttributes {
-                address: u.gpa.0,
-                size: u.len,
-                attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE,
-                flags: 0,
-            })
-            .map_err(|e| Vmm::kvm(step.clone(), e))?;
-        let mut lu = KvmSevSnpLaunchUpdate {
-            gfn_start: u.gpa.0 / PAGE_SIZE_4K,
-            uaddr: hva.0,
-            len: u.len,
-            page_type: u.page_type.0,
-            ..Default::default()
-        };
-        while lu.len > 0 {
-            let before = lu.len;
-            match vmm.sev(&step, SevCmdId::SNP_LAUNCH_UPDATE, &mut lu) {
-                Ok(()) => {}
-                Err(RunError::Kvm { fw_error, .. })
-                    if u.page_type == PageType::CPUID
-                        && fw_error == softsev_abi::FwStatus::INVALID_PARAM.0 =>
-                {
-                    let mut page = vec![0u8; PAGE_SIZE_4K as usize];
-                    let _ = host.user().read(hva, &mut page);
-                    let rejected = zerocopy::FromBytes::read_from_bytes(&page[..])
-                        .map(|p| {
-                            softsev_firmware::cpuid::rejected_functions(
-                                &softsev_firmware::cpuid::PlatformCpuid::for_product(plan.product),
-                                &p,
-                            )
-                        })
-                        .unwrap_or_default();
-                    return Err(RunError::CpuidRejected(rejected));
-                }
-                Err(e) => return Err(e),
-            }
-            if lu.len == before {
-                return Err(RunError::Platform(format!("{step}: no progress")));
-            }
-        }
-    }
-    let id_block_hva = match &plan.finish.id_block {
-        Some(b) => {
-            let h = host
-                .user()
-                .mmap(4096)
-                .map_err(|e| Vmm::kvm("id block", e))?;
-            host.user()
-                .write(h, b)
-                .map_err(|e| Vmm::kvm("id block", e))?;
-            h.0
-        }
-        None => 0,
-    };
-    let id_auth_hva = match &plan.finish.id_auth {
-        Some(a) => {
-            let h = host.user().mmap(4096).map_err(|e| Vmm::kvm("id auth", e))?;
-            host.user()
-                .write(h, &a[..])
-                .map_err(|e| Vmm::kvm("id auth", e))?;
-            h.0
-        }
-        None => 0,
-    };
-    let mut finish = KvmSevSnpLaunchFinish {
-        id_block_uaddr: id_block_hva,
-        id_auth_uaddr: id_auth_hva,
-        id_block_en: u8::from(plan.finish.id_block.is_some()),
-        auth_key_en: u8::from(plan.finish.auth_key_en),
-        vcek_disabled: u8::from(plan.finish.vcek_disabled),
-        host_data: plan.finish.host_data,
-        ..Default::default()
-    };
-    vmm.sev(
-        "KVM_SEV_SNP_LAUNCH_FINISH",
-        SevCmdId::SNP_LAUNCH_FINISH,
-        &mut finish,
-    )?;
-    let measurement = vmm
-        .vm
-        .sev_state()
-        .snp_context()
-        .and_then(|gctx| fw.launch_digest(gctx))
-        .ok_or_else(|| RunError::Platform("no guest context after LAUNCH_FINISH".into()))?;
+    let launched = vmm.launch(launcher, plan)?;
     mark("launch", &mut t, &mut phases);
 
     // ---- the guest ----
     progress("boot");
-    let boot_cfg = boot_config(plan, opts)?;
-    let reported_tcb = fw.reported_tcb();
-    let chain = chip
+    let reported_tcb = platform.firmware().reported_tcb();
+    let chain = platform
+        .chip()
         .vcek_chain(&reported_tcb)
         .map_err(|e| RunError::Platform(format!("VCEK chain: {e}")))?;
     let cert_table = match &plan.certs {
@@ -455,38 +464,76 @@ pub fn run(
             .to_bytes()
             .map_err(|e| RunError::Platform(format!("certificate table: {e}")))?,
     };
+    let (boot, tamper) = boot(&platform, &vmm, launched, plan, opts, &cert_table)?;
+    let attested = AttestationReport::parse(&boot.report)
+        .map_err(RunError::Report)?
+        .measurement;
+    if attested != plan.expected_digest {
+        return Err(RunError::MeasurementMismatch {
+            expected: hex(&plan.expected_digest),
+            attested: hex(&attested),
+        });
+    }
+    mark("boot", &mut t, &mut phases);
+    Ok(RunOutcome {
+        measurement: attested,
+        chain,
+        boot,
+        reported_tcb,
+        chip: platform.chip().clone(),
+        events: platform.events().to_json_lines(),
+        phases,
+        tamper,
+    })
+}
+
+/// Boot the launched guest: the guest model on vCPU 0 (then the tampering demo, if
+/// asked), the APs it started on theirs.
+fn boot(
+    platform: &Arc<SoftPlatform>,
+    vmm: &Vmm,
+    launched: SnpLauncher<Running>,
+    plan: &LaunchPlan,
+    opts: &RunOptions,
+    cert_table: &[u8],
+) -> Result<(BootReport, Option<TamperResult>), RunError> {
+    let boot_cfg = boot_config(plan, opts)?;
+    let (_, mut vcpus) = launched.into_parts();
     let (tx, rx) = mpsc::channel::<Result<(BootReport, Option<TamperResult>), GuestError>>();
     let Some(bsp) = vcpus.first_mut() else {
         return Err(RunError::Platform("no vCPUs".into()));
     };
     let tamper_gpa = opts.tamper_gpa;
-    let (tvm, tsoc) = (vmm.vm.clone(), host.soc().clone());
-    bsp.set_guest(move |cpu: &mut GuestCpu| {
-        match softsev_guest::Guest::boot(&mut *cpu, &boot_cfg) {
-            Ok((mut guest, report)) => {
-                let tamper = tamper_gpa.map(|gpa| {
-                    let host_action = tamper_page(&tvm, &tsoc, gpa);
-                    let mut buf = [0u8; 8];
-                    let guest_saw = guest
-                        .read_private(&mut *cpu, Gpa(gpa), &mut buf)
-                        .err()
-                        .map(|e| e.to_string());
-                    TamperResult {
-                        gpa,
-                        host_action,
-                        guest_saw,
-                    }
-                });
-                let _ = tx.send(Ok((report, tamper)));
-                Ok(GuestEnd::Halt)
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                Ok(GuestEnd::Shutdown)
-            }
+    let (tplatform, tvm) = (platform.clone(), vmm.vm.clone());
+    let guest = move |cpu: &mut GuestCpu| match softsev_guest::Guest::boot(&mut *cpu, &boot_cfg) {
+        Ok((mut guest, report)) => {
+            let tamper = tamper_gpa.map(|gpa| {
+                let host_action = tplatform
+                    .tamper_rmp_entry(&*tvm, Gpa(gpa))
+                    .unwrap_or_else(|e| e.to_string());
+                let mut buf = [0u8; 8];
+                let guest_saw = guest
+                    .read_private(&mut *cpu, Gpa(gpa), &mut buf)
+                    .err()
+                    .map(|e| e.to_string());
+                TamperResult {
+                    gpa,
+                    host_action,
+                    guest_saw,
+                }
+            });
+            let _ = tx.send(Ok((report, tamper)));
+            Ok(GuestEnd::Halt)
         }
-    });
-    if let Err(e) = run_loop(&vmm, bsp, &cert_table) {
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            Ok(GuestEnd::Shutdown)
+        }
+    };
+    platform
+        .set_guest(&mut **bsp, Box::new(guest))
+        .map_err(kvm("install the guest on vCPU 0"))?;
+    if let Err(e) = run_loop(vmm, &mut **bsp, cert_table) {
         // Tear the vCPUs down so a guest still waiting on its VMGEXIT ends, then take
         // its own account of what went wrong.
         drop(vcpus);
@@ -515,97 +562,48 @@ pub fn run(
     // The APs the guest created run from their new VMSA: check SEV_STATUS, register
     // their own GHCB, query the hypervisor features, halt.
     for v in vcpus.iter_mut().skip(1) {
-        let Some(i) = boot.aps_started.iter().position(|id| *id == v.id()) else {
+        let id = v.id();
+        let Some(i) = boot.aps_started.iter().position(|ap| *ap == id) else {
             continue;
         };
         let Some(ghcb) = boot.ap_ghcbs.get(i).copied() else {
             continue;
         };
-        let id = v.id();
-        v.set_guest(
-            move |cpu: &mut GuestCpu| match softsev_guest::ap::ap_entry(cpu, ghcb) {
-                Ok(_) => Ok(GuestEnd::Halt),
-                Err(e) => {
-                    tracing::warn!(ap = id, error = %e, "AP failed");
-                    Ok(GuestEnd::Shutdown)
-                }
-            },
-        );
-        run_loop(&vmm, v, &cert_table)?;
+        let ap = move |cpu: &mut GuestCpu| match softsev_guest::ap::ap_entry(cpu, ghcb) {
+            Ok(_) => Ok(GuestEnd::Halt),
+            Err(e) => {
+                tracing::warn!(ap = id, error = %e, "AP failed");
+                Ok(GuestEnd::Shutdown)
+            }
+        };
+        platform
+            .set_guest(&mut **v, Box::new(ap))
+            .map_err(kvm(format!("install the guest on vCPU {id}")))?;
+        run_loop(vmm, &mut **v, cert_table)?;
     }
-    mark("boot", &mut t, &mut phases);
-    let events = host.events().to_json_lines();
-    Ok(RunOutcome {
-        measurement,
-        chain,
-        boot,
-        reported_tcb,
-        chip,
-        events,
-        phases,
-        tamper,
-    })
+    Ok((boot, tamper))
 }
 
-/// The malicious host's move: RMPUPDATE the page backing `gpa` to the owner it already
-/// has. Any hypervisor change of an RMP entry clears the validated bit.
-fn tamper_page(vm: &SoftVm, soc: &Soc, gpa: u64) -> String {
-    let Some(Backing::Private(spa)) = vm.lookup(Gpa(gpa)) else {
-        return format!("GPA {gpa:#x} is not private guest memory; nothing changed");
-    };
-    let Ok((e, size)) = soc.rmp_lookup(spa) else {
-        return format!("no RMP entry for {spa}; nothing changed");
-    };
-    // A 2 MiB entry is changed at its head.
-    let spa = if size == softsev_soc::PageSize::Size2M {
-        softsev_abi::Spa(spa.0 & !(PAGE_SIZE_2M - 1))
-    } else {
-        spa
-    };
-    let st = soc.rmpupdate(
-        spa,
-        &softsev_abi::rmp::RmpUpdateInput {
-            gpa: e.gpa(),
-            assigned: u8::from(e.assigned()),
-            pagesize: u8::from(e.is_2m()),
-            immutable: 0,
-            asid: e.asid(),
-            ..Default::default()
-        },
-    );
-    format!(
-        "RMPUPDATE of {spa} (GPA {gpa:#x}, ASID {}) to its current owner: {st:?}",
-        e.asid()
-    )
-}
-
-/// QEMU's part of KVM_RUN: loop until the vCPU halts.
-fn run_loop(vmm: &Vmm, vcpu: &mut SoftVcpu, certs: &[u8]) -> Result<(), RunError> {
+/// QEMU's part of KVM_RUN, over any backend's vCPU: loop until the vCPU halts.
+fn run_loop(vmm: &Vmm, vcpu: &mut dyn Vcpu, certs: &[u8]) -> Result<(), RunError> {
     let id = vcpu.id();
     loop {
-        let exit = vcpu
-            .run()
-            .map_err(|e| Vmm::kvm(format!("KVM_RUN vCPU {id}"), e))?;
+        let exit = vcpu.run().map_err(kvm(format!("KVM_RUN vCPU {id}")))?;
         match exit {
             VcpuExit::Hlt => return Ok(()),
-            VcpuExit::Hypercall { .. } => {
-                if !vmm.vm.handle_map_gpa_range(exit, Prefault::Now) {
-                    return Err(RunError::Exit {
-                        vcpu: id,
-                        exit: format!("{exit:?}"),
-                    });
-                }
+            VcpuExit::Hypercall { nr, args, ret } if *nr == KVM_HC_MAP_GPA_RANGE => {
+                *ret = vmm.map_gpa_range(args[0], args[1], args[2]);
             }
             VcpuExit::MemoryFault { flags, gpa, size } => {
                 let to = if *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0 {
-                    MemAttr::Private
+                    Conversion::ToPrivate { prefault: false }
                 } else {
-                    MemAttr::Shared
+                    Conversion::ToShared
                 };
                 let (gpa, size) = (*gpa, *size);
                 vmm.vm
-                    .convert_memory(Gpa(gpa), size, to, Prefault::OnAccess)
-                    .map_err(|e| Vmm::kvm(format!("convert {gpa:#x}"), e))?;
+                    .convert_memory(Gpa(gpa), size, to)
+                    .map_err(kvm(format!("convert {gpa:#x}")))?;
             }
             VcpuExit::SnpReqCerts { gpa, npages, ret } => {
                 let need = (certs.len() as u64).div_ceil(PAGE_SIZE_4K);
@@ -613,14 +611,13 @@ fn run_loop(vmm: &Vmm, vcpu: &mut SoftVcpu, certs: &[u8]) -> Result<(), RunError
                     *ret = Errno::ENOSPC.0 as u64;
                     *npages = need;
                 } else {
-                    let hva = vmm.hva(*gpa).ok_or_else(|| RunError::Exit {
+                    let hva = vmm.hva(Gpa(*gpa)).ok_or_else(|| RunError::Exit {
                         vcpu: id,
                         exit: format!("certificate buffer {gpa:#x} outside memory"),
                     })?;
-                    vmm.host
-                        .user()
+                    vmm.mem
                         .write(hva, certs)
-                        .map_err(|e| Vmm::kvm("write certificates", e))?;
+                        .map_err(kvm("write certificates"))?;
                     *ret = 0;
                 }
             }

@@ -1,13 +1,12 @@
-//! Shared test setup: a Milan SoC + firmware + software host, an SNP VM with one
+//! Shared test setup: a Milan software platform (from `SoftPlatform::builder`), an SNP VM with one
 //! guest_memfd memslot, launch helpers through KVM_MEMORY_ENCRYPT_OP, and a VMM loop
 //! that answers MAP_GPA_RANGE and memory-fault exits the way QEMU does.
 
 use softsev_abi::kvm::*;
 use softsev_abi::{PAGE_SIZE_4K, Product};
+use softsev_firmware::FirmwareConfig;
 use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
 use softsev_host::*;
-use softsev_soc::{Soc, SocConfig};
 use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -20,12 +19,18 @@ pub fn chip() -> Arc<Chip> {
 }
 
 pub fn host_with(mem: u64, params: ModuleParams) -> Arc<SoftHost> {
-    let soc = Arc::new(Soc::new(SocConfig::new(mem)));
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"host tests".to_vec());
     cfg.min_sev_asid = 16;
-    let fw = Arc::new(Firmware::new(soc, chip(), cfg));
-    SoftHost::new(fw, params).unwrap()
+    SoftPlatform::builder(Product::Milan)
+        .mem(mem)
+        .chip(chip())
+        .firmware_config(cfg)
+        .module_params(params)
+        .build()
+        .unwrap()
+        .host()
+        .clone()
 }
 
 pub fn host() -> Arc<SoftHost> {

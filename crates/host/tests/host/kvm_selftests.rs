@@ -680,10 +680,7 @@ fn device_attributes_and_capabilities() {
 }
 
 /// A VMM written only against the traits (as it would be against /dev/kvm).
-fn generic_vmm<H: Hypervisor>(h: &H) -> Result<ExitReason, KvmError>
-where
-    <H::Vm as Vm>::Vcpu: Vcpu,
-{
+fn generic_vmm(h: &dyn Hypervisor) -> Result<ExitReason, KvmError> {
     let types = h.check_extension(KvmCap::VM_TYPES);
     assert_ne!(types & (1 << VmType::SNP.0), 0);
     let vm = h.create_vm(VmType::DEFAULT)?;

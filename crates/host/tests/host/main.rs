@@ -6,3 +6,4 @@ mod fuzz_ghcb;
 mod ghcb;
 mod guest_boot;
 mod kvm_selftests;
+mod seam;

@@ -97,3 +97,45 @@ fn a_page_the_host_changed_after_validation_is_noticed() {
     let out = run(&plan, &opts(), &mut |_| {}).unwrap();
     assert!(out.tamper.is_none());
 }
+
+/// A CPUID page the firmware refuses is explained the way QEMU does it: the functions
+/// whose values differ between the page the VMM sent and the corrected page KVM copied
+/// back. The firmware's own check (an oracle here, not used by the VMM) agrees.
+#[test]
+fn a_rejected_cpuid_page_names_the_functions_the_firmware_corrected() {
+    use softsev_abi::fw_buf::SnpCpuidPage;
+    use softsev_abi::page_info::PageType;
+    use softsev_firmware::cpuid::{PlatformCpuid, rejected_functions};
+    use zerocopy::{FromBytes, IntoBytes};
+
+    let mut cfg = Config::default_run();
+    cfg.memory.size = 128 << 20;
+    cfg.smp.cpus = 1;
+    let mut plan = LaunchPlan::build(&cfg).unwrap();
+    let platform = PlatformCpuid::for_product(plan.product);
+    let update = plan
+        .updates
+        .iter_mut()
+        .find(|u| u.page_type == PageType::CPUID)
+        .expect("a CPUID page");
+    let mut page = SnpCpuidPage::read_from_bytes(&update.data[..]).unwrap();
+    let count = page.count as usize;
+    // Claim every feature bit of the first function the firmware checks.
+    let bad = (0..count)
+        .find(|&i| {
+            let mut p = page;
+            p.functions[i].edx = u32::MAX;
+            p.functions[i].ecx = u32::MAX;
+            !rejected_functions(&platform, &p).is_empty()
+        })
+        .expect("a function the firmware checks");
+    page.functions[bad].edx = u32::MAX;
+    page.functions[bad].ecx = u32::MAX;
+    update.data = page.as_bytes().to_vec();
+    let expected = rejected_functions(&platform, &page);
+    match run(&plan, &opts(), &mut |_| {}) {
+        Err(softsev_vmm::run::RunError::CpuidRejected(v)) => assert_eq!(v, expected),
+        Err(e) => panic!("expected a CPUID rejection, got: {e}"),
+        Ok(_) => panic!("the firmware accepted a CPUID page claiming every feature"),
+    }
+}

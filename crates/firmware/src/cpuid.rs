@@ -20,9 +20,7 @@
 //! docs/firmware-cpuid.md for the sources and the places where softsev differs or
 //! had to guess.
 
-use crate::platform::{
-    FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX,
-};
+use crate::{FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX};
 use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidFunction, SnpCpuidPage};
 use softsev_abi::{FwStatus, Product};
 use zerocopy::FromZeros;

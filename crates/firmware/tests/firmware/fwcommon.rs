@@ -7,7 +7,7 @@ use softsev_abi::rmp::RmpUpdateInput;
 use softsev_abi::{FwCmd, FwStatus, Product, Spa};
 use softsev_firmware::identity::Chip;
 use softsev_firmware::{Firmware, FirmwareConfig, FwResult};
-use softsev_soc::{Soc, SocConfig};
+use softsev_soc::Soc;
 use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -39,7 +39,7 @@ pub fn chip(product: Product) -> Arc<Chip> {
 
 pub struct Host {
     pub soc: Arc<Soc>,
-    pub fw: Firmware,
+    pub fw: Arc<Firmware>,
 }
 
 impl Host {
@@ -61,16 +61,18 @@ impl Host {
     }
 
     fn build(product: Product, chip: Arc<Chip>, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
-        let soc = Arc::new(Soc::new(SocConfig {
-            seed: Some(b"fw-tests".to_vec()),
-            asid_count: 16,
-            ..SocConfig::new(64 << 20)
-        }));
-        let mut cfg = FirmwareConfig::for_product(product);
-        cfg.seed = Some(b"fw-tests".to_vec());
-        f(&mut cfg);
-        let fw = Firmware::new(soc.clone(), chip, cfg);
-        Host { soc, fw }
+        let fw = Firmware::builder(product)
+            .seed(b"fw-tests")
+            .soc_bytes(64 << 20)
+            .asid_count(16)
+            .chip(chip)
+            .configure(f)
+            .build()
+            .unwrap();
+        Host {
+            soc: fw.soc().clone(),
+            fw,
+        }
     }
 
     /// Issue `cmd` with `buf` written at [`CMD`]; returns the status and the buffer
@@ -201,14 +203,6 @@ impl Host {
         self.gctx_create(GCTX).unwrap();
         self.launch_start(GCTX, policy).unwrap();
         self.activate(GCTX, ASID).unwrap();
-    }
-
-    /// A guest with one NORMAL page at GPA 0 (SPA [`GUEST_BASE`]), launched.
-    pub fn running_guest(&self, policy: u64) {
-        self.started_guest(policy);
-        self.load_page(GCTX, GUEST_BASE, 0, 1, &[0x5A; 4096])
-            .unwrap();
-        self.launch_finish(GCTX, 0, [0; 32]).unwrap();
     }
 
     pub fn platform_status(&self) -> SnpPlatformStatus {

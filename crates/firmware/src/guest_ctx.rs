@@ -428,3 +428,102 @@ impl<'a> GuestInfo<'a> {
         self.ctx.created().version
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created() -> GuestContext {
+        GuestContext::create(
+            Zeroizing::new([7; 16]),
+            TcbVersion {
+                snp: 3,
+                ..TcbVersion::default()
+            },
+            FwVersion {
+                major: 1,
+                minor: 55,
+                build: 9,
+            },
+        )
+    }
+
+    fn start() -> LaunchStart {
+        LaunchStart {
+            policy: 0x3_0000,
+            ma_gctx: None,
+            msg: GuestMsgState::from_keys(&[[1; 32]; 4]),
+            vmrk: Zeroizing::new([2; 32]),
+            report_id: [3; 32],
+            report_id_ma: [0xFF; 32],
+            imi_en: false,
+            gosvw: [0; 16],
+            desired_tsc_freq: 1000,
+        }
+    }
+
+    fn finish() -> LaunchFinish {
+        LaunchFinish {
+            family_id: [4; 16],
+            image_id: [5; 16],
+            guest_svn: 6,
+            id_block_en: true,
+            id_key_digest: [7; 48],
+            author_key_en: false,
+            author_key_digest: [0; 48],
+            host_data: [8; 32],
+            vcek_disabled: true,
+        }
+    }
+
+    #[test]
+    fn init_has_no_policy_asid_or_report_id() {
+        let g = created();
+        assert_eq!(g.state(), GuestState::Init);
+        assert_eq!((g.policy(), g.asid(), g.report_id()), (0, 0, [0; 32]));
+        assert!(g.is_inactive() && !g.vcek_disabled() && !g.has_migration_agent());
+        assert_eq!(g.launch_digest(), SnpDigest::new().digest());
+        assert!(g.info().launch().is_none());
+    }
+
+    #[test]
+    fn finish_needs_a_bound_asid_and_then_writes_the_record_once() {
+        let mut g = created().start(start());
+        assert_eq!(g.state(), GuestState::Launch);
+        // Not activated: FINISH leaves the context as it was.
+        g = g.finish(finish());
+        assert_eq!(g.state(), GuestState::Launch);
+        let l = g.inactive_launch_mut().expect("inactive LAUNCH guest");
+        l.binding = Binding::Pending(5);
+        assert!(g.inactive_launch_mut().is_none());
+        let ld = g.launch_digest();
+        let g = g.finish(finish());
+        assert_eq!(
+            (g.state(), g.asid(), g.policy()),
+            (GuestState::Running, 5, 0x3_0000)
+        );
+        let info = g.info();
+        let r = info.launch().expect("record");
+        assert_eq!(r.measurement, ld);
+        assert_eq!(r.report_id, [3; 32]);
+        assert_eq!(r.launch_tcb.snp, 3);
+        assert_eq!(
+            (r.family_id, r.guest_svn, r.host_data),
+            ([4; 16], 6, [8; 32])
+        );
+        assert_eq!(r.desired_tsc_freq_khz, 1000);
+        assert!(r.vcek_disabled && g.vcek_disabled());
+        assert_eq!(info.created_version().build, 9);
+    }
+
+    #[test]
+    fn start_only_applies_to_init() {
+        let mut g = created().start(start());
+        g.inactive_launch_mut().expect("LAUNCH").binding = Binding::Pending(1);
+        let g = g.finish(finish()).start(LaunchStart {
+            policy: 0x7_0000,
+            ..start()
+        });
+        assert_eq!((g.state(), g.policy()), (GuestState::Running, 0x3_0000));
+    }
+}

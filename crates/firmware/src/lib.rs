@@ -10,7 +10,7 @@
 //!   SEV handle).
 //! * [`guest_ctx`]: guest contexts as per-state data (INIT → LAUNCH → RUNNING), with
 //!   the one [`LaunchRecord`] LAUNCH_FINISH writes.
-//! * [`cmd`]: the command handlers by group — platform (INIT/SHUTDOWN, PLATFORM_STATUS,
+//! * `cmd`: the command handlers by group — platform (INIT/SHUTDOWN, PLATFORM_STATUS,
 //!   DF_FLUSH, CONFIG, COMMIT, VLEK_LOAD, FEATURE_INFO), guest contexts (GCTX_CREATE,
 //!   ACTIVATE, DECOMMISSION, GUEST_STATUS), launch (LAUNCH_START/UPDATE/FINISH with the
 //!   launch digest, secrets and CPUID pages, ID block checks), pages (PAGE_RECLAIM,
@@ -36,7 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
-pub mod cmd;
+mod cmd;
 pub mod cpuid;
 mod error;
 #[doc(hidden)]
@@ -49,8 +49,8 @@ pub mod state;
 
 pub use builder::{DEFAULT_SOC_BYTES, FirmwareBuilder};
 pub use cmd::{
-    FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX,
-    SECRETS_PAGE_VERSION, TSC_FACTOR,
+    APIC_ID_LIMIT, FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX,
+    MAX_APIC_IDS, SECRETS_PAGE_VERSION, TSC_FACTOR,
 };
 pub use fw::{Firmware, FirmwareConfig, FwResult};
 pub use guest_ctx::{GuestInfo, GuestState, LaunchRecord};

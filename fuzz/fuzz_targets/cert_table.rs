@@ -2,5 +2,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    softsev_firmware::identity::table::fuzz_cert_table(data);
+    softsev_firmware::fuzzing::fuzz_cert_table(data);
 });

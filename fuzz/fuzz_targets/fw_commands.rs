@@ -2,5 +2,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    softsev_firmware::fuzz::fuzz_commands(data);
+    softsev_firmware::fuzzing::fuzz_commands(data);
 });

@@ -2,5 +2,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = softsev_firmware::guest_msg::fuzz_guest_request(data);
+    let _ = softsev_firmware::fuzzing::fuzz_guest_request(data);
 });

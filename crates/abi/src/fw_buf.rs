@@ -10,18 +10,45 @@ pub const ADDR_RESERVED_MASK: u64 = 0xFFF;
 /// Reserved bits of the PAGE_RECLAIM / PAGE_UNSMASH operand (bit 0 is the page size).
 pub const RECLAIM_RESERVED_MASK: u64 = 0xFFE;
 
-macro_rules! wire {
-    ($(#[$m:meta])* $name:ident, size = $size:expr, { $( $(#[$fm:meta])* $f:ident : $t:ty = $off:expr ),* $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
-        #[repr(C)]
-        pub struct $name { $( $(#[$fm])* pub $f: $t, )* }
-        crate::assert_layout!($name, size = $size $(, $f = $off)*);
-        impl $name {
-            /// Size of the structure in bytes.
-            pub const LEN: usize = $size;
-        }
+use crate::FwCmd;
+
+/// A firmware command buffer tied to its command id: the one place that says which
+/// layout goes with which command (virtee/sev `impl_const_id!`). Every SNP command
+/// with a buffer has its own type, so a buffer cannot be issued as another command;
+/// SNP_INIT, SNP_SHUTDOWN and SNP_DF_FLUSH take none.
+pub trait FwCommand: FromBytes + IntoBytes + Immutable + KnownLayout {
+    /// The command this buffer belongs to.
+    const ID: FwCmd;
+}
+
+/// Implement [`FwCommand`] for each `buffer => command id` pair.
+macro_rules! fw_command {
+    ($($t:ty => $id:ident),* $(,)?) => {
+        $( impl FwCommand for $t { const ID: FwCmd = FwCmd::$id; } )*
     };
+}
+
+fw_command! {
+    SnpInitEx => SNP_INIT_EX,
+    SnpShutdownEx => SNP_SHUTDOWN_EX,
+    SnpPlatformStatusCmd => SNP_PLATFORM_STATUS,
+    SnpConfig => SNP_CONFIG,
+    SnpCommit => SNP_COMMIT,
+    SnpVlekLoad => SNP_VLEK_LOAD,
+    SnpFeatureInfoCmd => SNP_FEATURE_INFO,
+    SnpGctxCreate => SNP_GCTX_CREATE,
+    SnpDecommission => SNP_DECOMMISSION,
+    SnpActivate => SNP_ACTIVATE,
+    SnpActivateEx => SNP_ACTIVATE_EX,
+    SnpGuestStatusCmd => SNP_GUEST_STATUS,
+    SnpGuestRequest => SNP_GUEST_REQUEST,
+    SnpLaunchStart => SNP_LAUNCH_START,
+    SnpLaunchUpdate => SNP_LAUNCH_UPDATE,
+    SnpLaunchFinish => SNP_LAUNCH_FINISH,
+    SnpDbgDecrypt => SNP_DBG_DECRYPT,
+    SnpDbgEncrypt => SNP_DBG_ENCRYPT,
+    SnpPageReclaim => SNP_PAGE_RECLAIM,
+    SnpPageUnsmash => SNP_PAGE_UNSMASH,
 }
 
 wire!(
@@ -63,11 +90,54 @@ impl SnpShutdownEx {
 }
 
 wire!(
-    /// A command whose only operand is one physical address: SNP_PLATFORM_STATUS
-    /// (status page), SNP_GCTX_CREATE and SNP_DECOMMISSION (context page),
-    /// SNP_PAGE_RECLAIM (bit 0 = 2 MiB) and SNP_PAGE_UNSMASH.
+    /// The raw form of a command whose only operand is one physical address
+    /// (SNP_PLATFORM_STATUS, SNP_GCTX_CREATE, SNP_DECOMMISSION, SNP_PAGE_RECLAIM,
+    /// SNP_PAGE_UNSMASH), for callers that pair it with the command id themselves.
+    /// Same bytes as the typed buffers ([`SnpGctxCreate`], ...), which are
+    /// [`FwCommand`]s.
     SnpPaddr, size = 0x08, {
         /// The operand.
+        paddr: u64 = 0x00,
+    }
+);
+
+wire!(
+    /// SNP_PLATFORM_STATUS command buffer (Linux `sev_data_snp_addr`).
+    SnpPlatformStatusCmd, size = 0x08, {
+        /// Where the firmware writes [`SnpPlatformStatus`].
+        status_paddr: u64 = 0x00,
+    }
+);
+
+wire!(
+    /// SNP_GCTX_CREATE command buffer (Linux `sev_data_snp_addr`).
+    SnpGctxCreate, size = 0x08, {
+        /// The page that becomes the guest context (FIRMWARE state, 4 KiB).
+        gctx_paddr: u64 = 0x00,
+    }
+);
+
+wire!(
+    /// SNP_DECOMMISSION command buffer (Linux `sev_data_snp_addr`).
+    SnpDecommission, size = 0x08, {
+        /// Guest context page.
+        gctx_paddr: u64 = 0x00,
+    }
+);
+
+wire!(
+    /// SNP_PAGE_RECLAIM command buffer (Linux `sev_data_snp_page_reclaim`).
+    SnpPageReclaim, size = 0x08, {
+        /// The page; bit 0 = 2 MiB page, bits 11:1 reserved
+        /// ([`RECLAIM_RESERVED_MASK`]).
+        paddr: u64 = 0x00,
+    }
+);
+
+wire!(
+    /// SNP_PAGE_UNSMASH command buffer (Linux `sev_data_snp_page_unsmash`).
+    SnpPageUnsmash, size = 0x08, {
+        /// The 2 MiB-aligned head of the 512 pages to merge; bits 11:0 reserved.
         paddr: u64 = 0x00,
     }
 );
@@ -282,13 +352,39 @@ impl SnpLaunchFinish {
 }
 
 wire!(
-    /// SNP_DBG_DECRYPT / SNP_DBG_ENCRYPT command buffer (one 4 KiB page).
+    /// The raw form of the SNP_DBG_DECRYPT / SNP_DBG_ENCRYPT buffer (one 4 KiB page),
+    /// for callers that pair it with the command id themselves; the typed buffers are
+    /// [`SnpDbgDecrypt`] and [`SnpDbgEncrypt`].
     SnpDbg, size = 0x18, {
         /// Guest context page.
         gctx_paddr: u64 = 0x00,
         /// Source page.
         src_paddr: u64 = 0x08,
         /// Destination page.
+        dst_paddr: u64 = 0x10,
+    }
+);
+
+wire!(
+    /// SNP_DBG_DECRYPT command buffer: decrypt one guest page into a firmware page.
+    SnpDbgDecrypt, size = 0x18, {
+        /// Guest context page.
+        gctx_paddr: u64 = 0x00,
+        /// Guest page (read with the guest's key).
+        src_paddr: u64 = 0x08,
+        /// Destination page (FIRMWARE state, written in plaintext).
+        dst_paddr: u64 = 0x10,
+    }
+);
+
+wire!(
+    /// SNP_DBG_ENCRYPT command buffer: encrypt one page into a guest page.
+    SnpDbgEncrypt, size = 0x18, {
+        /// Guest context page.
+        gctx_paddr: u64 = 0x00,
+        /// Source page (read in plaintext).
+        src_paddr: u64 = 0x08,
+        /// Guest page (PRE_GUEST or PRE_SWAP, written with the guest's key).
         dst_paddr: u64 = 0x10,
     }
 );
@@ -445,6 +541,37 @@ mod tests {
         assert_eq!(bytes[8], 0b1_1101);
         assert_eq!(&bytes[0x18..0x1C], &[0, 1, 2, 3]);
         assert_eq!(SnpLaunchUpdate::read_from_bytes(bytes).unwrap(), lu);
+    }
+
+    /// Each command id has at most one buffer type.
+    #[test]
+    fn command_ids_are_distinct() {
+        let mut ids = vec![
+            SnpInitEx::ID,
+            SnpShutdownEx::ID,
+            SnpPlatformStatusCmd::ID,
+            SnpConfig::ID,
+            SnpCommit::ID,
+            SnpVlekLoad::ID,
+            SnpFeatureInfoCmd::ID,
+            SnpGctxCreate::ID,
+            SnpDecommission::ID,
+            SnpActivate::ID,
+            SnpActivateEx::ID,
+            SnpGuestStatusCmd::ID,
+            SnpGuestRequest::ID,
+            SnpLaunchStart::ID,
+            SnpLaunchUpdate::ID,
+            SnpLaunchFinish::ID,
+            SnpDbgDecrypt::ID,
+            SnpDbgEncrypt::ID,
+            SnpPageReclaim::ID,
+            SnpPageUnsmash::ID,
+        ];
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
     }
 
     #[test]

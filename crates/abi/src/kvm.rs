@@ -6,21 +6,9 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// The uAPI structures: the crate's `wire!` layout macro with an all-zero `Default`.
 macro_rules! uapi {
-    ($(#[$m:meta])* $name:ident, size = $size:expr, { $( $(#[$fm:meta])* $f:ident : $t:ty = $off:expr ),* $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
-        #[repr(C)]
-        pub struct $name { $( $(#[$fm])* pub $f: $t, )* }
-        crate::assert_layout!($name, size = $size $(, $f = $off)*);
-        impl Default for $name {
-            fn default() -> Self { <Self as zerocopy::FromZeros>::new_zeroed() }
-        }
-        impl $name {
-            /// Size of the structure in bytes.
-            pub const LEN: usize = $size;
-        }
-    };
+    ($($decl:tt)*) => { crate::wire!(@with_default $($decl)*); };
 }
 
 uapi!(

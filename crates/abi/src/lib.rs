@@ -7,6 +7,34 @@
 
 #![forbid(unsafe_code)]
 
+/// Declare a spec structure: `#[repr(C)]`, zerocopy derives, each field's offset
+/// written beside it and checked at compile time by `assert_layout!`, and a `LEN`
+/// constant. `wire!(@with_default ...)` also derives an all-zero `Default` (the KVM
+/// uAPI structures, which userspace builds field by field).
+///
+/// The derives name `FromBytes`, `IntoBytes`, `Immutable` and `KnownLayout` unqualified,
+/// so the declaring module imports them from zerocopy.
+macro_rules! wire {
+    (@with_default $(#[$m:meta])* $name:ident, size = $size:expr, $fields:tt) => {
+        crate::wire!($(#[$m])* $name, size = $size, $fields);
+        impl Default for $name {
+            fn default() -> Self { <Self as zerocopy::FromZeros>::new_zeroed() }
+        }
+    };
+    ($(#[$m:meta])* $name:ident, size = $size:expr, { $( $(#[$fm:meta])* $f:ident : $t:ty = $off:expr ),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+        #[repr(C)]
+        pub struct $name { $( $(#[$fm])* pub $f: $t, )* }
+        crate::assert_layout!($name, size = $size $(, $f = $off)*);
+        impl $name {
+            /// Size of the structure in bytes.
+            pub const LEN: usize = $size;
+        }
+    };
+}
+pub(crate) use wire;
+
 pub mod addr;
 pub mod ecdsa;
 pub mod fw;

@@ -7,8 +7,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use softsev_abi::guest_msg::{KeyReq, MsgType, PAGE_SIZE, ReportReq};
 use softsev_abi::{Product, TcbVersion};
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_firmware::guest_msg::{
-    GuestMsgClient, GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
+    GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
 };
 use softsev_firmware::identity::Chip;
 use zerocopy::IntoBytes;
@@ -27,7 +28,7 @@ fn bench(c: &mut Criterion) {
     env.current_tcb = tcb;
     env.reported_tcb = tcb;
     env.committed_tcb = tcb;
-    env.launch_tcb = tcb;
+    env.launch_mut().launch_tcb = tcb;
     env.report_version = ReportVersion::V3;
     let keys = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]];
     let mut rsp = vec![0u8; PAGE_SIZE];

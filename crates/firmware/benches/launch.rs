@@ -4,64 +4,59 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use softsev_abi::fw_buf::{SnpActivate, SnpLaunchStart, SnpLaunchUpdate, SnpPaddr};
+use softsev_abi::fw_buf::{SnpActivate, SnpGctxCreate, SnpLaunchStart, SnpLaunchUpdate};
 use softsev_abi::rmp::RmpUpdateInput;
 use softsev_abi::{FwCmd, Product, Spa};
-use softsev_firmware::identity::Chip;
-use softsev_firmware::{Firmware, FirmwareConfig};
-use softsev_soc::{KeySel, Soc, SocConfig};
+use softsev_firmware::Firmware;
+use softsev_soc::{KeySel, Soc};
 use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 const CMD: u64 = 0x1000;
 const GCTX: u64 = 0x10_0000;
 
-fn setup() -> (Arc<Soc>, Firmware) {
-    let soc = Arc::new(Soc::new(SocConfig {
-        seed: Some(b"bench".to_vec()),
-        ..SocConfig::new(1 << 30)
-    }));
-    let chip = Arc::new(Chip::from_seed(Product::Milan, b"bench").expect("chip"));
-    let fw = Firmware::new(
-        soc.clone(),
-        chip,
-        FirmwareConfig::for_product(Product::Milan),
-    );
-    let cmd = |c: FwCmd, b: &[u8]| {
-        soc.fw_write(Spa(CMD), KeySel::Plain, b).expect("write");
-        fw.command(c, Spa(CMD)).expect("command");
-    };
-    cmd(FwCmd::SNP_INIT, &[]);
+fn setup() -> (Arc<Soc>, Arc<Firmware>) {
+    // A seeded SoC and chip; the firmware's own randomness from the OS.
+    let fw = Firmware::builder(Product::Milan)
+        .seed(b"bench")
+        .soc_bytes(1 << 30)
+        .configure(|c| c.seed = None)
+        .build()
+        .expect("platform");
+    let soc = fw.soc().clone();
+    fw.command(FwCmd::SNP_INIT, Spa(CMD)).expect("SNP_INIT");
     soc.wbinvd();
-    cmd(FwCmd::SNP_DF_FLUSH, &[]);
+    fw.command(FwCmd::SNP_DF_FLUSH, Spa(CMD))
+        .expect("SNP_DF_FLUSH");
     let fwpage = RmpUpdateInput {
         assigned: 1,
         immutable: 1,
         ..Default::default()
     };
     assert!(soc.rmpupdate(Spa(GCTX), &fwpage).is_success());
-    cmd(FwCmd::SNP_GCTX_CREATE, SnpPaddr { paddr: GCTX }.as_bytes());
-    cmd(
-        FwCmd::SNP_LAUNCH_START,
-        SnpLaunchStart {
+    fw.call(Spa(CMD), &mut SnpGctxCreate { gctx_paddr: GCTX })
+        .expect("SNP_GCTX_CREATE");
+    fw.call(
+        Spa(CMD),
+        &mut SnpLaunchStart {
             gctx_paddr: GCTX,
             policy: 0x30000,
             ma_gctx_paddr: 0,
             flags: 0,
             desired_tsc_freq: 0,
             gosvw: [0; 16],
-        }
-        .as_bytes(),
-    );
-    cmd(
-        FwCmd::SNP_ACTIVATE,
-        SnpActivate {
+        },
+    )
+    .expect("SNP_LAUNCH_START");
+    fw.call(
+        Spa(CMD),
+        &mut SnpActivate {
             gctx_paddr: GCTX,
             asid: 1,
             pad: 0,
-        }
-        .as_bytes(),
-    );
+        },
+    )
+    .expect("SNP_ACTIVATE");
     (soc, fw)
 }
 

@@ -25,9 +25,7 @@
 //! tables (`Policy`, `RegCheck`, `LeafPolicy`, …) and `rejected_functions` are public,
 //! hidden from the docs, for the tests that pin them.
 
-use crate::platform::{
-    FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX,
-};
+use crate::{FEATURE_INFO_0_EAX, FEATURE_INFO_0_EBX, FEATURE_INFO_0_ECX, FEATURE_INFO_1_EAX};
 use softsev_abi::fw_buf::{SNP_CPUID_COUNT_MAX, SnpCpuidFunction, SnpCpuidPage};
 use softsev_abi::{FwStatus, Product};
 

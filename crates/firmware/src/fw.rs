@@ -1,37 +1,24 @@
 //! The secure processor as the host's PSP driver sees it: a command id plus a command
 //! buffer at a physical address, read and written through the SoC, with the platform
-//! and guest state machines behind it (AMD SEV firmware `sev_mcmd.c`, SNP ABI).
+//! and guest state machines behind it (AMD SEV firmware `sev_mcmd.c`, SNP ABI). The
+//! command handlers are in [`crate::cmd`], the state they share in [`crate::state`].
 
-use crate::guest::GuestContext;
+use crate::error::{CmdResult, FwError, soc_error};
+use crate::guest_ctx::{GuestContext, GuestInfo, GuestState, LaunchRecord};
 use crate::identity::Chip;
+use crate::state::{
+    AsidState, FirmwareImage, FwVersion, GuestHandle, PlatformState, SevPlatformState, State,
+};
 use parking_lot::Mutex;
-use softsev_abi::fw_buf::ADDR_RESERVED_MASK;
+use softsev_abi::fw_buf::{ADDR_RESERVED_MASK, FwCommand};
 use softsev_abi::rmp::{PageState, RmpEntry};
 use softsev_abi::{FwCmd, FwStatus, Product, Spa, TcbVersion};
 use softsev_crypto::rng::Rng;
-use softsev_soc::{KeySel, Soc, SocError};
-use std::collections::HashMap;
+use softsev_soc::{KeySel, Soc};
 use std::sync::Arc;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Result of a firmware command: `Err` carries the status the firmware returns.
 pub type FwResult<T = ()> = Result<T, FwStatus>;
-
-/// A firmware version (API major.minor and build id), as PLATFORM_STATUS and the
-/// attestation report carry it; ordered by (major, minor, build).
-pub use softsev_abi::report::FirmwareVersion as FwVersion;
-
-/// A firmware image as SNP_DOWNLOAD_FIRMWARE_EX would install it: its version and the
-/// TCB it runs at (its SNP SVN; the other components come from the boot loader, the
-/// TEE and the microcode, which [`Firmware::download_firmware`] takes from the image
-/// too, so a whole "platform update" can be modelled in one step).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FirmwareImage {
-    /// The image's version.
-    pub version: FwVersion,
-    /// The TCB the platform runs at with this image.
-    pub tcb: TcbVersion,
-}
 
 /// How the modelled platform is built.
 #[derive(Clone, Debug)]
@@ -117,49 +104,15 @@ impl FirmwareConfig {
     }
 }
 
-/// SNP platform state (`SNP_STATE_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum PlatformState {
-    /// Not initialised (after reset or SNP_SHUTDOWN).
-    Uninit = 0,
-    /// Initialised (after SNP_INIT / SNP_INIT_EX).
-    Init = 1,
-}
-
-/// The firmware's bookkeeping of an ASID (per CCX on hardware; the model has one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AsidState {
-    /// May hold stale cache lines: DF_FLUSH (after WBINVD) needed before reuse.
-    Dirty,
-    /// Free.
-    Clean,
-    /// Bound to a guest that has not run yet (activation pending).
-    Allocated,
-    /// Bound to a running guest.
-    InUse,
-}
-
-pub(crate) struct State {
-    pub snp: PlatformState,
-    pub rmp_initialized: bool,
-    pub current: FirmwareImage,
-    pub committed: FirmwareImage,
-    pub reported_tcb: TcbVersion,
-    pub mask_chip_id: bool,
-    pub mask_chip_key: bool,
-    /// Index asid - 1.
-    pub asids: Vec<AsidState>,
-    pub guests: HashMap<u64, GuestContext>,
-    pub guest_count: u32,
-    pub rng: Rng,
-}
-
 /// The AMD secure processor model.
 ///
 /// Commands go through [`Firmware::command`] exactly as Linux's PSP driver issues them:
 /// the command buffer sits in SoC memory (the firmware reads it without encryption and
 /// writes outputs back), every page operand is checked against its RMP state, and the
 /// result is the firmware status. Commands are serialised, as on the real mailbox.
+/// [`Firmware::call`] is the typed form for in-process callers: the buffer's type
+/// names its command ([`FwCommand`]). [`Firmware::builder`] assembles a SoC, a chip
+/// and a firmware in one step.
 pub struct Firmware {
     pub(crate) soc: Arc<Soc>,
     pub(crate) chip: Arc<Chip>,
@@ -187,25 +140,12 @@ impl Firmware {
             None => Rng::os(),
         };
         let max_asid = soc.asid_count().saturating_sub(1) as usize;
-        let image = config.image;
         let cpuid = crate::cpuid::PlatformCpuid::for_product(chip.product());
         Firmware {
             soc,
             chip,
             cpuid,
-            state: Mutex::new(State {
-                snp: PlatformState::Uninit,
-                rmp_initialized: false,
-                current: image,
-                committed: image,
-                reported_tcb: image.tcb,
-                mask_chip_id: false,
-                mask_chip_key: false,
-                asids: vec![AsidState::Dirty; max_asid],
-                guests: HashMap::new(),
-                guest_count: 0,
-                rng,
-            }),
+            state: Mutex::new(State::new(config.image, max_asid, rng)),
             config,
         }
     }
@@ -227,136 +167,115 @@ impl Firmware {
 
     /// Run firmware command `cmd` with its command buffer at `buf` (ignored by commands
     /// without one: SNP_INIT, SNP_SHUTDOWN, SNP_DF_FLUSH). Returns the firmware status.
+    ///
+    /// This is the mailbox: the only place where a fault of the model becomes a
+    /// status, logged (the crate docs, "Errors", have the rule).
     pub fn command(&self, cmd: FwCmd, buf: Spa) -> FwResult {
         let mut st = self.state.lock();
-        let r = self.dispatch(&mut st, cmd, buf);
-        match &r {
-            Ok(()) => tracing::debug!(?cmd, buf = %buf, "firmware command succeeded"),
-            Err(s) => tracing::debug!(?cmd, buf = %buf, status = ?s, "firmware command failed"),
+        match self.dispatch(&mut st, cmd, buf) {
+            Ok(()) => {
+                tracing::debug!(?cmd, buf = %buf, "firmware command succeeded");
+                Ok(())
+            }
+            Err(FwError::Status(s)) => {
+                tracing::debug!(?cmd, buf = %buf, status = ?s, "firmware command failed");
+                Err(s)
+            }
+            Err(e @ FwError::Model(_)) => {
+                let s = e.status();
+                tracing::error!(?cmd, buf = %buf, status = ?s, fault = %e, "firmware model fault");
+                Err(s)
+            }
         }
-        r
     }
 
-    /// Write `data` as the command buffer at `buf`, run `cmd`, and read the buffer back
-    /// into `data` (commands that return values in their buffer). A convenience for
-    /// in-process callers and tests; the host passes buffers in memory it owns.
-    pub fn call<T>(&self, cmd: FwCmd, buf: Spa, data: &mut T) -> FwResult
-    where
-        T: IntoBytes + FromBytes + Immutable + KnownLayout,
-    {
+    /// Write `data` as the command buffer at `buf`, run its command ([`FwCommand::ID`]),
+    /// and read the buffer back into `data` (commands that return values in their
+    /// buffer). For in-process callers and tests; the host passes buffers in memory it
+    /// owns and issues them with [`Firmware::command`].
+    pub fn call<T: FwCommand>(&self, buf: Spa, data: &mut T) -> FwResult {
         self.soc
             .fw_write(buf, KeySel::Plain, data.as_bytes())
             .map_err(|_| FwStatus::INVALID_ADDRESS)?;
-        let r = self.command(cmd, buf);
+        let r = self.command(T::ID, buf);
         self.soc
             .fw_read(buf, KeySel::Plain, data.as_mut_bytes())
             .map_err(|_| FwStatus::INVALID_ADDRESS)?;
         r
     }
 
-    fn dispatch(&self, st: &mut State, cmd: FwCmd, buf: Spa) -> FwResult {
-        match cmd {
-            FwCmd::SNP_INIT => self.snp_init(st, None),
-            FwCmd::SNP_INIT_EX => {
-                let b = self.read_cmd(buf)?;
-                self.snp_init(st, Some(b))
-            }
-            FwCmd::SNP_SHUTDOWN => self.snp_shutdown(st, None),
-            FwCmd::SNP_SHUTDOWN_EX => {
-                let b = self.read_cmd(buf)?;
-                self.snp_shutdown(st, Some(b))
-            }
-            FwCmd::SNP_PLATFORM_STATUS => self.snp_platform_status(st, self.read_cmd(buf)?),
-            FwCmd::SNP_DF_FLUSH => self.snp_df_flush(st),
-            FwCmd::SNP_CONFIG => self.snp_config(st, self.read_cmd(buf)?),
-            FwCmd::SNP_COMMIT => self.snp_commit(st, self.read_cmd(buf)?),
-            FwCmd::SNP_VLEK_LOAD => self.snp_vlek_load(st, self.read_cmd(buf)?),
-            FwCmd::SNP_FEATURE_INFO => self.snp_feature_info(st, self.read_cmd(buf)?),
-            FwCmd::SNP_GCTX_CREATE => self.snp_gctx_create(st, self.read_cmd(buf)?),
-            FwCmd::SNP_DECOMMISSION => self.snp_decommission(st, self.read_cmd(buf)?),
-            FwCmd::SNP_ACTIVATE => self.snp_activate(st, self.read_cmd(buf)?),
-            FwCmd::SNP_ACTIVATE_EX => self.snp_activate_ex(st, self.read_cmd(buf)?),
-            FwCmd::SNP_GUEST_STATUS => self.snp_guest_status(st, self.read_cmd(buf)?),
-            FwCmd::SNP_LAUNCH_START => self.snp_launch_start(st, self.read_cmd(buf)?),
-            FwCmd::SNP_LAUNCH_UPDATE => self.snp_launch_update(st, self.read_cmd(buf)?),
-            FwCmd::SNP_LAUNCH_FINISH => self.snp_launch_finish(st, self.read_cmd(buf)?),
-            FwCmd::SNP_DBG_DECRYPT => self.snp_dbg(st, self.read_cmd(buf)?, false),
-            FwCmd::SNP_DBG_ENCRYPT => self.snp_dbg(st, self.read_cmd(buf)?, true),
-            FwCmd::SNP_PAGE_RECLAIM => self.snp_page_reclaim(st, self.read_cmd(buf)?),
-            FwCmd::SNP_PAGE_UNSMASH => self.snp_page_unsmash(st, self.read_cmd(buf)?),
-            FwCmd::SNP_GUEST_REQUEST => self.snp_guest_request(st, self.read_cmd(buf)?),
-            // Legacy SEV API, migration (swap, page move, metadata) and firmware
-            // download by image are not modelled.
-            _ => Err(FwStatus::INVALID_COMMAND),
-        }
-    }
-
-    /// Read a command buffer of type `T` at `buf` (plaintext).
-    pub(crate) fn read_cmd<T: FromBytes + IntoBytes + Immutable + KnownLayout>(
-        &self,
-        buf: Spa,
-    ) -> FwResult<T> {
-        let mut v = T::new_zeroed();
-        self.soc
-            .fw_read(buf, KeySel::Plain, v.as_mut_bytes())
-            .map_err(|_| FwStatus::INVALID_ADDRESS)?;
-        Ok(v)
-    }
-
     /// Read `buf.len()` plaintext bytes at `spa`.
-    pub(crate) fn read_plain(&self, spa: u64, buf: &mut [u8]) -> FwResult {
+    pub(crate) fn read_plain(&self, spa: u64, buf: &mut [u8]) -> CmdResult {
         self.soc
             .fw_read(Spa(spa), KeySel::Plain, buf)
-            .map_err(soc_status)
+            .map_err(|e| soc_error(Spa(spa), e))
     }
 
     /// Write plaintext bytes at `spa`.
-    pub(crate) fn write_plain(&self, spa: u64, data: &[u8]) -> FwResult {
+    pub(crate) fn write_plain(&self, spa: u64, data: &[u8]) -> CmdResult {
         self.soc
             .fw_write(Spa(spa), KeySel::Plain, data)
-            .map_err(soc_status)
+            .map_err(|e| soc_error(Spa(spa), e))
+    }
+
+    /// Read bytes at `spa` through key `sel`.
+    pub(crate) fn read_with(&self, spa: u64, sel: KeySel, buf: &mut [u8]) -> CmdResult {
+        self.soc
+            .fw_read(Spa(spa), sel, buf)
+            .map_err(|e| soc_error(Spa(spa), e))
+    }
+
+    /// Write bytes at `spa` through key `sel`.
+    pub(crate) fn write_with(&self, spa: u64, sel: KeySel, data: &[u8]) -> CmdResult {
+        self.soc
+            .fw_write(Spa(spa), sel, data)
+            .map_err(|e| soc_error(Spa(spa), e))
     }
 
     /// The RMP entry of the 4 KiB page holding `spa` and its firmware state
     /// (`rmp_get_addr_entry_state`): DEFAULT for memory the RMP does not cover,
     /// INVALID_ADDRESS beyond memory.
-    pub(crate) fn page_state(&self, spa: u64) -> FwResult<(RmpEntry, PageState)> {
+    pub(crate) fn page_state(&self, spa: u64) -> CmdResult<(RmpEntry, PageState)> {
         if spa >= self.soc.mem_size() {
-            return Err(FwStatus::INVALID_ADDRESS);
+            return Err(FwStatus::INVALID_ADDRESS.into());
         }
         if !self.soc.rmp_covered(Spa(spa)) {
             return Ok((RmpEntry::default(), PageState::DEFAULT));
         }
-        let e = self.soc.fw_rmp_read(Spa(spa)).map_err(soc_status)?;
+        let e = self
+            .soc
+            .fw_rmp_read(Spa(spa))
+            .map_err(|e| soc_error(Spa(spa), e))?;
         Ok((e, e.page_state()))
     }
 
     /// Rewrite the RMP entry of the page at `spa`.
-    pub(crate) fn rmp_write(&self, spa: u64, e: RmpEntry) -> FwResult {
-        self.soc.fw_rmp_write(Spa(spa), e).map_err(soc_status)
+    pub(crate) fn rmp_write(&self, spa: u64, e: RmpEntry) -> CmdResult {
+        self.soc
+            .fw_rmp_write(Spa(spa), e)
+            .map_err(|e| soc_error(Spa(spa), e))
     }
 
     /// Check that the output area `[spa, spa + len)` stays in one page and that the
     /// page may receive firmware output (FIRMWARE, or any page while SNP is not
     /// initialised, or a page the RMP does not cover).
-    pub(crate) fn check_output_page(&self, st: &State, spa: u64, len: usize) -> FwResult {
+    pub(crate) fn check_output_page(&self, st: &State, spa: u64, len: usize) -> CmdResult {
         if (spa & 0xFFF) as usize + len > 0x1000 {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         if st.snp != PlatformState::Uninit {
             let (_, s) = self.page_state(spa)?;
             if s != PageState::FIRMWARE && s != PageState::DEFAULT {
-                return Err(FwStatus::INVALID_PAGE_STATE);
+                return Err(FwStatus::INVALID_PAGE_STATE.into());
             }
         }
         Ok(())
     }
 
-    /// Common prologue: platform INIT and the context page in CONTEXT state; returns
-    /// the page address.
-    pub(crate) fn require_init(&self, st: &State) -> FwResult {
+    /// Common prologue: the SNP platform in INIT.
+    pub(crate) fn require_init(&self, st: &State) -> CmdResult {
         if st.snp != PlatformState::Init {
-            return Err(FwStatus::INVALID_PLATFORM_STATE);
+            return Err(FwStatus::INVALID_PLATFORM_STATE.into());
         }
         Ok(())
     }
@@ -366,19 +285,22 @@ impl Firmware {
         &self,
         st: &'a mut State,
         gctx: u64,
-    ) -> FwResult<&'a mut GuestContext> {
+    ) -> CmdResult<&'a mut GuestContext> {
         let (_, s) = self.page_state(gctx)?;
         if s != PageState::CONTEXT {
-            return Err(FwStatus::INVALID_GUEST);
+            return Err(FwStatus::INVALID_GUEST.into());
         }
-        st.guests.get_mut(&gctx).ok_or(FwStatus::INVALID_GUEST)
+        Ok(st
+            .guests
+            .get_mut(GuestHandle::Snp(Spa(gctx)))
+            .ok_or(FwStatus::INVALID_GUEST)?)
     }
 
     /// Verify a CONTEXT page without borrowing the context.
-    pub(crate) fn check_context(&self, st: &State, gctx: u64) -> FwResult {
+    pub(crate) fn check_context(&self, st: &State, gctx: u64) -> CmdResult {
         let (_, s) = self.page_state(gctx)?;
-        if s != PageState::CONTEXT || !st.guests.contains_key(&gctx) {
-            return Err(FwStatus::INVALID_GUEST);
+        if s != PageState::CONTEXT || !st.guests.contains(GuestHandle::Snp(Spa(gctx))) {
+            return Err(FwStatus::INVALID_GUEST.into());
         }
         Ok(())
     }
@@ -390,10 +312,14 @@ impl Firmware {
         self.state.lock().snp
     }
 
+    /// The legacy SEV platform state (UNINIT: the legacy API is not modelled).
+    pub fn sev_platform_state(&self) -> SevPlatformState {
+        self.state.lock().sev
+    }
+
     /// The firmware's state of `asid`, `None` if out of range.
     pub fn asid_state(&self, asid: u32) -> Option<AsidState> {
-        let st = self.state.lock();
-        st.asids.get(asid.checked_sub(1)? as usize).copied()
+        self.state.lock().asids.get(asid)
     }
 
     /// The running firmware image.
@@ -418,12 +344,25 @@ impl Firmware {
 
     /// The current launch digest of the guest at `gctx`, if it exists.
     pub fn launch_digest(&self, gctx: Spa) -> Option<[u8; 48]> {
-        self.state.lock().guests.get(&gctx.0).map(|g| g.ld.digest())
+        self.inspect_guest(gctx, |g| g.measurement())
     }
 
     /// The guest state of the context at `gctx`, if it exists.
-    pub fn guest_state(&self, gctx: Spa) -> Option<crate::guest::GuestState> {
-        self.state.lock().guests.get(&gctx.0).map(|g| g.state)
+    pub fn guest_state(&self, gctx: Spa) -> Option<GuestState> {
+        self.inspect_guest(gctx, |g| g.state())
+    }
+
+    /// Run `f` on a view of the context at `gctx`, if it exists. The firmware is locked
+    /// while `f` runs: `f` must not call the firmware.
+    pub fn inspect_guest<R>(&self, gctx: Spa, f: impl FnOnce(GuestInfo<'_>) -> R) -> Option<R> {
+        let st = self.state.lock();
+        st.guests.get(GuestHandle::Snp(gctx)).map(|g| f(g.info()))
+    }
+
+    /// A copy of the launch record of the guest at `gctx`, once SNP_LAUNCH_FINISH
+    /// wrote it.
+    pub fn launch_record(&self, gctx: Spa) -> Option<LaunchRecord> {
+        self.inspect_guest(gctx, |g| g.launch().cloned()).flatten()
     }
 
     // ---- platform updates (not mailbox commands) ----
@@ -456,14 +395,6 @@ impl Firmware {
         }
         st.current.tcb.microcode = svn;
         Ok(())
-    }
-}
-
-/// Status for a SoC error on a firmware memory access.
-pub(crate) fn soc_status(e: SocError) -> FwStatus {
-    match e {
-        SocError::Key(_) => FwStatus::INACTIVE,
-        _ => FwStatus::INVALID_ADDRESS,
     }
 }
 

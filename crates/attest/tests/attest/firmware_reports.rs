@@ -9,8 +9,9 @@ use softsev_abi::{FwStatus, GuestPolicy, Product, TcbVersion};
 use softsev_attest::{
     AmdCert, CertSet, Policy, TrustStore, VerifyOptions, time::parse_rfc3339, verify,
 };
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_firmware::guest_msg::{
-    GuestMsgClient, GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
+    GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
 };
 use softsev_firmware::identity::Chip;
 use zerocopy::{FromBytes, IntoBytes};
@@ -32,20 +33,20 @@ fn env(chip: &Chip, version: ReportVersion) -> GuestMsgEnv<'_> {
     let p = chip.product();
     let mut e = GuestMsgEnv::new(chip, &VMRK);
     e.report_version = version;
-    e.policy = 0x3_0000;
-    e.family_id = [0xFA; 16];
-    e.image_id = [0x1D; 16];
-    e.guest_svn = 7;
-    e.measurement = core::array::from_fn(|i| 0x80 + i as u8);
-    e.host_data = [0x4D; 32];
-    e.id_block_en = true;
-    e.id_key_digest = [0x1E; 48];
-    e.report_id = [0x2E; 32];
-    e.report_id_ma = [0xFF; 32];
+    e.launch_mut().policy = 0x3_0000;
+    e.launch_mut().family_id = [0xFA; 16];
+    e.launch_mut().image_id = [0x1D; 16];
+    e.launch_mut().guest_svn = 7;
+    e.launch_mut().measurement = core::array::from_fn(|i| 0x80 + i as u8);
+    e.launch_mut().host_data = [0x4D; 32];
+    e.launch_mut().id_block_en = true;
+    e.launch_mut().id_key_digest = [0x1E; 48];
+    e.launch_mut().report_id = [0x2E; 32];
+    e.launch_mut().report_id_ma = [0xFF; 32];
     e.current_tcb = tcb(p, 24);
     e.reported_tcb = tcb(p, 22);
     e.committed_tcb = tcb(p, 23);
-    e.launch_tcb = tcb(p, 21);
+    e.launch_mut().launch_tcb = tcb(p, 21);
     e.current_version = FirmwareVersion {
         major: 1,
         minor: 55,
@@ -103,13 +104,13 @@ fn firmware_reports_verify_with_the_chip_root() {
         let trust =
             TrustStore::custom(vec![AmdCert::from_der("ark", &chain.ark).unwrap()], None).unwrap();
         let policy = Policy {
-            measurement: Some(e.measurement),
+            measurement: Some(e.launch.measurement),
             report_data: Some(nonce),
-            host_data: Some(e.host_data),
-            id_key_digest: Some(e.id_key_digest),
-            family_id: Some(e.family_id),
-            image_id: Some(e.image_id),
-            report_id: Some(e.report_id),
+            host_data: Some(e.launch.host_data),
+            id_key_digest: Some(e.launch.id_key_digest),
+            family_id: Some(e.launch.family_id),
+            image_id: Some(e.launch.image_id),
+            report_id: Some(e.launch.report_id),
             min_guest_svn: Some(7),
             min_tcb: Some(tcb(product, 22)),
             min_launch_tcb: Some(tcb(product, 21)),

@@ -28,15 +28,15 @@
 //! Request payloads shorter than their structure are read zero-extended and longer
 //! ones truncated, as AMD's firmware reads them from a zeroed scratch buffer.
 
-mod client;
+pub(crate) mod client;
 mod payload;
 
-pub use client::{GuestMsgClient, OpenedResponse, open_response, seal_request};
 pub use payload::{
     ReportVersion, TSC_REF_CLK_KHZ, build_report, calc_tsc_scale, handle_cpuid_req, handle_key_req,
     handle_report_req, handle_tsc_info_req,
 };
 
+use crate::guest_ctx::LaunchRecord;
 use crate::identity::Chip;
 use softsev_abi::guest_msg::{
     AeadAlgo, HDR_VERSION_1, HEADER_SIZE, MsgHeader, MsgType, PAGE_SIZE, VMPCK_COUNT,
@@ -47,6 +47,7 @@ use softsev_abi::{FwStatus, TcbVersion};
 use softsev_crypto::aead::Aes256Gcm;
 use softsev_crypto::guest_msg_aead;
 use softsev_crypto::rng::Rng;
+use std::borrow::Cow;
 use zerocopy::IntoBytes;
 use zeroize::Zeroizing;
 
@@ -119,8 +120,10 @@ impl GuestMsgState {
 }
 
 /// Everything a report and a derived key take from the guest context and the
-/// platform, borrowed for one request. The dispatcher fills it; each field names its
-/// source (shared/spec/snp-attestation.md §1.8).
+/// platform, borrowed for one request: the guest's [`LaunchRecord`] (borrowed from its
+/// context by the dispatcher; owned by fixtures that vary it) and VMRK, and the
+/// platform's TCBs, versions and flags, which the dispatcher fills in. Each field names
+/// its source (shared/spec/snp-attestation.md §1.8).
 #[derive(Clone)]
 pub struct GuestMsgEnv<'a> {
     /// The chip: CHIP_ID, the VCEK of REPORTED_TCB (cached per TCB), the loaded VLEK and
@@ -131,40 +134,13 @@ pub struct GuestMsgEnv<'a> {
     /// Sign reports with RFC 6979 (deterministic, slower) instead of a random nonce.
     pub deterministic_signatures: bool,
 
-    /// Guest policy (GCTX, LAUNCH_START).
-    pub policy: u64,
-    /// FAMILY_ID from the ID block (zero without one).
-    pub family_id: [u8; 16],
-    /// IMAGE_ID from the ID block (zero without one).
-    pub image_id: [u8; 16],
-    /// GUEST_SVN from the ID block (zero without one).
-    pub guest_svn: u32,
-    /// Launch digest (GCTX.LD after LAUNCH_FINISH).
-    pub measurement: [u8; 48],
-    /// HOST_DATA from LAUNCH_FINISH.
-    pub host_data: [u8; 32],
-    /// Whether LAUNCH_FINISH had an ID block (ID_BLOCK_EN).
-    pub id_block_en: bool,
-    /// SHA-384 of the ID key (zero without an ID block).
-    pub id_key_digest: [u8; 48],
-    /// Whether LAUNCH_FINISH had an author key (AUTHOR_KEY_EN).
-    pub author_key_en: bool,
-    /// SHA-384 of the author key (zero without one).
-    pub author_key_digest: [u8; 48],
-    /// REPORT_ID (random at LAUNCH_START).
-    pub report_id: [u8; 32],
-    /// REPORT_ID_MA (all 0xFF without a migration agent).
-    pub report_id_ma: [u8; 32],
+    /// What the guest's launch established (policy, ID-block fields and digests, host
+    /// data, report ids, VCEK_DIS, LAUNCH_TCB, measurement, desired TSC frequency).
+    pub launch: Cow<'a, LaunchRecord>,
     /// The guest's VM root key (ROOT_KEY_SELECT = 1 of MSG_KEY_REQ).
     pub vmrk: &'a [u8; 32],
-    /// Whether the guest was launched with the VCEK disabled (VCEK_DIS).
-    pub vcek_disabled: bool,
-    /// LAUNCH_TCB: the committed TCB when the guest was launched.
-    pub launch_tcb: TcbVersion,
     /// LAUNCH_MIT_VECTOR (ABI 1.58): mitigations in force at launch.
     pub launch_mit_vector: u64,
-    /// DESIRED_TSC_FREQ from LAUNCH_START, kHz (Secure TSC).
-    pub desired_tsc_freq_khz: u32,
     /// The guest's TSC offset as the firmware tracks it (0 unless migrated).
     pub tsc_offset: u64,
 
@@ -199,7 +175,7 @@ impl std::fmt::Debug for GuestMsgEnv<'_> {
         f.debug_struct("GuestMsgEnv")
             .field("chip", self.chip)
             .field("report_version", &self.report_version)
-            .field("policy", &format_args!("{:#x}", self.policy))
+            .field("policy", &format_args!("{:#x}", self.launch.policy))
             .field("reported_tcb", &self.reported_tcb)
             .field("vmrk", &"<secret>")
             .finish_non_exhaustive()
@@ -207,10 +183,19 @@ impl std::fmt::Debug for GuestMsgEnv<'_> {
 }
 
 impl<'a> GuestMsgEnv<'a> {
-    /// An environment for a freshly launched guest on `chip` with no ID block, policy
-    /// 0x30000 (ABI 0.0, SMT allowed), zero TCBs, version 1.55.0, no masking, the
+    /// An environment for a freshly launched guest on `chip` ([`LaunchRecord::default`]:
+    /// no ID block, policy 0x30000), zero TCBs, version 1.55.0, no masking, the
     /// product's default report version. Callers overwrite what they know.
     pub fn new(chip: &'a Chip, vmrk: &'a [u8; 32]) -> Self {
+        Self::with_record(chip, vmrk, Cow::Owned(LaunchRecord::default()))
+    }
+
+    /// Like [`GuestMsgEnv::new`], for the guest whose launch is `record`.
+    pub fn for_launch(chip: &'a Chip, vmrk: &'a [u8; 32], record: &'a LaunchRecord) -> Self {
+        Self::with_record(chip, vmrk, Cow::Borrowed(record))
+    }
+
+    fn with_record(chip: &'a Chip, vmrk: &'a [u8; 32], launch: Cow<'a, LaunchRecord>) -> Self {
         let version = FirmwareVersion {
             major: 1,
             minor: 55,
@@ -220,23 +205,9 @@ impl<'a> GuestMsgEnv<'a> {
             chip,
             report_version: ReportVersion::default_for(chip.product()),
             deterministic_signatures: false,
-            policy: 0x30000,
-            family_id: [0; 16],
-            image_id: [0; 16],
-            guest_svn: 0,
-            measurement: [0; 48],
-            host_data: [0; 32],
-            id_block_en: false,
-            id_key_digest: [0; 48],
-            author_key_en: false,
-            author_key_digest: [0; 48],
-            report_id: [0; 32],
-            report_id_ma: [0xFF; 32],
+            launch,
             vmrk,
-            vcek_disabled: false,
-            launch_tcb: TcbVersion::default(),
             launch_mit_vector: 0,
-            desired_tsc_freq_khz: 0,
             tsc_offset: 0,
             current_tcb: TcbVersion::default(),
             reported_tcb: TcbVersion::default(),
@@ -250,6 +221,11 @@ impl<'a> GuestMsgEnv<'a> {
             tsc_factor: crate::TSC_FACTOR,
             cpuid: None,
         }
+    }
+
+    /// The launch record, to change for a fixture (copied first if borrowed).
+    pub fn launch_mut(&mut self) -> &mut LaunchRecord {
+        self.launch.to_mut()
     }
 }
 
@@ -536,113 +512,4 @@ pub fn handle_guest_request(
         msg_type: rsp_type,
         payload_status,
     })
-}
-
-/// Fuzz entry point: run arbitrary bytes through the handler as a request page, then
-/// seal the input's payload properly with the VMPCK its header names so the fuzzer
-/// reaches the payload handlers. Byte 0 (inside AUTHTAG) also selects environment
-/// flags: masks, VCEK disabled, launch keys, report v5, a chip with a VLEK loaded.
-/// Returns the result of each attempt. Never panics (that is the property checked).
-#[doc(hidden)]
-pub fn fuzz_guest_request(data: &[u8]) -> Vec<Result<GuestMsgReply, GuestMsgError>> {
-    use std::sync::OnceLock;
-    static CHIPS: OnceLock<Option<(Chip, Chip)>> = OnceLock::new();
-    let tcb = TcbVersion {
-        fmc: 0,
-        bootloader: 9,
-        tee: 0,
-        snp: 23,
-        microcode: 0xdb,
-    };
-    let Some((plain_chip, vlek_chip)) = CHIPS
-        .get_or_init(|| {
-            let product = softsev_abi::Product::Milan;
-            let a = Chip::from_seed(product, b"fuzz guest_msg").ok()?;
-            let b = Chip::from_seed(product, b"fuzz guest_msg vlek").ok()?;
-            let mut rng = Rng::seeded(b"fuzz", "vlek");
-            let w = b.provision_vlek(&mut rng, &tcb, "fuzz-csp").ok()?;
-            b.load_vlek(&w).ok()?;
-            Some((a, b))
-        })
-        .as_ref()
-    else {
-        return Vec::new();
-    };
-    let flags = data.first().copied().unwrap_or(0);
-    let chip = if flags & 64 != 0 {
-        vlek_chip
-    } else {
-        plain_chip
-    };
-    let vmrk = [9u8; 32];
-    let mut env = GuestMsgEnv::new(chip, &vmrk);
-    env.current_tcb = tcb;
-    env.reported_tcb = tcb;
-    env.committed_tcb = tcb;
-    env.launch_tcb = tcb;
-    env.guest_svn = 3;
-    env.launch_mit_vector = 0x3f;
-    env.desired_tsc_freq_khz = 2_000_000;
-    env.mask_chip_id = flags & 1 != 0;
-    env.mask_chip_key = flags & 2 != 0;
-    env.vcek_disabled = flags & 4 != 0;
-    env.author_key_en = flags & 8 != 0;
-    env.id_block_en = flags & 16 != 0;
-    if flags & 32 != 0 {
-        env.report_version = ReportVersion::V5;
-    }
-    let keys = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]];
-    let mut state = GuestMsgState::from_keys(&keys);
-    let mut page = vec![0u8; PAGE_SIZE];
-    let n = data.len().min(PAGE_SIZE);
-    page[..n].copy_from_slice(&data[..n]);
-    let mut rsp = vec![0u8; PAGE_SIZE];
-    let mut results = Vec::with_capacity(2);
-    // Raw: whatever the bytes are (also a short request, as given).
-    results.push(handle_guest_request(
-        &mut state,
-        &env,
-        data.get(..n).unwrap_or(&[]),
-        &mut rsp,
-    ));
-    // Sealed: type, version, VMPCK and payload from the input, a valid tag and seqno.
-    let Some(hdr) = MsgHeader::read(&page) else {
-        return results;
-    };
-    let vmpck = hdr.msg_vmpck % VMPCK_COUNT;
-    let payload_len = usize::from(hdr.msg_size).min(PAGE_SIZE - HEADER_SIZE);
-    let payload = page
-        .get(HEADER_SIZE..HEADER_SIZE + payload_len)
-        .unwrap_or(&[]);
-    let seqno = state.msg_count(vmpck).unwrap_or(0).saturating_add(1);
-    let Some(key) = keys.get(usize::from(vmpck)) else {
-        return results;
-    };
-    // Keep the input's header oddities (sizes, versions, algorithm) but make the
-    // sequence number and VMPCK index valid, then seal.
-    let mut h = hdr;
-    h.msg_seqno = seqno;
-    h.msg_vmpck = vmpck;
-    let mut sealed = Vec::with_capacity(HEADER_SIZE + payload.len());
-    sealed.extend_from_slice(h.as_bytes());
-    sealed.extend_from_slice(payload);
-    if guest_msg_aead::seal(key, &mut sealed).is_err() {
-        return results;
-    }
-    let before = state.msg_count(vmpck);
-    let r = handle_guest_request(&mut state, &env, &sealed, &mut rsp);
-    match &r {
-        Ok(reply) => {
-            let opened = open_response(key, &rsp);
-            assert!(opened.is_ok(), "the firmware's response does not open");
-            if let Ok(o) = opened {
-                assert_eq!(reply.response_len, HEADER_SIZE + o.payload.len());
-                assert_eq!(o.header.msg_seqno, seqno + 1);
-            }
-            assert_eq!(state.msg_count(vmpck), before.map(|c| c + 2));
-        }
-        Err(_) => assert_eq!(state.msg_count(vmpck), before, "counter moved on failure"),
-    }
-    results.push(r);
-    results
 }

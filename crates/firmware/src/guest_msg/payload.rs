@@ -63,8 +63,8 @@ fn select_endorser(env: &GuestMsgEnv<'_>, sel: KeySel) -> Result<Endorser, FwSta
     let vlek = env.chip.vlek().is_some();
     match sel {
         KeySel::VLEK_OR_VCEK if vlek => Ok(Endorser::Vlek),
-        KeySel::VLEK_OR_VCEK if !env.vcek_disabled => Ok(Endorser::Vcek),
-        KeySel::VCEK_ONLY if !env.vcek_disabled => Ok(Endorser::Vcek),
+        KeySel::VLEK_OR_VCEK if !env.launch.vcek_disabled => Ok(Endorser::Vcek),
+        KeySel::VCEK_ONLY if !env.launch.vcek_disabled => Ok(Endorser::Vcek),
         KeySel::VLEK_ONLY if vlek => Ok(Endorser::Vlek),
         _ => Err(FwStatus::INVALID_KEY),
     }
@@ -90,20 +90,20 @@ pub fn build_report(
     let product = env.chip.product();
     let mut r = AttestationReport::new_zeroed();
     r.version = env.report_version.number();
-    r.guest_svn = env.guest_svn;
-    r.policy = env.policy;
-    r.family_id = env.family_id;
-    r.image_id = env.image_id;
+    r.guest_svn = env.launch.guest_svn;
+    r.policy = env.launch.policy;
+    r.family_id = env.launch.family_id;
+    r.image_id = env.launch.image_id;
     r.vmpl = vmpl;
     r.signature_algo = SignatureAlgo::ECDSA_P384_SHA384.0;
     r.platform_info = env.platform_info;
     r.report_data = *report_data;
-    r.measurement = env.measurement;
-    r.host_data = env.host_data;
-    r.id_key_digest = env.id_key_digest;
-    r.author_key_digest = env.author_key_digest;
-    r.report_id = env.report_id;
-    r.report_id_ma = env.report_id_ma;
+    r.measurement = env.launch.measurement;
+    r.host_data = env.launch.host_data;
+    r.id_key_digest = env.launch.id_key_digest;
+    r.author_key_digest = env.launch.author_key_digest;
+    r.report_id = env.launch.report_id;
+    r.report_id_ma = env.launch.report_id_ma;
     r.set_cpuid_for(product);
     if !env.mask_chip_id {
         r.chip_id = *env.chip.chip_id();
@@ -114,7 +114,7 @@ pub fn build_report(
             current: env.current_tcb,
             reported: env.reported_tcb,
             committed: env.committed_tcb,
-            launch: env.launch_tcb,
+            launch: env.launch.launch_tcb,
         },
     )
     .map_err(|e| model("report TCB", e))?;
@@ -142,7 +142,7 @@ pub fn build_report(
         }
     };
     let key_kind = signer.as_ref().map_or(SigningKey::NONE, |(k, _)| *k);
-    r.key_info = KeyInfo::new(env.author_key_en, env.mask_chip_key, key_kind);
+    r.key_info = KeyInfo::new(env.launch.author_key_en, env.mask_chip_key, key_kind);
     if let Some((_, holder)) = signer {
         let sig = holder
             .key()
@@ -263,7 +263,7 @@ fn key_request(
             _ => return Ok(Err(FwStatus::INVALID_PARAM)),
         }
     }
-    if gfs.0 & GuestFieldSelect::GUEST_SVN != 0 && req.guest_svn > env.guest_svn {
+    if gfs.0 & GuestFieldSelect::GUEST_SVN != 0 && req.guest_svn > env.launch.guest_svn {
         return Ok(Err(FwStatus::INVALID_PARAM));
     }
     if gfs.0 & GuestFieldSelect::LAUNCH_MIT_VECTOR != 0
@@ -271,10 +271,10 @@ fn key_request(
     {
         return Ok(Err(FwStatus::INVALID_PARAM));
     }
-    let launch_key = if env.author_key_en {
-        LaunchKey::AuthorKey(env.author_key_digest)
-    } else if env.id_block_en {
-        LaunchKey::IdKey(env.id_key_digest)
+    let launch_key = if env.launch.author_key_en {
+        LaunchKey::AuthorKey(env.launch.author_key_digest)
+    } else if env.launch.id_block_en {
+        LaunchKey::IdKey(env.launch.id_key_digest)
     } else {
         LaunchKey::None
     };
@@ -284,11 +284,11 @@ fn key_request(
         guest_svn: req.guest_svn,
         tcb,
         launch_mit_vector: req.launch_mit_vector,
-        policy: env.policy,
-        image_id: env.image_id,
-        family_id: env.family_id,
-        measurement: env.measurement,
-        host_data: env.host_data,
+        policy: env.launch.policy,
+        image_id: env.launch.image_id,
+        family_id: env.launch.family_id,
+        measurement: env.launch.measurement,
+        host_data: env.launch.host_data,
         launch_key,
     };
     let vlek = env.chip.vlek();
@@ -331,7 +331,7 @@ pub fn handle_tsc_info_req(env: &GuestMsgEnv<'_>, payload: &[u8]) -> TscInfoRsp 
         rsp.status = FwStatus::INVALID_PARAM.0;
         return rsp;
     }
-    rsp.guest_tsc_scale = calc_tsc_scale(env.desired_tsc_freq_khz, TSC_REF_CLK_KHZ);
+    rsp.guest_tsc_scale = calc_tsc_scale(env.launch.desired_tsc_freq_khz, TSC_REF_CLK_KHZ);
     rsp.guest_tsc_offset = env.tsc_offset;
     rsp.tsc_factor = env.tsc_factor;
     rsp

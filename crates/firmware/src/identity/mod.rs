@@ -8,7 +8,7 @@
 //!   certificates and CRLs, shared by every chip of a product, cached per process.
 //! * [`cert`]: X.509 certificates and CRLs in AMD's exact shape.
 //! * [`table`]: the GHCB extended-request certificate table.
-//! * [`derive`]: MSG_KEY_REQ derived keys.
+//! * [`derive`](mod@derive): MSG_KEY_REQ derived keys.
 
 pub mod amd;
 pub mod cert;

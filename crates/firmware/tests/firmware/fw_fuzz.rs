@@ -5,7 +5,7 @@
 use rand_core::RngCore as _;
 use softsev_abi::FwCmd;
 use softsev_crypto::rng::Rng;
-use softsev_firmware::fuzz::fuzz_commands;
+use softsev_firmware::fuzzing::fuzz_commands;
 
 #[test]
 fn corpus_and_mutations_do_not_panic() {

@@ -8,7 +8,7 @@ use softsev_abi::guest_msg::{MsgType, ReportReq, ReportRsp};
 use softsev_abi::report::AttestationReport;
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{Asid, FwCmd, FwStatus, Gpa, Product, Spa};
-use softsev_firmware::guest_msg::GuestMsgClient;
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_soc::{AccessKind, GuestAccess};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -79,7 +79,7 @@ fn report_request_end_to_end() {
         assert_eq!(rsp.status, 0);
         assert_eq!(rsp.report_size, 0x4A0);
         let report: AttestationReport = rsp.report;
-        let info = h.fw.guest_info(Spa(GCTX)).unwrap();
+        let info = h.fw.launch_record(Spa(GCTX)).unwrap();
         assert_eq!(report.version, 3);
         assert_eq!(report.report_data, nonce);
         assert_eq!(report.measurement, info.measurement);

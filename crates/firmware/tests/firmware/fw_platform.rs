@@ -328,3 +328,49 @@ fn vlek_load() {
     h.cmd0(FwCmd::SNP_SHUTDOWN).unwrap();
     assert!(chip.vlek().is_none());
 }
+
+/// Two platforms built side by side are independent (migration between two needs it),
+/// and a typed buffer runs the command its type names.
+#[test]
+fn built_platforms_are_independent_and_typed_calls_name_their_command() {
+    use softsev_firmware::{Firmware, GuestState, SevPlatformState};
+    let build = || {
+        Firmware::builder(Product::Milan)
+            .seed(b"fw-tests")
+            .soc_bytes(16 << 20)
+            .asid_count(4)
+            .chip(chip(Product::Milan))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    assert!(!std::sync::Arc::ptr_eq(a.soc(), b.soc()));
+    assert_eq!(a.soc().mem_size(), 16 << 20);
+    a.command(FwCmd::SNP_INIT, Spa(CMD)).unwrap();
+    assert_eq!(a.platform_state(), PlatformState::Init);
+    assert_eq!(b.platform_state(), PlatformState::Uninit);
+    assert_eq!(a.sev_platform_state(), SevPlatformState::Uninit);
+
+    // SNP_GCTX_CREATE through `call`: no command id at the call site.
+    let fw_page = softsev_abi::rmp::RmpUpdateInput {
+        assigned: 1,
+        immutable: 1,
+        ..Default::default()
+    };
+    assert!(a.soc().rmpupdate(Spa(GCTX), &fw_page).is_success());
+    a.call(Spa(CMD), &mut SnpGctxCreate { gctx_paddr: GCTX })
+        .unwrap();
+    assert_eq!(a.guest_state(Spa(GCTX)), Some(GuestState::Init));
+    assert_eq!(a.context_count(), 1);
+    assert_eq!(b.context_count(), 0);
+    assert_eq!(
+        a.inspect_guest(Spa(GCTX), |g| (g.policy(), g.asid(), g.launch().is_none())),
+        Some((0, 0, true))
+    );
+    assert_eq!(a.launch_record(Spa(GCTX)), None);
+    // The same buffer on the other platform (UNINIT) fails there, not here.
+    assert_eq!(
+        b.call(Spa(CMD), &mut SnpGctxCreate { gctx_paddr: GCTX }),
+        Err(FwStatus::INVALID_PLATFORM_STATE)
+    );
+}

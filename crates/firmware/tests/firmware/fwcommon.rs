@@ -7,7 +7,7 @@ use softsev_abi::rmp::RmpUpdateInput;
 use softsev_abi::{FwCmd, FwStatus, Product, Spa};
 use softsev_firmware::identity::Chip;
 use softsev_firmware::{Firmware, FirmwareConfig, FwResult};
-use softsev_soc::{Soc, SocConfig};
+use softsev_soc::Soc;
 use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -39,7 +39,7 @@ pub fn chip(product: Product) -> Arc<Chip> {
 
 pub struct Host {
     pub soc: Arc<Soc>,
-    pub fw: Firmware,
+    pub fw: Arc<Firmware>,
 }
 
 impl Host {
@@ -61,16 +61,18 @@ impl Host {
     }
 
     fn build(product: Product, chip: Arc<Chip>, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
-        let soc = Arc::new(Soc::new(SocConfig {
-            seed: Some(b"fw-tests".to_vec()),
-            asid_count: 16,
-            ..SocConfig::new(64 << 20)
-        }));
-        let mut cfg = FirmwareConfig::for_product(product);
-        cfg.seed = Some(b"fw-tests".to_vec());
-        f(&mut cfg);
-        let fw = Firmware::new(soc.clone(), chip, cfg);
-        Host { soc, fw }
+        let fw = Firmware::builder(product)
+            .seed(b"fw-tests")
+            .soc_bytes(64 << 20)
+            .asid_count(16)
+            .chip(chip)
+            .configure(f)
+            .build()
+            .unwrap();
+        Host {
+            soc: fw.soc().clone(),
+            fw,
+        }
     }
 
     /// Issue `cmd` with `buf` written at [`CMD`]; returns the status and the buffer

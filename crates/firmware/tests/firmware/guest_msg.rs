@@ -9,9 +9,9 @@ use softsev_abi::guest_msg::{
 use softsev_abi::report::AttestationReport;
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{Product, TcbVersion};
+use softsev_firmware::fuzzing::{GuestMsgClient, open_response, seal_request};
 use softsev_firmware::guest_msg::{
-    GuestMsgClient, GuestMsgEnv, GuestMsgError, GuestMsgState, handle_guest_request, open_response,
-    seal_request,
+    GuestMsgEnv, GuestMsgError, GuestMsgState, handle_guest_request,
 };
 use softsev_firmware::identity::Chip;
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ fn env() -> GuestMsgEnv<'static> {
     e.current_tcb = tcb();
     e.reported_tcb = tcb();
     e.committed_tcb = tcb();
-    e.launch_tcb = tcb();
+    e.launch_mut().launch_tcb = tcb();
     e
 }
 
@@ -645,7 +645,7 @@ fn report_request_payload_statuses() {
     let mut reserved_bits = report_req(0, 0);
     reserved_bits[0x44] = 0x4;
     let mut no_vcek = env();
-    no_vcek.vcek_disabled = true;
+    no_vcek.launch_mut().vcek_disabled = true;
     let cases: Vec<(&str, &GuestMsgEnv<'_>, u8, Vec<u8>, FwStatus)> = vec![
         ("ok", &e, 0, report_req(0, 0), FwStatus::SUCCESS),
         ("reserved byte", &e, 0, reserved, FwStatus::INVALID_PARAM),
@@ -770,9 +770,9 @@ fn key_request_payload_statuses() {
     let mut masked = env();
     masked.mask_chip_key = true;
     let mut no_vcek = env();
-    no_vcek.vcek_disabled = true;
+    no_vcek.launch_mut().vcek_disabled = true;
     let mut svn5 = env();
-    svn5.guest_svn = 5;
+    svn5.launch_mut().guest_svn = 5;
     svn5.launch_mit_vector = 0b1010;
     let tcb_raw = |t: TcbVersion| t.encode(Product::Milan).unwrap();
     let mut higher = tcb();
@@ -1039,7 +1039,7 @@ fn key_response_version_follows_the_request_and_keys_are_stable() {
 #[test]
 fn tsc_info() {
     let mut e = env();
-    e.desired_tsc_freq_khz = 2_000_000;
+    e.launch_mut().desired_tsc_freq_khz = 2_000_000;
     e.tsc_offset = 0x1234;
     let body = exchange(&e, 0, MsgType::TSC_INFO_REQ, 1, &[0u8; 0x80]);
     let rsp = TscInfoRsp::read_from_bytes(&body).unwrap();

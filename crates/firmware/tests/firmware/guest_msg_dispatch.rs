@@ -12,7 +12,7 @@ use softsev_abi::fw_buf::{SnpGuestRequest, SnpPaddr};
 use softsev_abi::guest_msg::{KeyReq, KeyRsp, MsgType, ReportReq, ReportRsp};
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{Asid, FwCmd, FwStatus, Gpa, Spa};
-use softsev_firmware::guest_msg::GuestMsgClient;
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_soc::{AccessKind, GuestAccess};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -90,7 +90,7 @@ fn report_and_key_requests_through_the_command_interface() {
     assert_eq!(report.host_data, [0x4D; 32]);
     assert_eq!(report.policy, 0x3_0000);
     assert_eq!(report.report_id_ma, [0xFF; 32]);
-    let info = h.fw.guest_info(Spa(GCTX)).unwrap();
+    let info = h.fw.launch_record(Spa(GCTX)).unwrap();
     assert_eq!(report.measurement, info.measurement);
     assert_eq!(report.report_id, info.report_id);
     assert_ne!(report.report_id, [0; 32]);

@@ -7,7 +7,7 @@ use rand_core::RngCore as _;
 use softsev_abi::FwStatus;
 use softsev_abi::guest_msg::MsgType;
 use softsev_crypto::rng::Rng;
-use softsev_firmware::guest_msg::fuzz_guest_request;
+use softsev_firmware::fuzzing::fuzz_guest_request;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/guest_msg");

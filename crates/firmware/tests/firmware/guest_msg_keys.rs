@@ -59,17 +59,17 @@ fn derive(i: &Inputs) -> [u8; 32] {
         snp: i.reported_snp,
         ..COMMITTED
     };
-    env.guest_svn = 100;
+    env.launch_mut().guest_svn = 100;
     env.launch_mit_vector = u64::MAX;
-    env.policy = i.policy;
-    env.image_id = i.image_id;
-    env.family_id = i.family_id;
-    env.measurement = i.measurement;
-    env.host_data = i.host_data;
-    env.id_block_en = i.launch_key >= 1;
-    env.author_key_en = i.launch_key == 2;
-    env.id_key_digest = i.id_digest;
-    env.author_key_digest = i.author_digest;
+    env.launch_mut().policy = i.policy;
+    env.launch_mut().image_id = i.image_id;
+    env.launch_mut().family_id = i.family_id;
+    env.launch_mut().measurement = i.measurement;
+    env.launch_mut().host_data = i.host_data;
+    env.launch_mut().id_block_en = i.launch_key >= 1;
+    env.launch_mut().author_key_en = i.launch_key == 2;
+    env.launch_mut().id_key_digest = i.id_digest;
+    env.launch_mut().author_key_digest = i.author_digest;
     let req = KeyReq {
         key_select: KeyReq::key_select_word(i.root_vmrk, KeySel::VCEK_ONLY),
         guest_field_select: i.gfs,

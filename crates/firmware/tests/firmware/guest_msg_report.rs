@@ -11,8 +11,9 @@ use sev::parser::ByteParser;
 use softsev_abi::guest_msg::{MsgType, PAGE_SIZE, ReportReq, ReportRsp};
 use softsev_abi::report::{AttestationReport, FirmwareVersion, KeyInfo, PlatformInfo, SigningKey};
 use softsev_abi::{FwStatus, Product, TcbVersion};
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_firmware::guest_msg::{
-    GuestMsgClient, GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
+    GuestMsgEnv, GuestMsgState, ReportVersion, handle_guest_request,
 };
 use softsev_firmware::identity::{CertChain, Chip};
 use std::path::PathBuf;
@@ -36,22 +37,22 @@ fn full_env(chip: &Chip, version: ReportVersion) -> GuestMsgEnv<'_> {
     let p = chip.product();
     let mut e = GuestMsgEnv::new(chip, &VMRK);
     e.report_version = version;
-    e.policy = 0x3_001F;
-    e.family_id = [0xFA; 16];
-    e.image_id = [0x1D; 16];
-    e.guest_svn = 7;
-    e.measurement = core::array::from_fn(|i| 0x80 + i as u8);
-    e.host_data = [0x4D; 32];
-    e.id_block_en = true;
-    e.id_key_digest = [0x1E; 48];
-    e.author_key_en = true;
-    e.author_key_digest = [0xA0; 48];
-    e.report_id = [0x2E; 32];
-    e.report_id_ma = [0xFF; 32];
+    e.launch_mut().policy = 0x3_001F;
+    e.launch_mut().family_id = [0xFA; 16];
+    e.launch_mut().image_id = [0x1D; 16];
+    e.launch_mut().guest_svn = 7;
+    e.launch_mut().measurement = core::array::from_fn(|i| 0x80 + i as u8);
+    e.launch_mut().host_data = [0x4D; 32];
+    e.launch_mut().id_block_en = true;
+    e.launch_mut().id_key_digest = [0x1E; 48];
+    e.launch_mut().author_key_en = true;
+    e.launch_mut().author_key_digest = [0xA0; 48];
+    e.launch_mut().report_id = [0x2E; 32];
+    e.launch_mut().report_id_ma = [0xFF; 32];
     e.current_tcb = tcb(p, 24);
     e.reported_tcb = tcb(p, 22);
     e.committed_tcb = tcb(p, 23);
-    e.launch_tcb = tcb(p, 21);
+    e.launch_mut().launch_tcb = tcb(p, 21);
     e.current_version = FirmwareVersion {
         major: 1,
         minor: 55,
@@ -125,7 +126,7 @@ fn every_field_comes_from_the_environment() {
         assert_eq!(r.platform_info, env.platform_info);
         assert_eq!(r.key_info, KeyInfo::new(true, false, SigningKey::VCEK));
         assert_eq!(r.report_data, core::array::from_fn(|i| 0xC0 ^ i as u8));
-        assert_eq!(r.measurement, env.measurement);
+        assert_eq!(r.measurement, env.launch.measurement);
         assert_eq!(r.host_data, [0x4D; 32]);
         assert_eq!(r.id_key_digest, [0x1E; 48]);
         assert_eq!(r.author_key_digest, [0xA0; 48]);
@@ -138,7 +139,7 @@ fn every_field_comes_from_the_environment() {
                 env.current_tcb,
                 env.reported_tcb,
                 env.committed_tcb,
-                env.launch_tcb
+                env.launch.launch_tcb
             )
         );
         assert_eq!(r.cpuid_fms(), product.cpuid_fms());
@@ -282,7 +283,7 @@ fn vlek_signs_when_loaded_and_selected() {
     let r = request_report(&env, 0, 1).report;
     assert_eq!(r.key_info.signing_key(), SigningKey::VCEK);
     // With the VCEK disabled the VLEK still serves KEY_SEL 0; KEY_SEL 1 is refused.
-    env.vcek_disabled = true;
+    env.launch_mut().vcek_disabled = true;
     assert_eq!(
         request_report(&env, 0, 0).report.key_info.signing_key(),
         SigningKey::VLEK
@@ -292,7 +293,7 @@ fn vlek_signs_when_loaded_and_selected() {
         FwStatus::INVALID_KEY
     );
     // MASK_CHIP_KEY does not stop the VLEK.
-    env.vcek_disabled = false;
+    env.launch_mut().vcek_disabled = false;
     env.mask_chip_key = true;
     let r = request_report(&env, 0, 0).report;
     assert_eq!(r.key_info, KeyInfo::new(true, true, SigningKey::VLEK));

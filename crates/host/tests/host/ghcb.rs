@@ -9,7 +9,7 @@ use softsev_abi::kvm::*;
 use softsev_abi::rmp::RMPADJUST_VMSA_PAGE_BIT;
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{AddrRange, CBit, FwStatus, Gfn, Gpa, PAGE_SIZE_4K};
-use softsev_firmware::guest_msg::GuestMsgClient;
+use softsev_firmware::fuzzing::GuestMsgClient;
 use softsev_guest::GuestPlatform;
 use softsev_host::*;
 use softsev_soc::PageSize;

@@ -512,7 +512,7 @@ fn snp_launch_finish_and_run_ordering() {
     assert_eq!(v.run().unwrap().reason(), ExitReason::HLT);
     // The firmware sees a running guest with our host data.
     let gctx = vm.sev_state().snp_context().unwrap();
-    let info = h.firmware().guest_info(gctx).unwrap();
+    let info = h.firmware().launch_record(gctx).unwrap();
     assert_eq!(info.host_data[0], 0x5A);
     // Finish again: the firmware refuses (guest not in LAUNCH).
     let (r, fw) = sev_ioctl(

@@ -1,17 +1,40 @@
-//! Fuzz entry point for the command dispatcher (`fuzz/fuzz_targets/fw_commands.rs`).
+//! Test and fuzz machinery of the firmware, not part of its API (rustls keeps the
+//! same under `#[doc(hidden)] pub mod internal`): the fuzz entry points the
+//! `fuzz/fuzz_targets/*` and the corpus-replay tests call, and the guest's side of
+//! the message channel that tests, benches and tools drive the firmware with.
 //!
-//! The input drives a small platform through a sequence of host actions: firmware
+//! * [`fuzz_commands`]: the command dispatcher (`fuzz/fuzz_targets/fw_commands.rs`);
+//! * [`fuzz_guest_request`]: the guest-message handler (`guest_msg.rs`);
+//! * [`fuzz_cpuid_page`]: the CPUID page check (`cpuid_page.rs`);
+//! * [`fuzz_cert_table`]: the GHCB certificate-table parser (`cert_table.rs`);
+//! * [`GuestMsgClient`], [`seal_request`], [`open_response`]: seal requests and open
+//!   responses as Linux's sev-guest driver does.
+//!
+//! [`fuzz_commands`]'s input drives a small platform through a sequence of host actions: firmware
 //! commands with structured buffers whose addresses come from a handful of pages (so
 //! they hit real states), raw buffers of arbitrary bytes, RMPUPDATEs, WBINVD. After
 //! every step it checks invariants: a guest context exists only on a CONTEXT page, an
 //! ASID the firmware calls clean has no live key, and no command panics.
 
-use crate::fw::{Firmware, FirmwareConfig};
+pub use crate::cpuid::fuzz_cpuid_page;
+pub use crate::guest_msg::client::{
+    GuestClientError, GuestMsgClient, OpenedResponse, open_response, seal_request,
+};
+pub use crate::identity::table::fuzz_cert_table;
+
+use crate::fw::Firmware;
+use crate::guest_msg::{
+    GuestMsgEnv, GuestMsgError, GuestMsgReply, GuestMsgState, ReportVersion, handle_guest_request,
+};
 use crate::identity::Chip;
+use crate::state::{AsidState, GuestHandle};
 use softsev_abi::fw_buf::*;
+use softsev_abi::guest_msg::{HEADER_SIZE, MsgHeader, PAGE_SIZE, VMPCK_COUNT};
 use softsev_abi::rmp::{PageState, RmpUpdateInput};
-use softsev_abi::{FwCmd, Product, Spa};
-use softsev_soc::{KeySel, KeyState, Soc, SocConfig};
+use softsev_abi::{FwCmd, Product, Spa, TcbVersion};
+use softsev_crypto::guest_msg_aead;
+use softsev_crypto::rng::Rng;
+use softsev_soc::{KeySel, KeyState, Soc};
 use std::sync::{Arc, OnceLock};
 use zerocopy::IntoBytes;
 
@@ -82,14 +105,16 @@ fn chip() -> Arc<Chip> {
 /// Run one fuzz input; returns the commands that succeeded, in order. Panics only on an
 /// invariant violation (a bug).
 pub fn fuzz_commands(data: &[u8]) -> Vec<FwCmd> {
-    let soc = Arc::new(Soc::new(SocConfig {
-        seed: Some(b"fuzz".to_vec()),
-        asid_count: 8,
-        ..SocConfig::new(16 << 20)
-    }));
-    let mut cfg = FirmwareConfig::for_product(Product::Milan);
-    cfg.seed = Some(b"fuzz".to_vec());
-    let fw = Firmware::new(soc.clone(), chip(), cfg);
+    let Ok(fw) = Firmware::builder(Product::Milan)
+        .seed(b"fuzz")
+        .soc_bytes(16 << 20)
+        .asid_count(8)
+        .chip(chip())
+        .build()
+    else {
+        return Vec::new();
+    };
+    let soc = fw.soc().clone();
     let mut inp = Input(data);
     let mut ok = Vec::new();
     while let Some(op) = inp.byte() {
@@ -244,7 +269,10 @@ fn rmpupdate(soc: &Soc, inp: &mut Input<'_>) -> Option<()> {
 
 fn check_invariants(fw: &Firmware, soc: &Soc) {
     let st = fw.state.lock();
-    for &gctx in st.guests.keys() {
+    for h in st.guests.handles() {
+        let GuestHandle::Snp(Spa(gctx)) = h else {
+            continue;
+        };
         let e = soc
             .fw_rmp_read(Spa(gctx))
             .unwrap_or_else(|e| panic!("context page {gctx:#x} unreadable: {e}"));
@@ -254,9 +282,9 @@ fn check_invariants(fw: &Firmware, soc: &Soc) {
             "guest context at {gctx:#x} but its page is not a CONTEXT page"
         );
     }
-    for (i, a) in st.asids.iter().enumerate() {
-        let asid = softsev_abi::Asid(i as u32 + 1);
-        if *a == crate::fw::AsidState::Clean {
+    for (asid, a) in st.asids.iter() {
+        let asid = softsev_abi::Asid(asid);
+        if a == AsidState::Clean {
             assert_ne!(
                 soc.key_state(asid),
                 Some(KeyState::Active),
@@ -265,4 +293,113 @@ fn check_invariants(fw: &Firmware, soc: &Soc) {
             );
         }
     }
+}
+
+/// Fuzz entry point: run arbitrary bytes through the handler as a request page, then
+/// seal the input's payload properly with the VMPCK its header names so the fuzzer
+/// reaches the payload handlers. Byte 0 (inside AUTHTAG) also selects environment
+/// flags: masks, VCEK disabled, launch keys, report v5, a chip with a VLEK loaded.
+/// Returns the result of each attempt. Never panics (that is the property checked).
+pub fn fuzz_guest_request(data: &[u8]) -> Vec<Result<GuestMsgReply, GuestMsgError>> {
+    use std::sync::OnceLock;
+    static CHIPS: OnceLock<Option<(Chip, Chip)>> = OnceLock::new();
+    let tcb = TcbVersion {
+        fmc: 0,
+        bootloader: 9,
+        tee: 0,
+        snp: 23,
+        microcode: 0xdb,
+    };
+    let Some((plain_chip, vlek_chip)) = CHIPS
+        .get_or_init(|| {
+            let product = softsev_abi::Product::Milan;
+            let a = Chip::from_seed(product, b"fuzz guest_msg").ok()?;
+            let b = Chip::from_seed(product, b"fuzz guest_msg vlek").ok()?;
+            let mut rng = Rng::seeded(b"fuzz", "vlek");
+            let w = b.provision_vlek(&mut rng, &tcb, "fuzz-csp").ok()?;
+            b.load_vlek(&w).ok()?;
+            Some((a, b))
+        })
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    let flags = data.first().copied().unwrap_or(0);
+    let chip = if flags & 64 != 0 {
+        vlek_chip
+    } else {
+        plain_chip
+    };
+    let vmrk = [9u8; 32];
+    let mut env = GuestMsgEnv::new(chip, &vmrk);
+    env.current_tcb = tcb;
+    env.reported_tcb = tcb;
+    env.committed_tcb = tcb;
+    env.launch_mit_vector = 0x3f;
+    env.mask_chip_id = flags & 1 != 0;
+    env.mask_chip_key = flags & 2 != 0;
+    let launch = env.launch_mut();
+    launch.launch_tcb = tcb;
+    launch.guest_svn = 3;
+    launch.desired_tsc_freq_khz = 2_000_000;
+    launch.vcek_disabled = flags & 4 != 0;
+    launch.author_key_en = flags & 8 != 0;
+    launch.id_block_en = flags & 16 != 0;
+    if flags & 32 != 0 {
+        env.report_version = ReportVersion::V5;
+    }
+    let keys = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]];
+    let mut state = GuestMsgState::from_keys(&keys);
+    let mut page = vec![0u8; PAGE_SIZE];
+    let n = data.len().min(PAGE_SIZE);
+    page[..n].copy_from_slice(&data[..n]);
+    let mut rsp = vec![0u8; PAGE_SIZE];
+    let mut results = Vec::with_capacity(2);
+    // Raw: whatever the bytes are (also a short request, as given).
+    results.push(handle_guest_request(
+        &mut state,
+        &env,
+        data.get(..n).unwrap_or(&[]),
+        &mut rsp,
+    ));
+    // Sealed: type, version, VMPCK and payload from the input, a valid tag and seqno.
+    let Some(hdr) = MsgHeader::read(&page) else {
+        return results;
+    };
+    let vmpck = hdr.msg_vmpck % VMPCK_COUNT;
+    let payload_len = usize::from(hdr.msg_size).min(PAGE_SIZE - HEADER_SIZE);
+    let payload = page
+        .get(HEADER_SIZE..HEADER_SIZE + payload_len)
+        .unwrap_or(&[]);
+    let seqno = state.msg_count(vmpck).unwrap_or(0).saturating_add(1);
+    let Some(key) = keys.get(usize::from(vmpck)) else {
+        return results;
+    };
+    // Keep the input's header oddities (sizes, versions, algorithm) but make the
+    // sequence number and VMPCK index valid, then seal.
+    let mut h = hdr;
+    h.msg_seqno = seqno;
+    h.msg_vmpck = vmpck;
+    let mut sealed = Vec::with_capacity(HEADER_SIZE + payload.len());
+    sealed.extend_from_slice(h.as_bytes());
+    sealed.extend_from_slice(payload);
+    if guest_msg_aead::seal(key, &mut sealed).is_err() {
+        return results;
+    }
+    let before = state.msg_count(vmpck);
+    let r = handle_guest_request(&mut state, &env, &sealed, &mut rsp);
+    match &r {
+        Ok(reply) => {
+            let opened = open_response(key, &rsp);
+            assert!(opened.is_ok(), "the firmware's response does not open");
+            if let Ok(o) = opened {
+                assert_eq!(reply.response_len, HEADER_SIZE + o.payload.len());
+                assert_eq!(o.header.msg_seqno, seqno + 1);
+            }
+            assert_eq!(state.msg_count(vmpck), before.map(|c| c + 2));
+        }
+        Err(_) => assert_eq!(state.msg_count(vmpck), before, "counter moved on failure"),
+    }
+    results.push(r);
+    results
 }

@@ -3,34 +3,36 @@
 //! itself ([`crate::guest_msg::handle_guest_request`]) with everything a report or a
 //! derived key takes from the guest context and the platform.
 
-use crate::fw::{Firmware, FwResult, State, misaligned};
-use crate::guest::GuestState;
+use crate::error::{CmdResult, FwError, ModelFault};
+use crate::fw::{Firmware, misaligned};
+use crate::guest_ctx::GuestContext;
 use crate::guest_msg::{GuestMsgEnv, ReportVersion, handle_guest_request};
-use softsev_abi::FwStatus;
+use crate::state::{GuestHandle, State};
 use softsev_abi::fw_buf::SnpGuestRequest;
 use softsev_abi::guest_msg::HEADER_SIZE;
 use softsev_abi::report::PlatformInfo;
 use softsev_abi::rmp::PageState;
+use softsev_abi::{FwStatus, Spa};
 
 const PAGE: u64 = 0x1000;
 
 impl Firmware {
-    pub(crate) fn snp_guest_request(&self, st: &mut State, cmd: SnpGuestRequest) -> FwResult {
+    pub(crate) fn snp_guest_request(&self, st: &mut State, cmd: SnpGuestRequest) -> CmdResult {
         if misaligned(cmd.gctx_paddr) {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         self.require_init(st)?;
         let (_, gctx_state) = self.page_state(cmd.gctx_paddr)?;
         let (req_entry, _) = self.page_state(cmd.request_paddr)?;
         let (rsp_entry, rsp_state) = self.page_state(cmd.response_paddr)?;
         if gctx_state != PageState::CONTEXT {
-            return Err(FwStatus::INVALID_GUEST);
+            return Err(FwStatus::INVALID_GUEST.into());
         }
         if rsp_state != PageState::FIRMWARE {
-            return Err(FwStatus::INVALID_PAGE_STATE);
+            return Err(FwStatus::INVALID_PAGE_STATE.into());
         }
         if req_entry.is_2m() || rsp_entry.is_2m() {
-            return Err(FwStatus::INVALID_PAGE_SIZE);
+            return Err(FwStatus::INVALID_PAGE_SIZE.into());
         }
         self.check_context(st, cmd.gctx_paddr)?;
         let smt = self.config.smt_enabled;
@@ -43,14 +45,14 @@ impl Firmware {
         let (mask_chip_id, mask_chip_key) = (st.mask_chip_id, st.mask_chip_key);
         let g = st
             .guests
-            .get_mut(&cmd.gctx_paddr)
+            .get_mut(GuestHandle::Snp(Spa(cmd.gctx_paddr)))
             .ok_or(FwStatus::INVALID_GUEST)?;
-        if g.state != GuestState::Running {
-            return Err(FwStatus::INVALID_GUEST_STATE);
-        }
+        let GuestContext::Running(g) = g else {
+            return Err(FwStatus::INVALID_GUEST_STATE.into());
+        };
         let req_off = cmd.request_paddr & (PAGE - 1);
         if req_off > PAGE - HEADER_SIZE as u64 {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         // Copy the request (to the end of its page) once: the guest cannot change what
         // the firmware checks after the check.
@@ -59,28 +61,11 @@ impl Firmware {
         let rsp_off = cmd.response_paddr & (PAGE - 1);
         let mut response = vec![0u8; (PAGE - rsp_off) as usize];
 
-        // A zeroized copy: `g` stays mutably borrowed for the message state below.
-        let vmrk = zeroize::Zeroizing::new(*g.vmrk);
-        let mut env = GuestMsgEnv::new(&self.chip, &vmrk);
+        // The launch record and the VMRK are borrowed; the message state beside them
+        // is the one the exchange advances.
+        let mut env = GuestMsgEnv::for_launch(&self.chip, &g.vmrk, &g.record);
         env.report_version = report_version;
         env.deterministic_signatures = self.config.seed.is_some();
-        env.policy = g.policy;
-        if let Some(b) = &g.id_block {
-            env.family_id = b.family_id;
-            env.image_id = b.image_id;
-            env.guest_svn = b.guest_svn;
-        }
-        env.measurement = g.ld.digest();
-        env.host_data = g.host_data;
-        env.id_block_en = g.id_block_en;
-        env.id_key_digest = g.id_key_digest;
-        env.author_key_en = g.author_key_en;
-        env.author_key_digest = g.author_key_digest;
-        env.report_id = g.report_id;
-        env.report_id_ma = g.report_id_ma;
-        env.vcek_disabled = g.vcek_dis;
-        env.launch_tcb = g.launch_tcb;
-        env.desired_tsc_freq_khz = g.desired_tsc_freq;
         env.current_tcb = current.tcb;
         env.reported_tcb = reported;
         env.committed_tcb = committed.tcb;
@@ -89,8 +74,13 @@ impl Firmware {
         env.mask_chip_id = mask_chip_id;
         env.mask_chip_key = mask_chip_key;
         env.platform_info = PlatformInfo(if smt { PlatformInfo::SMT_EN } else { 0 });
-        let reply = handle_guest_request(&mut g.msg, &env, &request, &mut response)
-            .map_err(|e| e.status().unwrap_or(FwStatus::HWERROR_PLATFORM))?;
+        let reply =
+            handle_guest_request(&mut g.msg, &env, &request, &mut response).map_err(|e| match e
+                .status()
+            {
+                Some(s) => FwError::Status(s),
+                None => FwError::Model(ModelFault::GuestMsg(e.to_string())),
+            })?;
         let out = response.get(..reply.response_len).unwrap_or(&response);
         self.write_plain(cmd.response_paddr, out)?;
         tracing::debug!(

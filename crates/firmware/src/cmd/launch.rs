@@ -1,8 +1,12 @@
 //! Launch: SNP_LAUNCH_START, SNP_LAUNCH_UPDATE, SNP_LAUNCH_FINISH (AMD SEV firmware
-//! `snp_mcmd_launch_*`; shared/spec/snp-launch.md §1–2, §7).
+//! `snp_mcmd_launch_*`; shared/spec/snp-launch.md §1–2, §7). START turns an INIT
+//! context into a LAUNCH one, FINISH a LAUNCH one into a RUNNING one with its
+//! [`crate::guest_ctx::LaunchRecord`].
 
-use crate::fw::{AsidState, Firmware, FwResult, State, misaligned};
-use crate::guest::{Activation, GuestState};
+use crate::error::{CmdResult, FwError};
+use crate::fw::{Firmware, misaligned};
+use crate::guest_ctx::{Binding, GuestContext, GuestState, LaunchFinish, LaunchStart, Launching};
+use crate::state::{AsidState, FwVersion, GuestHandle, State};
 use softsev_abi::fw_buf::{SnpCpuidPage, SnpLaunchFinish, SnpLaunchStart, SnpLaunchUpdate};
 use softsev_abi::id_block::{IdAuth, IdBlock};
 use softsev_abi::page_info::PageType;
@@ -24,7 +28,7 @@ const PAGE: usize = 0x1000;
 
 impl Firmware {
     /// Policy bits this platform accepts (others are POLICY_FAILURE).
-    fn policy_failure(&self, policy: u64, product: Product, v: crate::fw::FwVersion) -> bool {
+    fn policy_failure(&self, policy: u64, product: Product, v: FwVersion) -> bool {
         let p = GuestPolicy(policy);
         p.check_reserved().is_err()
             || policy & GuestPolicy::RESERVED_MBO == 0
@@ -35,25 +39,29 @@ impl Firmware {
             || (policy & GuestPolicy::CIPHERTEXT_HIDING != 0 && !self.config.ciphertext_hiding)
     }
 
-    pub(crate) fn snp_launch_start(&self, st: &mut State, cmd: SnpLaunchStart) -> FwResult {
+    pub(crate) fn snp_launch_start(&self, st: &mut State, cmd: SnpLaunchStart) -> CmdResult {
         let ma_en = cmd.flags & SnpLaunchStart::MA_EN != 0;
         let imi_en = cmd.flags & SnpLaunchStart::IMI_EN != 0;
         if misaligned(cmd.gctx_paddr)
             || cmd.flags & !(SnpLaunchStart::MA_EN | SnpLaunchStart::IMI_EN) != 0
             || misaligned(cmd.ma_gctx_paddr)
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         self.require_init(st)?;
         self.check_context(st, cmd.gctx_paddr)?;
-        if self.context_mut(st, cmd.gctx_paddr)?.state != GuestState::Init {
-            return Err(FwStatus::INVALID_GUEST_STATE);
+        if self.context_mut(st, cmd.gctx_paddr)?.state() != GuestState::Init {
+            return Err(FwStatus::INVALID_GUEST_STATE.into());
         }
         let mut ma = None;
         if ma_en {
             self.check_context(st, cmd.ma_gctx_paddr)?;
             let m = self.context_mut(st, cmd.ma_gctx_paddr)?;
-            ma = Some((m.ma_gctx.is_some(), m.policy().single_socket(), m.report_id));
+            ma = Some((
+                m.has_migration_agent(),
+                GuestPolicy(m.policy()).single_socket(),
+                m.report_id(),
+            ));
         }
         let version = st.current.version;
         let product = self.chip.product();
@@ -63,31 +71,34 @@ impl Firmware {
             || self.policy_failure(cmd.policy, product, version)
             || (ma_en && policy.single_socket() && ma.is_some_and(|(_, ss, _)| !ss));
         if bad {
-            return Err(FwStatus::POLICY_FAILURE);
+            return Err(FwStatus::POLICY_FAILURE.into());
         }
+        // The firmware's TRNG, in this order: VMPCK0..3, VMRK, REPORT_ID.
         let msg = crate::guest_msg::GuestMsgState::new(&mut st.rng);
         let mut vmrk = zeroize::Zeroizing::new([0u8; 32]);
         st.rng.fill(&mut vmrk[..]);
         let report_id = st.rng.array::<32>();
-        let g = self.context_mut(st, cmd.gctx_paddr)?;
-        g.policy = cmd.policy;
-        g.ma_gctx = ma_en.then_some(cmd.ma_gctx_paddr);
-        g.msg = msg;
-        g.vmrk = vmrk;
-        g.report_id = report_id;
-        g.report_id_ma = match ma {
-            Some((_, _, id)) => id,
-            None => [0xFF; 32],
+        let start = LaunchStart {
+            policy: cmd.policy,
+            ma_gctx: ma_en.then_some(Spa(cmd.ma_gctx_paddr)),
+            msg,
+            vmrk,
+            report_id,
+            report_id_ma: match ma {
+                Some((_, _, id)) => id,
+                None => [0xFF; 32],
+            },
+            imi_en,
+            gosvw: cmd.gosvw,
+            desired_tsc_freq: cmd.desired_tsc_freq,
         };
-        g.imi_en = imi_en;
-        g.gosvw = cmd.gosvw;
-        g.desired_tsc_freq = cmd.desired_tsc_freq;
-        g.state = GuestState::Launch;
+        st.guests
+            .transition(GuestHandle::Snp(Spa(cmd.gctx_paddr)), |g| g.start(start));
         st.guest_count += 1;
         Ok(())
     }
 
-    pub(crate) fn snp_launch_update(&self, st: &mut State, cmd: SnpLaunchUpdate) -> FwResult {
+    pub(crate) fn snp_launch_update(&self, st: &mut State, cmd: SnpLaunchUpdate) -> CmdResult {
         if misaligned(cmd.gctx_paddr)
             || misaligned(cmd.page_paddr)
             || cmd.flags_reserved() != 0
@@ -95,43 +106,42 @@ impl Firmware {
             || cmd.vmpl_perms & 0xFF != 0
             || cmd.reserved2 != 0
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         self.require_init(st)?;
         self.check_context(st, cmd.gctx_paddr)?;
         let (mut entry, pstate) = self.page_state(cmd.page_paddr)?;
         if pstate != PageState::PRE_GUEST {
-            return Err(FwStatus::INVALID_PAGE_STATE);
+            return Err(FwStatus::INVALID_PAGE_STATE.into());
         }
         if entry.is_2m() != cmd.page_2m() {
-            return Err(FwStatus::INVALID_PAGE_SIZE);
+            return Err(FwStatus::INVALID_PAGE_SIZE.into());
         }
         if entry.is_2m() && cmd.page_paddr & 0x1F_FFFF != 0 {
-            return Err(FwStatus::INVALID_ADDRESS);
+            return Err(FwStatus::INVALID_ADDRESS.into());
         }
         let page_type = PageType(cmd.page_type());
         match page_type {
             PageType::NORMAL | PageType::ZERO | PageType::UNMEASURED => {}
             PageType::VMSA | PageType::SECRETS | PageType::CPUID => {
                 if entry.is_2m() {
-                    return Err(FwStatus::INVALID_PAGE_SIZE);
+                    return Err(FwStatus::INVALID_PAGE_SIZE.into());
                 }
             }
-            _ => return Err(FwStatus::INVALID_PARAM),
+            _ => return Err(FwStatus::INVALID_PARAM.into()),
         }
         let product = self.chip.product();
-        let g = self.context_mut(st, cmd.gctx_paddr)?;
-        if g.state != GuestState::Launch {
-            return Err(FwStatus::INVALID_GUEST_STATE);
-        }
-        if g.is_inactive() {
-            return Err(FwStatus::INACTIVE);
-        }
-        if entry.asid() != g.asid {
-            return Err(FwStatus::INVALID_PAGE_OWNER);
+        let GuestContext::Launch(g) = self.context_mut(st, cmd.gctx_paddr)? else {
+            return Err(FwStatus::INVALID_GUEST_STATE.into());
+        };
+        let Binding::Pending(asid) = g.binding else {
+            return Err(FwStatus::INACTIVE.into());
+        };
+        if entry.asid() != asid {
+            return Err(FwStatus::INVALID_PAGE_OWNER.into());
         }
         if g.imi_en && !cmd.imi_page() {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         let [vmpl1, vmpl2, vmpl3] = cmd.vmpl_perm_bytes();
         let perms = VmplPerms {
@@ -152,11 +162,11 @@ impl Firmware {
                 PageType::SECRETS => write_secrets_page(&mut buf, g, product),
                 PageType::CPUID => {
                     let mut page = SnpCpuidPage::read_from_bytes(&buf[..])
-                        .map_err(|_| FwStatus::INVALID_PARAM)?;
+                        .map_err(|_| FwError::Status(FwStatus::INVALID_PARAM))?;
                     if let Err(s) = self.check_cpuid(&mut page) {
                         // The corrected page goes back to the host, unencrypted.
                         self.write_plain(spa, page.as_bytes())?;
-                        return Err(s);
+                        return Err(s.into());
                     }
                 }
                 _ => {}
@@ -166,10 +176,7 @@ impl Firmware {
                 g.imd
                     .update_with_contents(page_type, Gpa(gpa), &contents, perms, true);
             }
-            let r = self
-                .soc
-                .fw_write(Spa(spa), KeySel::Guest(softsev_abi::Asid(g.asid)), &buf)
-                .map_err(crate::fw::soc_status);
+            let r = self.write_with(spa, KeySel::Guest(softsev_abi::Asid(asid)), &buf);
             if page_type == PageType::SECRETS {
                 buf.zeroize();
             }
@@ -191,11 +198,11 @@ impl Firmware {
 
     /// The CPUID page check (count and reserved fields, then every function against the
     /// platform, corrections written into `page`): `crate::cpuid`.
-    fn check_cpuid(&self, page: &mut SnpCpuidPage) -> FwResult {
+    fn check_cpuid(&self, page: &mut SnpCpuidPage) -> Result<(), FwStatus> {
         crate::cpuid::check_cpuid_page(&self.cpuid, page)
     }
 
-    pub(crate) fn snp_launch_finish(&self, st: &mut State, cmd: SnpLaunchFinish) -> FwResult {
+    pub(crate) fn snp_launch_finish(&self, st: &mut State, cmd: SnpLaunchFinish) -> CmdResult {
         if misaligned(cmd.gctx_paddr)
             || cmd.flags
                 & !(SnpLaunchFinish::ID_BLOCK_EN
@@ -203,7 +210,7 @@ impl Firmware {
                     | SnpLaunchFinish::VCEK_DIS)
                 != 0
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         self.require_init(st)?;
         self.check_context(st, cmd.gctx_paddr)?;
@@ -219,13 +226,26 @@ impl Firmware {
         } else {
             (None, None)
         };
-        let g = self.context_mut(st, cmd.gctx_paddr)?;
-        if g.state != GuestState::Launch || g.imi_en {
-            return Err(FwStatus::INVALID_GUEST_STATE);
+        let GuestContext::Launch(g) = self.context_mut(st, cmd.gctx_paddr)? else {
+            return Err(FwStatus::INVALID_GUEST_STATE.into());
+        };
+        if g.imi_en {
+            return Err(FwStatus::INVALID_GUEST_STATE.into());
         }
-        if g.is_inactive() {
-            return Err(FwStatus::INACTIVE);
-        }
+        let Binding::Pending(asid) = g.binding else {
+            return Err(FwStatus::INACTIVE.into());
+        };
+        let mut finish = LaunchFinish {
+            family_id: [0; 16],
+            image_id: [0; 16],
+            guest_svn: 0,
+            id_block_en,
+            id_key_digest: [0; 48],
+            author_key_en: auth_key_en,
+            author_key_digest: [0; 48],
+            host_data: cmd.host_data,
+            vcek_disabled: vcek_dis,
+        };
         if let (Some(block), Some(auth)) = (id_block, id_auth) {
             let ld = g.ld.digest();
             let pass = softsev_measure::id_block::check_id_block(
@@ -235,32 +255,25 @@ impl Firmware {
                 g.policy,
                 auth_key_en,
             )
-            .map_err(|e| FwStatus(e.status().code()))?;
-            g.id_block = Some(block);
-            g.id_key_digest = pass.id_key_digest;
+            .map_err(|e| FwError::Status(FwStatus(e.status().code())))?;
+            finish.family_id = block.family_id;
+            finish.image_id = block.image_id;
+            finish.guest_svn = block.guest_svn;
+            finish.id_key_digest = pass.id_key_digest;
             if let Some(d) = pass.author_key_digest {
-                g.author_key_digest = d;
+                finish.author_key_digest = d;
             }
         }
-        g.host_data = cmd.host_data;
-        g.id_block_en = id_block_en;
-        g.author_key_en = auth_key_en;
-        g.vcek_dis = vcek_dis;
-        let asid = g.asid;
-        if g.activation == Activation::Pending {
-            g.activation = Activation::Active;
-            if let Some(a) = st.asids.get_mut(asid as usize - 1) {
-                *a = AsidState::InUse;
-            }
-        }
-        let g = self.context_mut(st, cmd.gctx_paddr)?;
-        g.state = GuestState::Running;
+        // The pending activation takes effect: the ASID is in use from now on.
+        st.asids.set(asid, AsidState::InUse);
+        st.guests
+            .transition(GuestHandle::Snp(Spa(cmd.gctx_paddr)), |g| g.finish(finish));
         Ok(())
     }
 }
 
 /// Fill `buf` (one page) with the secrets page of guest `g`.
-fn write_secrets_page(buf: &mut [u8], g: &crate::guest::GuestContext, product: Product) {
+fn write_secrets_page(buf: &mut [u8], g: &Launching, product: Product) {
     let mut page = SecretsPage::new(
         SECRETS_PAGE_VERSION,
         g.imi_en,

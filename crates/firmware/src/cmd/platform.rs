@@ -1,10 +1,13 @@
 //! Platform commands: SNP_INIT(_EX), SNP_SHUTDOWN(_EX), SNP_PLATFORM_STATUS,
-//! SNP_DF_FLUSH, SNP_CONFIG, SNP_COMMIT, SNP_VLEK_LOAD, SNP_FEATURE_INFO.
+//! SNP_DF_FLUSH, SNP_CONFIG, SNP_COMMIT, SNP_VLEK_LOAD, SNP_FEATURE_INFO (SNP ABI
+//! §8.2–8.9; AMD SEV firmware `snp_mcmd_init`, `snp_mcmd_platform_status`, ...).
 
-use crate::fw::{AsidState, Firmware, FwResult, PlatformState, State};
+use crate::error::{CmdResult, ModelFault};
+use crate::fw::Firmware;
+use crate::state::{PlatformState, State};
 use softsev_abi::fw_buf::{
-    SnpCommit, SnpConfig, SnpFeatureInfo, SnpFeatureInfoCmd, SnpInitEx, SnpPaddr,
-    SnpPlatformStatus, SnpShutdownEx, SnpVlekLoad, VlekWrapped,
+    SnpCommit, SnpConfig, SnpFeatureInfo, SnpFeatureInfoCmd, SnpInitEx, SnpPlatformStatus,
+    SnpPlatformStatusCmd, SnpShutdownEx, SnpVlekLoad, VlekWrapped,
 };
 use softsev_abi::{FwStatus, TcbVersion};
 use zerocopy::{FromBytes, IntoBytes};
@@ -21,30 +24,30 @@ pub const FEATURE_INFO_0_ECX: u32 = 1 << 4;
 pub const FEATURE_INFO_1_EAX: u32 = (1 << 3) | (1 << 5) | (1 << 17);
 
 impl Firmware {
-    pub(crate) fn snp_init(&self, st: &mut State, ex: Option<SnpInitEx>) -> FwResult {
+    pub(crate) fn snp_init(&self, st: &mut State, ex: Option<SnpInitEx>) -> CmdResult {
         let mut init_rmp = true;
         if let Some(ex) = &ex
             && (ex.flags & !(SnpInitEx::INIT_RMP | SnpInitEx::LIST_PADDR_EN) != 0
                 || ex.reserved != 0
                 || ex.reserved2.iter().any(|&b| b != 0))
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         if st.snp != PlatformState::Uninit {
-            return Err(FwStatus::INVALID_PLATFORM_STATE);
+            return Err(FwStatus::INVALID_PLATFORM_STATE.into());
         }
         if let Some(ex) = &ex {
             if ex.flags & SnpInitEx::INIT_RMP == 0 {
                 if st.rmp_initialized {
                     init_rmp = false;
                 } else {
-                    return Err(FwStatus::RMP_INIT_REQUIRED);
+                    return Err(FwStatus::RMP_INIT_REQUIRED.into());
                 }
             }
             if ex.flags & SnpInitEx::LIST_PADDR_EN != 0 {
                 // Range lists are not modelled: the whole RMP is initialised.
                 if !init_rmp {
-                    return Err(FwStatus::INVALID_PARAM);
+                    return Err(FwStatus::INVALID_PARAM.into());
                 }
             }
         }
@@ -54,37 +57,35 @@ impl Firmware {
         }
         // Every ASID starts dirty; the host must WBINVD and DF_FLUSH before the first
         // activation.
-        for a in st.asids.iter_mut() {
-            *a = AsidState::Dirty;
-        }
+        st.asids.mark_all_dirty();
         self.soc.clear_wbinvd_done();
         st.snp = PlatformState::Init;
         tracing::info!(init_rmp, "SNP platform initialised");
         Ok(())
     }
 
-    pub(crate) fn snp_shutdown(&self, st: &mut State, ex: Option<SnpShutdownEx>) -> FwResult {
+    pub(crate) fn snp_shutdown(&self, st: &mut State, ex: Option<SnpShutdownEx>) -> CmdResult {
         if st.snp == PlatformState::Uninit {
             return Ok(());
         }
         // Every ASID must be clean: guests decommissioned, WBINVD + DF_FLUSH done.
-        if st.asids.iter().any(|a| *a != AsidState::Clean) {
-            return Err(FwStatus::DFFLUSH_REQUIRED);
+        if !st.asids.all_clean() {
+            return Err(FwStatus::DFFLUSH_REQUIRED.into());
         }
         let mut iommu_shutdown = false;
         if let Some(ex) = &ex {
             if ex.length as usize != SnpShutdownEx::LEN {
-                return Err(FwStatus::INVALID_PARAM);
+                return Err(FwStatus::INVALID_PARAM.into());
             }
             if ex.flags & !(SnpShutdownEx::IOMMU_SNP_SHUTDOWN | SnpShutdownEx::X86_SNP_SHUTDOWN)
                 != 0
             {
-                return Err(FwStatus::INVALID_PARAM);
+                return Err(FwStatus::INVALID_PARAM.into());
             }
             // X86_SNP_SHUTDOWN needs IOMMU_SNP_SHUTDOWN and SMU support; the model's
             // SMU has none.
             if ex.flags & SnpShutdownEx::X86_SNP_SHUTDOWN != 0 {
-                return Err(FwStatus::INVALID_PARAM);
+                return Err(FwStatus::INVALID_PARAM.into());
             }
             iommu_shutdown = ex.flags & SnpShutdownEx::IOMMU_SNP_SHUTDOWN != 0;
         }
@@ -99,8 +100,12 @@ impl Firmware {
         Ok(())
     }
 
-    pub(crate) fn snp_platform_status(&self, st: &mut State, cmd: SnpPaddr) -> FwResult {
-        self.check_output_page(st, cmd.paddr, SnpPlatformStatus::LEN)?;
+    pub(crate) fn snp_platform_status(
+        &self,
+        st: &mut State,
+        cmd: SnpPlatformStatusCmd,
+    ) -> CmdResult {
+        self.check_output_page(st, cmd.status_paddr, SnpPlatformStatus::LEN)?;
         let product = self.chip.product();
         let mut flags = SnpPlatformStatus::FEATURE_INFO;
         if st.mask_chip_id {
@@ -123,27 +128,23 @@ impl Firmware {
             current_tcb: encode_tcb(&st.current.tcb, product),
             reported_tcb: encode_tcb(&st.reported_tcb, product),
         };
-        self.write_plain(cmd.paddr, out.as_bytes())
+        self.write_plain(cmd.status_paddr, out.as_bytes())
     }
 
-    pub(crate) fn snp_df_flush(&self, st: &mut State) -> FwResult {
+    pub(crate) fn snp_df_flush(&self, st: &mut State) -> CmdResult {
         if !self.soc.wbinvd_done() {
-            return Err(FwStatus::WBINVD_REQUIRED);
+            return Err(FwStatus::WBINVD_REQUIRED.into());
         }
         self.soc.df_flush().map_err(|_| FwStatus::WBINVD_REQUIRED)?;
-        for a in st.asids.iter_mut() {
-            if *a == AsidState::Dirty {
-                *a = AsidState::Clean;
-            }
-        }
+        st.asids.flush();
         Ok(())
     }
 
-    pub(crate) fn snp_config(&self, st: &mut State, cmd: SnpConfig) -> FwResult {
+    pub(crate) fn snp_config(&self, st: &mut State, cmd: SnpConfig) -> CmdResult {
         if cmd.flags & !(SnpConfig::MASK_CHIP_ID | SnpConfig::MASK_CHIP_KEY) != 0
             || cmd.reserved.iter().any(|&b| b != 0)
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         let product = self.chip.product();
         let committed = st.committed.tcb;
@@ -153,41 +154,41 @@ impl Firmware {
             let t = TcbVersion::decode(softsev_abi::RawTcb::from_u64(cmd.reported_tcb), product)
                 .map_err(|_| FwStatus::INVALID_PARAM)?;
             if !committed.dominates(&t) {
-                return Err(FwStatus::INVALID_PARAM);
+                return Err(FwStatus::INVALID_PARAM.into());
             }
             t
         };
         // Derive (and cache) the VCEK the firmware will sign with.
         self.chip
             .vcek(&requested)
-            .map_err(|_| FwStatus::HWERROR_PLATFORM)?;
+            .map_err(|e| ModelFault::Chip(format!("VCEK of TCB {requested}: {e}")))?;
         st.reported_tcb = requested;
         st.mask_chip_id = cmd.flags & SnpConfig::MASK_CHIP_ID != 0;
         st.mask_chip_key = cmd.flags & SnpConfig::MASK_CHIP_KEY != 0;
         Ok(())
     }
 
-    pub(crate) fn snp_commit(&self, st: &mut State, cmd: SnpCommit) -> FwResult {
+    pub(crate) fn snp_commit(&self, st: &mut State, cmd: SnpCommit) -> CmdResult {
         if cmd.length as usize != SnpCommit::LEN {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         st.committed = st.current;
         Ok(())
     }
 
-    pub(crate) fn snp_vlek_load(&self, st: &mut State, cmd: SnpVlekLoad) -> FwResult {
+    pub(crate) fn snp_vlek_load(&self, st: &mut State, cmd: SnpVlekLoad) -> CmdResult {
         if cmd.length as usize != SnpVlekLoad::LEN
             || cmd.vlek_wrapped_version != 0
             || cmd.reserved != [0; 3]
         {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         let mut raw = [0u8; VlekWrapped::LEN];
         self.read_plain(cmd.vlek_wrapped_paddr, &mut raw)?;
         let blob = VlekWrapped::read_from_bytes(&raw).map_err(|_| FwStatus::INVALID_PARAM)?;
         let product = self.chip.product();
         if blob.tcb_version != encode_tcb(&st.reported_tcb, product) {
-            return Err(FwStatus::BAD_SVN);
+            return Err(FwStatus::BAD_SVN.into());
         }
         self.chip
             .load_vlek_blob(&blob, &st.reported_tcb)
@@ -195,13 +196,13 @@ impl Firmware {
         Ok(())
     }
 
-    pub(crate) fn snp_feature_info(&self, st: &mut State, cmd: SnpFeatureInfoCmd) -> FwResult {
+    pub(crate) fn snp_feature_info(&self, st: &mut State, cmd: SnpFeatureInfoCmd) -> CmdResult {
         if cmd.length as usize != SnpFeatureInfoCmd::LEN {
-            return Err(FwStatus::INVALID_PARAM);
+            return Err(FwStatus::INVALID_PARAM.into());
         }
         let p = cmd.feature_info_paddr;
         if p & 3 != 0 || 0x1000 - (p & 0xFFF) < SnpFeatureInfo::LEN as u64 {
-            return Err(FwStatus::INVALID_ADDRESS);
+            return Err(FwStatus::INVALID_ADDRESS.into());
         }
         self.check_output_page(st, p, SnpFeatureInfo::LEN)?;
         let info = match cmd.ecx_in {
@@ -217,7 +218,7 @@ impl Firmware {
                 ecx: 0,
                 edx: 0,
             },
-            _ => return Err(FwStatus::INVALID_PARAM),
+            _ => return Err(FwStatus::INVALID_PARAM.into()),
         };
         self.write_plain(p, info.as_bytes())
     }

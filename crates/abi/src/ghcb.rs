@@ -650,7 +650,7 @@ crate::open_enum! {
 pub const EXIT_INFO1_OK: u64 = 0;
 /// SW_EXITINFO1: inject the exception in SW_EXITINFO2.
 pub const EXIT_INFO1_INJECT: u64 = 1;
-/// SW_EXITINFO1: malformed input, error in `SW_EXITINFO2[31:0]`.
+/// SW_EXITINFO1: malformed input, error in `SW_EXITINFO2\[31:0\]`.
 pub const EXIT_INFO1_BAD_INPUT: u64 = 2;
 
 crate::open_enum! {
@@ -781,7 +781,7 @@ impl Default for PscDesc {
 // ---------------------------------------------------------------------------------
 
 crate::open_enum! {
-    /// AP creation request (`SW_EXITINFO1[31:0]` of NAE 0x8000_0013).
+    /// AP creation request (`SW_EXITINFO1\[31:0\]` of NAE 0x8000_0013).
     pub struct ApCreateOp(u32) {
         /// Create when the target receives INIT.
         CREATE_ON_INIT = 0,
@@ -798,7 +798,7 @@ pub const fn ap_creation_info1(op: ApCreateOp, apic_id: u32) -> u64 {
 }
 
 crate::open_enum! {
-    /// Hypervisor (VMM) error in `SW_EXITINFO2[63:32]` of a guest request.
+    /// Hypervisor (VMM) error in `SW_EXITINFO2\[63:32\]` of a guest request.
     pub struct GuestReqVmmError(u32) {
         /// No error.
         NONE = 0,

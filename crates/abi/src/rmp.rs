@@ -28,7 +28,7 @@ pub const PERM_ALL: u8 = 0x1F;
 /// - bit 1: PAGE_SIZE — 0 = 4 KiB, 1 = 2 MiB (only meaningful in the 2 MiB-aligned entry).
 /// - bit 2: IMMUTABLE — only the AMD-SP may change the entry.
 /// - bits 11:3: SUBPAGE_COUNT (firmware bookkeeping).
-/// - bits 50:12: GPA[50:12] the page is mapped at (firmware sub-state in bits 38:36 for
+/// - bits 50:12: GPA\[50:12\] the page is mapped at (firmware sub-state in bits 38:36 for
 ///   firmware/metadata pages).
 /// - bits 60:51: ASID (10 bits), 0 = hypervisor/firmware.
 /// - bit 61: VMSA — the page is a guest VMSA.

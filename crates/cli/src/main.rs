@@ -2,6 +2,8 @@
 //! config, call the libraries, render typed errors.
 
 #![forbid(unsafe_code)]
+// clap takes `--help` text from the doc comments verbatim; `<N>` there is meant literally.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod cmd;
 

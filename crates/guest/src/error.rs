@@ -91,7 +91,7 @@ pub enum GuestError {
     GhcbBadInput {
         /// The event.
         exit: NaeExit,
-        /// SW_EXITINFO2[31:0].
+        /// SW_EXITINFO2\[31:0\].
         error: GhcbError,
     },
     /// The hypervisor asked to inject an exception (SW_EXITINFO1 = 1).
@@ -166,9 +166,9 @@ pub enum GuestError {
     /// A guest request failed in the hypervisor or the firmware.
     #[error("guest request failed: VMM error {vmm:?}, firmware status {fw:?}")]
     GuestRequest {
-        /// SW_EXITINFO2[63:32].
+        /// SW_EXITINFO2\[63:32\].
         vmm: GuestReqVmmError,
-        /// SW_EXITINFO2[31:0].
+        /// SW_EXITINFO2\[31:0\].
         fw: FwStatus,
     },
     /// The extended request's certificate buffer is too small.

@@ -49,7 +49,7 @@ pub struct GhcbStats {
 /// The answer to a guest request that reached the firmware.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestReqOutcome {
-    /// Firmware status (SW_EXITINFO2[31:0]); SUCCESS when the response page is valid.
+    /// Firmware status (SW_EXITINFO2\[31:0\]); SUCCESS when the response page is valid.
     pub fw: FwStatus,
 }
 
@@ -260,7 +260,7 @@ impl GhcbClient {
 
     /// One full-GHCB call: `req` (built with [`Ghcb::request`] or [`GhcbClient::request`])
     /// is written to the registered GHCB, the MSR is pointed at it, VMGEXIT, and the
-    /// page is copied back. SW_EXITINFO1[31:0] is checked: 1 = exception injected,
+    /// page is copied back. SW_EXITINFO1\[31:0\] is checked: 1 = exception injected,
     /// 2 = malformed input (error in SW_EXITINFO2), anything else but 0 is a protocol
     /// violation.
     pub fn call<P: GuestPlatform + ?Sized>(

@@ -8,7 +8,7 @@
 //!   making it shared.
 //! * [`ap`]: starting APs with SNP AP creation.
 //! * [`hashes`]: the kernel-hashes check OVMF makes.
-//! * [`boot`]: the whole boot flow, [`boot()`] with a [`BootConfig`] → [`BootReport`].
+//! * [`boot`](mod@boot): the whole boot flow, [`boot()`](fn@boot) with a [`BootConfig`] → [`BootReport`].
 //! * [`msg`]: guest messages through a VMPCK (reports, derived keys, the extended
 //!   request's certificate table).
 //!

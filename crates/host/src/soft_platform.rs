@@ -20,7 +20,7 @@ use softsev_abi::rmp::RmpUpdateInput;
 use softsev_abi::{AddrRange, Gfn, Gpa, PAGE_SIZE_2M, Product, Spa};
 use softsev_firmware::identity::{Chip, IdentityError};
 use softsev_firmware::{Firmware, FirmwareConfig};
-use softsev_soc::{PageSize, Soc, SocConfig};
+use softsev_soc::{PageSize, Soc};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -161,20 +161,18 @@ fn assemble_firmware(
     chip: Option<Arc<Chip>>,
     firmware_config: Option<FirmwareConfig>,
 ) -> Result<Arc<Firmware>, PlatformError> {
-    let chip = match (chip, &seed) {
-        (Some(c), _) => c,
-        (None, Some(s)) => Arc::new(Chip::from_seed(product, s).map_err(PlatformError::Chip)?),
-        (None, None) => Arc::new(Chip::random(product).map_err(PlatformError::Chip)?),
-    };
-    let config = firmware_config.unwrap_or_else(|| FirmwareConfig {
-        seed: seed.clone(),
-        ..FirmwareConfig::for_product(product)
-    });
-    let soc = Arc::new(Soc::new(SocConfig {
-        seed,
-        ..SocConfig::new(mem)
-    }));
-    Ok(Arc::new(Firmware::new(soc, chip, config)))
+    let mut b = Firmware::builder(product).soc_bytes(mem);
+    if let Some(s) = &seed {
+        b = b.seed(s);
+    }
+    if let Some(c) = chip {
+        b = b.chip(c);
+    }
+    if let Some(cfg) = firmware_config {
+        // A configuration given whole replaces the product default, seed included.
+        b = b.configure(|c| *c = cfg);
+    }
+    b.build().map_err(PlatformError::Chip)
 }
 
 /// The backends [`hypervisor`] can make.

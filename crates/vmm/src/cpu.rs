@@ -27,7 +27,7 @@ pub struct CpuModel {
     pub features: Vec<String>,
 }
 
-/// The C-bit position every SNP product reports in CPUID 0x8000001F `EBX[5:0]`.
+/// The C-bit position every SNP product reports in CPUID 0x8000001F `EBX\[5:0\]`.
 pub const fn host_cbitpos(product: Product) -> u32 {
     match product {
         Product::Milan | Product::Genoa | Product::Turin => 51,

@@ -76,7 +76,7 @@ pub enum ConfigError {
         /// The rule (`not equal to 96`, `exceeds max of 4096`).
         rule: String,
     },
-    /// cbitpos differs from the host's CPUID 0x8000001F EBX[5:0].
+    /// cbitpos differs from the host's CPUID 0x8000001F EBX\[5:0\].
     #[error(
         "sev-snp-guest.cbitpos check failed, host '{host}' requested '{requested}' \
          ({product} reports the C-bit at {host} in CPUID 0x8000001F EBX[5:0])"

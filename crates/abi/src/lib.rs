@@ -38,12 +38,16 @@ pub(crate) use wire;
 pub mod addr;
 pub mod ecdsa;
 pub mod fw;
+// `wire!` derives Debug for every layout; zerocopy's KnownLayout derive adds a public
+// helper type per layout without one, which the lint would flag at each declaration.
+#[allow(missing_debug_implementations)]
 pub mod fw_buf;
 pub mod ghcb;
 pub mod guest_msg;
 pub mod guid;
 pub mod id_block;
 pub mod kernel_hashes;
+#[allow(missing_debug_implementations)] // as fw_buf: zerocopy's helper types
 pub mod kvm;
 pub mod ovmf;
 pub mod page_info;

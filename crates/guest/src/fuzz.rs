@@ -30,6 +30,7 @@ const FUZZ_SECRETS_GPA: u64 = 0x7000;
 const MAX_STEPS: usize = 20_000;
 
 /// A host driven by fuzz input.
+#[derive(Debug)]
 pub struct HostilePlatform<'a> {
     data: &'a [u8],
     pos: usize,

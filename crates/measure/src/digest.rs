@@ -276,7 +276,7 @@ fn vmsa_contents(page: &[u8]) -> [u8; SNP_DIGEST_LEN] {
 
 /// GCTX.LD of a SEV or SEV-ES guest: a running SHA-256 over every LAUNCH_UPDATE_DATA
 /// buffer and LAUNCH_UPDATE_VMSA page, in command order.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SevDigest(Sha256);
 
 impl SevDigest {

@@ -48,7 +48,7 @@ pub(crate) struct KeyTable {
 }
 
 impl KeyTable {
-    pub fn new(asid_count: u32, sme_key: &[u8; XEX_KEY_LEN]) -> Self {
+    pub(crate) fn new(asid_count: u32, sme_key: &[u8; XEX_KEY_LEN]) -> Self {
         Self {
             slots: RwLock::new((0..asid_count).map(|_| Slot::Empty).collect()),
             sme: Arc::new(XexKey::new(sme_key)),
@@ -75,7 +75,7 @@ impl KeyTable {
     }
 
     /// The key for a selector; `Ok(None)` for plaintext, `Err` when no key is there.
-    pub fn resolve(&self, sel: KeySel) -> Result<Option<Arc<XexKey>>, u32> {
+    pub(crate) fn resolve(&self, sel: KeySel) -> Result<Option<Arc<XexKey>>, u32> {
         match sel {
             KeySel::Plain => Ok(None),
             KeySel::Sme => Ok(Some(self.sme.clone())),
@@ -93,7 +93,7 @@ impl KeyTable {
         }
     }
 
-    pub fn activate(&self, asid: Asid, key: &[u8; XEX_KEY_LEN]) -> Result<(), KeyError> {
+    pub(crate) fn activate(&self, asid: Asid, key: &[u8; XEX_KEY_LEN]) -> Result<(), KeyError> {
         let i = self.check_guest(asid)?;
         let mut slots = self.slots.write();
         let slot = slots.get_mut(i).ok_or(KeyError::BadAsid {
@@ -110,7 +110,7 @@ impl KeyTable {
         }
     }
 
-    pub fn deactivate(&self, asid: Asid) -> Result<(), KeyError> {
+    pub(crate) fn deactivate(&self, asid: Asid) -> Result<(), KeyError> {
         let i = self.check_guest(asid)?;
         let mut slots = self.slots.write();
         match slots.get_mut(i) {
@@ -123,7 +123,7 @@ impl KeyTable {
         }
     }
 
-    pub fn release_unused(&self, asid: Asid) -> Result<(), KeyError> {
+    pub(crate) fn release_unused(&self, asid: Asid) -> Result<(), KeyError> {
         let i = self.check_guest(asid)?;
         let mut slots = self.slots.write();
         match slots.get_mut(i) {
@@ -135,15 +135,15 @@ impl KeyTable {
         }
     }
 
-    pub fn wbinvd_done(&self) -> bool {
+    pub(crate) fn wbinvd_done(&self) -> bool {
         self.wbinvd_done.load(Ordering::SeqCst)
     }
 
-    pub fn clear_wbinvd_done(&self) {
+    pub(crate) fn clear_wbinvd_done(&self) {
         self.wbinvd_done.store(false, Ordering::SeqCst);
     }
 
-    pub fn state(&self, asid: Asid) -> Option<KeyState> {
+    pub(crate) fn state(&self, asid: Asid) -> Option<KeyState> {
         let slots = self.slots.read();
         match slots.get(usize::try_from(asid.0).ok()?)? {
             Slot::Empty => Some(KeyState::Empty),
@@ -152,11 +152,11 @@ impl KeyTable {
         }
     }
 
-    pub fn wbinvd(&self) {
+    pub(crate) fn wbinvd(&self) {
         self.wbinvd_done.store(true, Ordering::SeqCst);
     }
 
-    pub fn df_flush(&self) -> Result<(), KeyError> {
+    pub(crate) fn df_flush(&self) -> Result<(), KeyError> {
         let mut slots = self.slots.write();
         if !self.wbinvd_done.load(Ordering::SeqCst) {
             return Err(KeyError::WbinvdRequired);
@@ -169,7 +169,7 @@ impl KeyTable {
         Ok(())
     }
 
-    pub fn asid_count(&self) -> u32 {
+    pub(crate) fn asid_count(&self) -> u32 {
         self.count()
     }
 }

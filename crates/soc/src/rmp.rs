@@ -27,7 +27,7 @@ pub(crate) struct Auth {
 
 impl Auth {
     /// The GPA this entry maps `spa`'s 4 KiB page to.
-    pub fn expected_gpa(&self, spa: u64) -> u64 {
+    pub(crate) fn expected_gpa(&self, spa: u64) -> u64 {
         self.entry
             .gpa()
             .wrapping_add((spa & !(PAGE_SIZE_4K - 1)).wrapping_sub(self.base))

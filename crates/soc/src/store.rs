@@ -37,18 +37,18 @@ pub(crate) struct RmpRegion {
 }
 
 impl RmpRegion {
-    pub fn new_boxed() -> Box<Self> {
+    pub(crate) fn new_boxed() -> Box<Self> {
         Box::new(Self {
             blocks: Default::default(),
             in_use: [0; PAGES_PER_REGION / 64],
         })
     }
-    pub fn is_in_use(&self, idx: usize) -> bool {
+    pub(crate) fn is_in_use(&self, idx: usize) -> bool {
         self.in_use
             .get(idx / 64)
             .is_some_and(|w| w & (1u64 << (idx % 64)) != 0)
     }
-    pub fn set_in_use(&mut self, idx: usize, v: bool) {
+    pub(crate) fn set_in_use(&mut self, idx: usize, v: bool) {
         if let Some(w) = self.in_use.get_mut(idx / 64) {
             if v {
                 *w |= 1u64 << (idx % 64);
@@ -58,7 +58,7 @@ impl RmpRegion {
         }
     }
     /// The entry of 4 KiB page `idx` (0..512) of the region.
-    pub fn entry(&self, idx: usize) -> RmpEntry {
+    pub(crate) fn entry(&self, idx: usize) -> RmpEntry {
         self.blocks
             .get(idx / RMP_BLOCK)
             .and_then(|b| b.as_ref())
@@ -67,14 +67,14 @@ impl RmpRegion {
             .unwrap_or_default()
     }
     /// Mutable access to entry `idx`, allocating its block; `None` if `idx` ≥ 512.
-    pub fn entry_mut(&mut self, idx: usize) -> Option<&mut RmpEntry> {
+    pub(crate) fn entry_mut(&mut self, idx: usize) -> Option<&mut RmpEntry> {
         self.blocks
             .get_mut(idx / RMP_BLOCK)?
             .get_or_insert_with(|| Box::new([RmpEntry::default(); RMP_BLOCK]))
             .get_mut(idx % RMP_BLOCK)
     }
     /// Store entry `idx`; storing a zero entry into an absent block allocates nothing.
-    pub fn set_entry(&mut self, idx: usize, e: RmpEntry) {
+    pub(crate) fn set_entry(&mut self, idx: usize, e: RmpEntry) {
         let absent = self
             .blocks
             .get(idx / RMP_BLOCK)
@@ -87,7 +87,7 @@ impl RmpRegion {
         }
     }
     /// Indices and entries of every assigned entry of the region.
-    pub fn assigned(&self) -> impl Iterator<Item = (usize, RmpEntry)> + '_ {
+    pub(crate) fn assigned(&self) -> impl Iterator<Item = (usize, RmpEntry)> + '_ {
         self.blocks.iter().enumerate().flat_map(|(bi, b)| {
             b.iter().flat_map(move |b| {
                 b.iter()
@@ -155,7 +155,7 @@ pub(crate) struct Store {
 
 impl Store {
     /// A store for `size` bytes (rounded up to whole regions).
-    pub fn new(size: u64) -> Self {
+    pub(crate) fn new(size: u64) -> Self {
         let regions = size.div_ceil(REGION_SIZE);
         let groups = regions.div_ceil(REGIONS_PER_GROUP);
         Self {
@@ -166,7 +166,7 @@ impl Store {
 
     /// The region with index `idx` (SPA / 2 MiB), created on demand; `None` beyond
     /// the end of memory.
-    pub fn region(&self, idx: u64) -> Option<&Region> {
+    pub(crate) fn region(&self, idx: u64) -> Option<&Region> {
         if idx >= self.regions {
             return None;
         }
@@ -179,7 +179,7 @@ impl Store {
     }
 
     /// The region if its group exists (no allocation); used to walk touched memory.
-    pub fn region_if_present(&self, idx: u64) -> Option<&Region> {
+    pub(crate) fn region_if_present(&self, idx: u64) -> Option<&Region> {
         let group = self
             .groups
             .get(usize::try_from(idx / REGIONS_PER_GROUP).ok()?)?
@@ -188,7 +188,7 @@ impl Store {
     }
 
     /// Number of regions.
-    pub fn regions(&self) -> u64 {
+    pub(crate) fn regions(&self) -> u64 {
         self.regions
     }
 }

@@ -48,7 +48,7 @@ fn parse_id16(s: &str) -> Result<[u8; 16], String> {
 /// Arguments of `softsev id-block`.
 #[derive(clap::Args, Debug)]
 #[command(about = "Build an SNP ID block and ID auth structure (snp-create-id-block compatible)")]
-pub struct Args {
+pub(crate) struct Args {
     /// Guest launch measurement (base64 as snp-create-id-block takes it, or 96 hex digits).
     #[arg(long, value_name = "VALUE")]
     measurement: String,
@@ -186,7 +186,7 @@ fn verify(a: &Args, block_b64: &str, auth_b64: &str) -> Result<ExitCode> {
 }
 
 /// Run `softsev id-block`.
-pub fn run(a: Args) -> Result<ExitCode> {
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let (Some(b), Some(au)) = (&a.verify_id_block, &a.verify_id_auth) {
         return verify(&a, b, au);
     }

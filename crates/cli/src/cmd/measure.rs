@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 /// Guest mode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// SEV.
     Sev,
     /// SEV-ES.
@@ -74,7 +74,7 @@ fn parse_vcpu_type(s: &str) -> Result<String, String> {
 
 /// Output encoding of the digest.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Lower-case hex.
     Hex,
     /// Standard base64.
@@ -84,7 +84,7 @@ pub enum OutputFormat {
 /// Arguments of `softsev measure`.
 #[derive(clap::Args, Debug)]
 #[command(about = "Compute SEV / SEV-ES / SEV-SNP launch digests (sev-snp-measure compatible)")]
-pub struct Args {
+pub(crate) struct Args {
     /// Guest mode: sev, seves, snp, snp:ovmf-hash, snp:svsm.
     #[arg(long, value_parser = parse_mode, default_value = "snp")]
     mode: Mode,
@@ -405,7 +405,7 @@ fn encode(f: OutputFormat, b: &[u8]) -> String {
 }
 
 /// Run `softsev measure`.
-pub fn run(a: Args) -> Result<ExitCode> {
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(p) = &a.write_builtin_ovmf {
         std::fs::write(p, softsev_measure::builtin::image())
             .with_context(|| format!("cannot write the built-in image to '{}'", p.display()))?;

@@ -1,7 +1,7 @@
 //! One module per subcommand.
 
-pub mod id_block;
-pub mod measure;
-pub mod report;
-pub mod run;
-pub mod verify;
+pub(crate) mod id_block;
+pub(crate) mod measure;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod verify;

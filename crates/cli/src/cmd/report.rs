@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `softsev report`.
 #[derive(clap::Args, Debug)]
 #[command(about = "Inspect SNP attestation reports")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     cmd: Sub,
 }
@@ -44,7 +44,7 @@ fn parse_product(s: &str) -> Result<Product, String> {
 }
 
 /// Run `softsev report`.
-pub fn run(a: Args) -> Result<ExitCode> {
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
     match a.cmd {
         Sub::Show(s) => {
             let bytes = softsev_attest::input::read_bounded(

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 /// Memory acceptance at boot.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Accept {
+pub(crate) enum Accept {
     /// Accept all RAM at boot (OVMF without unaccepted-memory support).
     Full,
     /// Accept 64 MiB at boot, the rest on first use.
@@ -35,7 +35,7 @@ Examples:
       -object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000 \\
       -smp 4 -m 4G -cpu EPYC-Milan -bios OVMF.fd
   softsev run --config guest.toml")]
-pub struct Args {
+pub(crate) struct Args {
     /// Guest configuration as a TOML file (instead of QEMU options).
     #[arg(long, value_name = "FILE", conflicts_with = "qemu")]
     config: Option<PathBuf>,
@@ -122,7 +122,7 @@ fn new_out_dir() -> Result<PathBuf> {
 }
 
 /// Run the command.
-pub fn run(a: Args) -> Result<ExitCode> {
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let t0 = Instant::now();
     let cfg: Config = if let Some(path) = &a.config {
         softsev_vmm::from_toml_file(path).with_context(|| format!("{}", path.display()))?

@@ -72,7 +72,7 @@ fn parse_at(s: &str) -> Result<u64, String> {
 /// Arguments of `softsev verify`.
 #[derive(clap::Args, Debug)]
 #[command(about = "Verify an SNP attestation report: AMD chain, CRL, binding, signature, policy")]
-pub struct Args {
+pub(crate) struct Args {
     /// The report (0x4A0 bytes; with `--cert-table -`, a report followed by a
     /// certificate table).
     report: PathBuf,
@@ -275,7 +275,7 @@ fn policy(a: &Args, product: Option<Product>) -> Result<Policy> {
 }
 
 /// Run `softsev verify`.
-pub fn run(a: Box<Args>) -> Result<ExitCode> {
+pub(crate) fn run(a: Box<Args>) -> Result<ExitCode> {
     let raw = read_input(&a.report, MAX_REPORT_FILE, "an attestation report file")?;
     let mut certs = CertSet::default();
     let mut report_bytes = raw.as_slice();

@@ -74,6 +74,20 @@ pub enum KeyRoot<'a> {
     Vmrk(&'a [u8; 32]),
 }
 
+/// Names the root only: its secret never reaches a log.
+impl std::fmt::Debug for KeyRoot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyRoot::Vcek { platform_tcb, .. } => f
+                .debug_struct("Vcek")
+                .field("platform_tcb", platform_tcb)
+                .finish_non_exhaustive(),
+            KeyRoot::Vlek(_) => f.write_str("Vlek(..)"),
+            KeyRoot::Vmrk(_) => f.write_str("Vmrk(..)"),
+        }
+    }
+}
+
 /// Everything a derived key depends on besides the root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DerivedKeyRequest {

@@ -12,19 +12,19 @@ use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Command buffer page (hypervisor-owned).
-pub const CMD: u64 = 0x1000;
+pub(crate) const CMD: u64 = 0x1000;
 /// Scratch page for outputs (made a firmware page after INIT when needed).
-pub const OUT: u64 = 0x2000;
+pub(crate) const OUT: u64 = 0x2000;
 /// Guest context page.
-pub const GCTX: u64 = 0x10_0000;
+pub(crate) const GCTX: u64 = 0x10_0000;
 /// A second context page.
-pub const GCTX2: u64 = 0x10_1000;
+pub(crate) const GCTX2: u64 = 0x10_1000;
 /// First guest page (SPA); guest pages go upwards from here.
-pub const GUEST_BASE: u64 = 0x40_0000;
+pub(crate) const GUEST_BASE: u64 = 0x40_0000;
 /// The guest's ASID in tests.
-pub const ASID: u32 = 1;
+pub(crate) const ASID: u32 = 1;
 
-pub fn chip(product: Product) -> Arc<Chip> {
+pub(crate) fn chip(product: Product) -> Arc<Chip> {
     static MILAN: OnceLock<Arc<Chip>> = OnceLock::new();
     static GENOA: OnceLock<Arc<Chip>> = OnceLock::new();
     static TURIN: OnceLock<Arc<Chip>> = OnceLock::new();
@@ -37,18 +37,18 @@ pub fn chip(product: Product) -> Arc<Chip> {
         .clone()
 }
 
-pub struct Host {
+pub(crate) struct Host {
     pub soc: Arc<Soc>,
     pub fw: Arc<Firmware>,
 }
 
 impl Host {
-    pub fn new() -> Host {
+    pub(crate) fn new() -> Host {
         Self::with(Product::Milan, |_| {})
     }
 
     /// A host whose chip is its own (tests that load a VLEK change the chip).
-    pub fn with_own_chip(product: Product) -> Host {
+    pub(crate) fn with_own_chip(product: Product) -> Host {
         Self::build(
             product,
             Arc::new(Chip::from_seed(product, b"fw-tests own").unwrap()),
@@ -56,7 +56,7 @@ impl Host {
         )
     }
 
-    pub fn with(product: Product, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
+    pub(crate) fn with(product: Product, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
         Self::build(product, chip(product), f)
     }
 
@@ -77,7 +77,7 @@ impl Host {
 
     /// Issue `cmd` with `buf` written at [`CMD`]; returns the status and the buffer
     /// as the firmware left it.
-    pub fn cmd<T: IntoBytes + FromBytes + Immutable + KnownLayout>(
+    pub(crate) fn cmd<T: IntoBytes + FromBytes + Immutable + KnownLayout>(
         &self,
         cmd: FwCmd,
         buf: &T,
@@ -88,11 +88,11 @@ impl Host {
         self.fw.command(cmd, Spa(CMD))
     }
 
-    pub fn cmd0(&self, cmd: FwCmd) -> FwResult {
+    pub(crate) fn cmd0(&self, cmd: FwCmd) -> FwResult {
         self.fw.command(cmd, Spa(CMD))
     }
 
-    pub fn rmpupdate(
+    pub(crate) fn rmpupdate(
         &self,
         spa: u64,
         assigned: bool,
@@ -116,27 +116,27 @@ impl Host {
     }
 
     /// Make `spa` a firmware page (Linux `rmp_mark_pages_firmware`).
-    pub fn fw_page(&self, spa: u64) {
+    pub(crate) fn fw_page(&self, spa: u64) {
         self.rmpupdate(spa, true, 0, 0, true, false);
     }
 
     /// Return a reclaimed page to the hypervisor.
-    pub fn hv_page(&self, spa: u64) {
+    pub(crate) fn hv_page(&self, spa: u64) {
         self.rmpupdate(spa, false, 0, 0, false, false);
     }
 
     /// INIT, WBINVD, DF_FLUSH.
-    pub fn init(&self) {
+    pub(crate) fn init(&self) {
         self.cmd0(FwCmd::SNP_INIT).unwrap();
         self.soc.wbinvd();
         self.cmd0(FwCmd::SNP_DF_FLUSH).unwrap();
     }
 
-    pub fn gctx_create(&self, gctx: u64) -> FwResult {
+    pub(crate) fn gctx_create(&self, gctx: u64) -> FwResult {
         self.cmd(FwCmd::SNP_GCTX_CREATE, &SnpPaddr { paddr: gctx })
     }
 
-    pub fn launch_start(&self, gctx: u64, policy: u64) -> FwResult {
+    pub(crate) fn launch_start(&self, gctx: u64, policy: u64) -> FwResult {
         self.cmd(
             FwCmd::SNP_LAUNCH_START,
             &SnpLaunchStart {
@@ -150,7 +150,7 @@ impl Host {
         )
     }
 
-    pub fn activate(&self, gctx: u64, asid: u32) -> FwResult {
+    pub(crate) fn activate(&self, gctx: u64, asid: u32) -> FwResult {
         self.cmd(
             FwCmd::SNP_ACTIVATE,
             &SnpActivate {
@@ -163,13 +163,26 @@ impl Host {
 
     /// Put `data` (one page) at `spa`, assign it to the guest at `gpa` (pre-guest) and
     /// run LAUNCH_UPDATE with `page_type`.
-    pub fn load_page(&self, gctx: u64, spa: u64, gpa: u64, page_type: u8, data: &[u8]) -> FwResult {
+    pub(crate) fn load_page(
+        &self,
+        gctx: u64,
+        spa: u64,
+        gpa: u64,
+        page_type: u8,
+        data: &[u8],
+    ) -> FwResult {
         self.soc.host_write(Spa(spa), false, data).unwrap();
         self.rmpupdate(spa, true, ASID, gpa, true, false);
         self.launch_update(gctx, spa, page_type, false)
     }
 
-    pub fn launch_update(&self, gctx: u64, spa: u64, page_type: u8, two_m: bool) -> FwResult {
+    pub(crate) fn launch_update(
+        &self,
+        gctx: u64,
+        spa: u64,
+        page_type: u8,
+        two_m: bool,
+    ) -> FwResult {
         self.cmd(
             FwCmd::SNP_LAUNCH_UPDATE,
             &SnpLaunchUpdate {
@@ -183,7 +196,7 @@ impl Host {
         )
     }
 
-    pub fn launch_finish(&self, gctx: u64, flags: u64, host_data: [u8; 32]) -> FwResult {
+    pub(crate) fn launch_finish(&self, gctx: u64, flags: u64, host_data: [u8; 32]) -> FwResult {
         self.cmd(
             FwCmd::SNP_LAUNCH_FINISH,
             &SnpLaunchFinish {
@@ -197,7 +210,7 @@ impl Host {
     }
 
     /// INIT, flush, context, LAUNCH_START with `policy`, ACTIVATE with [`ASID`].
-    pub fn started_guest(&self, policy: u64) {
+    pub(crate) fn started_guest(&self, policy: u64) {
         self.init();
         self.fw_page(GCTX);
         self.gctx_create(GCTX).unwrap();
@@ -205,7 +218,7 @@ impl Host {
         self.activate(GCTX, ASID).unwrap();
     }
 
-    pub fn platform_status(&self) -> SnpPlatformStatus {
+    pub(crate) fn platform_status(&self) -> SnpPlatformStatus {
         self.cmd(FwCmd::SNP_PLATFORM_STATUS, &SnpPaddr { paddr: OUT })
             .unwrap();
         let mut raw = [0u8; SnpPlatformStatus::LEN];
@@ -214,7 +227,7 @@ impl Host {
     }
 }
 
-pub fn status(r: FwResult) -> FwStatus {
+pub(crate) fn status(r: FwResult) -> FwStatus {
     match r {
         Ok(()) => FwStatus::SUCCESS,
         Err(s) => s,

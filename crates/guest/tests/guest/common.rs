@@ -16,7 +16,7 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// State of one 4 KiB page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pg {
+pub(crate) struct Pg {
     pub private: bool,
     pub validated: bool,
     pub vmsa: bool,
@@ -35,7 +35,7 @@ impl Default for Pg {
 
 /// What the host saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ev {
+pub(crate) enum Ev {
     Msr(GhcbMsg),
     Ghcb {
         exit: u64,
@@ -70,7 +70,7 @@ pub enum Ev {
 
 /// Ways to misbehave.
 #[derive(Clone, Debug, Default)]
-pub struct Knobs {
+pub(crate) struct Knobs {
     pub max_ver: u16,
     pub min_ver: u16,
     pub hv_features: u64,
@@ -114,7 +114,7 @@ pub struct Knobs {
     pub sev_features: u64,
 }
 
-pub struct FakeHost {
+pub(crate) struct FakeHost {
     pub mem: HashMap<u64, Box<[u8; 4096]>>,
     pub pages: HashMap<u64, Pg>,
     pub msr: u64,
@@ -129,10 +129,10 @@ pub struct FakeHost {
     pub derived_key_salt: u8,
 }
 
-pub const SEV_STATUS_SNP_ALL: u64 = SEV_STATUS_SEV | SEV_STATUS_SEV_ES | SEV_STATUS_SNP;
+pub(crate) const SEV_STATUS_SNP_ALL: u64 = SEV_STATUS_SEV | SEV_STATUS_SEV_ES | SEV_STATUS_SNP;
 
 impl FakeHost {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut vmpck = [[0u8; 32]; 4];
         for (i, k) in vmpck.iter_mut().enumerate() {
             *k = [0x40 + i as u8; 32];
@@ -164,16 +164,16 @@ impl FakeHost {
         }
     }
 
-    pub fn pg(&self, gfn: u64) -> Pg {
+    pub(crate) fn pg(&self, gfn: u64) -> Pg {
         self.pages.get(&gfn).copied().unwrap_or_default()
     }
 
-    pub fn pg_mut(&mut self, gfn: u64) -> &mut Pg {
+    pub(crate) fn pg_mut(&mut self, gfn: u64) -> &mut Pg {
         self.pages.entry(gfn).or_default()
     }
 
     /// Launch-time state: pages pre-validated (private, validated), optional contents.
-    pub fn prevalidate(&mut self, gpa: u64, len: u64) {
+    pub(crate) fn prevalidate(&mut self, gpa: u64, len: u64) {
         for gfn in (gpa >> 12)..((gpa + len) >> 12) {
             *self.pg_mut(gfn) = Pg {
                 private: true,
@@ -184,19 +184,19 @@ impl FakeHost {
     }
 
     /// Place a secrets page as the firmware would (at launch).
-    pub fn install_secrets(&mut self, gpa: u64) {
+    pub(crate) fn install_secrets(&mut self, gpa: u64) {
         let sp = SecretsPage::new(3, false, 0x00A0_0F11, [0; 16], &self.vmpck, 0);
         self.prevalidate(gpa, 0x1000);
         self.poke(gpa, sp.as_bytes());
     }
 
     /// Host RMPUPDATE on a page: the validated bit is cleared.
-    pub fn tamper(&mut self, gpa: u64) {
+    pub(crate) fn tamper(&mut self, gpa: u64) {
         self.pg_mut(gpa >> 12).validated = false;
     }
 
     /// Raw write (host/firmware side, no checks).
-    pub fn poke(&mut self, gpa: u64, data: &[u8]) {
+    pub(crate) fn poke(&mut self, gpa: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
             let a = gpa + i as u64;
             self.mem
@@ -206,7 +206,7 @@ impl FakeHost {
     }
 
     /// Raw read.
-    pub fn peek(&self, gpa: u64, len: usize) -> Vec<u8> {
+    pub(crate) fn peek(&self, gpa: u64, len: usize) -> Vec<u8> {
         (0..len as u64)
             .map(|i| {
                 let a = gpa + i;
@@ -217,7 +217,7 @@ impl FakeHost {
             .collect()
     }
 
-    pub fn msr_events(&self) -> Vec<GhcbMsg> {
+    pub(crate) fn msr_events(&self) -> Vec<GhcbMsg> {
         self.log
             .iter()
             .filter_map(|e| match e {
@@ -227,7 +227,7 @@ impl FakeHost {
             .collect()
     }
 
-    pub fn ghcb_exits(&self) -> Vec<u64> {
+    pub(crate) fn ghcb_exits(&self) -> Vec<u64> {
         self.log
             .iter()
             .filter_map(|e| match e {

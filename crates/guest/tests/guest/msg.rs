@@ -67,7 +67,7 @@ fn secrets_seqno(h: &FakeHost) -> u32 {
 }
 
 /// A cert table with three blobs of the given sizes.
-pub fn cert_blob(sizes: [usize; 3]) -> Vec<u8> {
+pub(crate) fn cert_blob(sizes: [usize; 3]) -> Vec<u8> {
     let guids = [
         softsev_abi::Guid::parse("c0b406a4-a803-4952-9743-3fb6014cd0ae"),
         softsev_abi::Guid::parse("4ab7b379-bbac-4fe4-a02f-05aef327c782"),

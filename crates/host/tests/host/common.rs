@@ -10,15 +10,15 @@ use softsev_host::*;
 use std::sync::{Arc, OnceLock};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-pub const SNP_POLICY: u64 = (1 << 16) | (1 << 17);
+pub(crate) const SNP_POLICY: u64 = (1 << 16) | (1 << 17);
 
-pub fn chip() -> Arc<Chip> {
+pub(crate) fn chip() -> Arc<Chip> {
     static C: OnceLock<Arc<Chip>> = OnceLock::new();
     C.get_or_init(|| Arc::new(Chip::from_seed(Product::Milan, b"host-tests").unwrap()))
         .clone()
 }
 
-pub fn host_with(mem: u64, params: ModuleParams) -> Arc<SoftHost> {
+pub(crate) fn host_with(mem: u64, params: ModuleParams) -> Arc<SoftHost> {
     let mut cfg = FirmwareConfig::for_product(Product::Milan);
     cfg.seed = Some(b"host tests".to_vec());
     cfg.min_sev_asid = 16;
@@ -33,13 +33,13 @@ pub fn host_with(mem: u64, params: ModuleParams) -> Arc<SoftHost> {
         .clone()
 }
 
-pub fn host() -> Arc<SoftHost> {
+pub(crate) fn host() -> Arc<SoftHost> {
     host_with(1 << 30, ModuleParams::default())
 }
 
 /// Issue KVM_MEMORY_ENCRYPT_OP with `data` staged in VMM memory; `data` is updated
 /// from what KVM copied back. Returns the result and `kvm_sev_cmd.error`.
-pub fn sev_ioctl<T: IntoBytes + FromBytes + Immutable>(
+pub(crate) fn sev_ioctl<T: IntoBytes + FromBytes + Immutable>(
     vm: &SoftVm,
     id: SevCmdId,
     data: &mut T,
@@ -59,20 +59,20 @@ pub fn sev_ioctl<T: IntoBytes + FromBytes + Immutable>(
     (r, cmd.error)
 }
 
-pub fn init2(vm: &SoftVm, init: KvmSevInit) -> KvmResult {
+pub(crate) fn init2(vm: &SoftVm, init: KvmSevInit) -> KvmResult {
     let mut i = init;
     sev_ioctl(vm, SevCmdId::INIT2, &mut i).0
 }
 
 /// Guest memory of a test VM: one slot at GPA 0 of `size` bytes, shared backing in
 /// VMM memory, private backing in a guest_memfd.
-pub struct TestVm {
+pub(crate) struct TestVm {
     pub vm: SoftVm,
     pub vcpus: Vec<SoftVcpu>,
     pub uaddr: Hva,
 }
 
-pub fn add_memory(vm: &SoftVm, size: u64) -> (Hva, u32) {
+pub(crate) fn add_memory(vm: &SoftVm, size: u64) -> (Hva, u32) {
     let uaddr = vm.host().user().mmap(size).unwrap();
     let gmem = vm
         .create_guest_memfd(&KvmCreateGuestMemfd {
@@ -97,7 +97,7 @@ pub fn add_memory(vm: &SoftVm, size: u64) -> (Hva, u32) {
 /// An SNP VM launched the way the KVM selftests' `vm_sev_launch` does: INIT2,
 /// SNP_LAUNCH_START(policy), memory private, the first `image_pages` pages
 /// LAUNCH_UPDATE'd as NORMAL from VMM memory, SNP_LAUNCH_FINISH.
-pub fn launched_snp(
+pub(crate) fn launched_snp(
     h: &Arc<SoftHost>,
     size: u64,
     nvcpus: u32,
@@ -109,7 +109,7 @@ pub fn launched_snp(
 
 /// As [`launched_snp`], with a SECRETS page at `secrets_gfn` and optionally the
 /// certificate exit enabled.
-pub fn launched_snp_with(
+pub(crate) fn launched_snp_with(
     h: &Arc<SoftHost>,
     size: u64,
     nvcpus: u32,
@@ -186,7 +186,7 @@ pub fn launched_snp_with(
 
 /// Run a vCPU, answering MAP_GPA_RANGE hypercalls and memory faults like QEMU
 /// (`prefault`: prepare private pages at conversion); returns the first other exit.
-pub fn run_vmm(vm: &SoftVm, vcpu: &mut SoftVcpu, prefault: bool) -> VcpuExit {
+pub(crate) fn run_vmm(vm: &SoftVm, vcpu: &mut SoftVcpu, prefault: bool) -> VcpuExit {
     loop {
         let exit = vcpu.run().unwrap_or_else(|e| panic!("KVM_RUN failed: {e}"));
         match exit {

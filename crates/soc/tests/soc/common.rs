@@ -3,10 +3,10 @@
 use softsev_abi::{Asid, Gpa, Spa, Vmpl};
 use softsev_soc::{PageSize, PvalidateReq, RmpStatus, RmpUpdateInput, Soc, SocConfig};
 
-pub const ASID: Asid = Asid(1);
-pub const OTHER: Asid = Asid(2);
+pub(crate) const ASID: Asid = Asid(1);
+pub(crate) const OTHER: Asid = Asid(2);
 
-pub fn soc() -> Soc {
+pub(crate) fn soc() -> Soc {
     let soc = Soc::new(SocConfig {
         seed: Some(b"test".to_vec()),
         asid_count: 16,
@@ -17,7 +17,7 @@ pub fn soc() -> Soc {
     soc
 }
 
-pub fn assign(soc: &Soc, spa: u64, gpa: u64, asid: Asid, size: PageSize) -> RmpStatus {
+pub(crate) fn assign(soc: &Soc, spa: u64, gpa: u64, asid: Asid, size: PageSize) -> RmpStatus {
     soc.rmpupdate(
         Spa(spa),
         &RmpUpdateInput {
@@ -31,7 +31,7 @@ pub fn assign(soc: &Soc, spa: u64, gpa: u64, asid: Asid, size: PageSize) -> RmpS
     )
 }
 
-pub fn make_shared(soc: &Soc, spa: u64, size: PageSize) -> RmpStatus {
+pub(crate) fn make_shared(soc: &Soc, spa: u64, size: PageSize) -> RmpStatus {
     soc.rmpupdate(
         Spa(spa),
         &RmpUpdateInput {
@@ -41,7 +41,7 @@ pub fn make_shared(soc: &Soc, spa: u64, size: PageSize) -> RmpStatus {
     )
 }
 
-pub fn pv(asid: Asid, gpa: u64, spa: u64, size: PageSize, validate: bool) -> PvalidateReq {
+pub(crate) fn pv(asid: Asid, gpa: u64, spa: u64, size: PageSize, validate: bool) -> PvalidateReq {
     PvalidateReq {
         asid,
         vmpl: Vmpl(0),
@@ -53,7 +53,7 @@ pub fn pv(asid: Asid, gpa: u64, spa: u64, size: PageSize, validate: bool) -> Pva
 }
 
 /// Assign and validate a 4 KiB private page.
-pub fn private_page(soc: &Soc, spa: u64, gpa: u64) {
+pub(crate) fn private_page(soc: &Soc, spa: u64, gpa: u64) {
     assert_eq!(
         assign(soc, spa, gpa, ASID, PageSize::Size4K),
         RmpStatus::SUCCESS

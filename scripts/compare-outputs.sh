@@ -6,6 +6,7 @@
 # no behaviour.
 #
 #   scripts/compare-outputs.sh [REF_REV]        (default REF_REV: ca15a62, before issue 11)
+#   SOFTSEV_REF_BIN=… SOFTSEV_NEW_BIN=… scripts/compare-outputs.sh   (prebuilt binaries)
 #
 # The reference is built from a temporary git worktree in its own target directory
 # (release profile); the current tree is built with `cargo build --release`. Timing
@@ -22,13 +23,21 @@ REFTREE="$WORK/ref-tree"
 trap 'git -C "$ROOT" worktree remove --force "$REFTREE" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
 REF_TARGET=${SOFTSEV_REF_TARGET:-${TMPDIR:-/tmp}/softsev-ref-target}
-echo "== building reference $REF"
-git -C "$ROOT" worktree add --detach -q "$REFTREE" "$REF"
-(cd "$REFTREE" && CARGO_TARGET_DIR="$REF_TARGET" cargo build -q --release --bin softsev)
-REFBIN="$REF_TARGET/release/softsev"
-echo "== building the working tree"
-cargo build -q --release --bin softsev
-NEWBIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/softsev"
+if [ -n "${SOFTSEV_REF_BIN:-}" ]; then
+  REFBIN=$SOFTSEV_REF_BIN
+else
+  echo "== building reference $REF"
+  git -C "$ROOT" worktree add --detach -q "$REFTREE" "$REF"
+  (cd "$REFTREE" && CARGO_TARGET_DIR="$REF_TARGET" cargo build -q --release --bin softsev)
+  REFBIN="$REF_TARGET/release/softsev"
+fi
+if [ -n "${SOFTSEV_NEW_BIN:-}" ]; then
+  NEWBIN=$SOFTSEV_NEW_BIN
+else
+  echo "== building the working tree"
+  cargo build -q --release --bin softsev
+  NEWBIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/softsev"
+fi
 
 # Inputs both binaries read: written once, outside both trees.
 IN="$WORK/in"

@@ -14,7 +14,9 @@ use crate::trust::{TrustKind, TrustStore};
 use crate::verdict::{Check, Fault, Verdict};
 use rayon::prelude::*;
 use softsev_abi::Product;
-use softsev_abi::report::{AttestationReport, REPORT_SIZE, ReportTcbs, SignatureAlgo, SigningKey};
+use softsev_abi::report::{
+    AttestationReport, PlatformInfo, REPORT_SIZE, ReportTcbs, SignatureAlgo, SigningKey,
+};
 use softsev_crypto::ecdsa::{P384Signature, P384Verifier};
 use std::borrow::Cow;
 
@@ -186,12 +188,13 @@ fn parse_checks(v: &mut Verdict, bytes: &[u8]) -> Option<AttestationReport> {
     // PLATFORM_INFO bits 8..63 are reserved (bits 0..5 and 7 are published, bit 6 is
     // set by Turin parts).
     let pi = r.platform_info.0;
+    let reserved = pi & !(PlatformInfo::KNOWN | PlatformInfo::BIT6);
     v.push(Check::cond(
         "report.platform_info",
         Fault::Malformed,
-        pi & !0xFF == 0,
+        reserved == 0,
         "reserved PLATFORM_INFO bits are zero",
-        || format!("PLATFORM_INFO {pi:#x} sets reserved bits {:#x}", pi & !0xFF),
+        || format!("PLATFORM_INFO {pi:#x} sets reserved bits {reserved:#x}"),
     ));
     v.push(match r.guest_policy().check_reserved() {
         Ok(()) => Check::pass(
@@ -786,22 +789,16 @@ impl VerifiedChain {
             ));
             return;
         };
-        let res = r
-            .signature
-            .to_be()
-            .map_err(|e| e.to_string())
-            .and_then(|(rr, ss)| {
-                verifier
-                    .verify(r.signed_bytes(), &P384Signature { r: rr, s: ss })
-                    .map_err(|e| e.to_string())
-            });
+        let sig = r.signature.to_be().map_err(|e| e.to_string());
+        let res = sig.clone().and_then(|(rr, ss)| {
+            verifier
+                .verify(r.signed_bytes(), &P384Signature { r: rr, s: ss })
+                .map_err(|e| e.to_string())
+        });
         // ECDSA accepts (r, s) and (r, n - s) alike, and the firmware does not normalize
         // s: a high-S signature is genuine but shows the report bytes are malleable, so
         // the detail says so (never use a report's hash or signature as its identity).
-        let high_s = r
-            .signature
-            .to_be()
-            .is_ok_and(|(_, s)| softsev_crypto::ecdsa::p384_is_high_s(&s));
+        let high_s = sig.is_ok_and(|(_, s)| softsev_crypto::ecdsa::p384_is_high_s(&s));
         let who = if self.signer == SigningKey::VLEK {
             "signed by the VLEK"
         } else {

@@ -342,6 +342,8 @@ pub(crate) fn access_fault(op: &'static str, gpa: Gpa, fault: GuestFault) -> Gue
         | GuestFault::Npf { gpa, .. }
         | GuestFault::NoMemory { gpa }
         | GuestFault::Unmapped { gpa } => GuestError::Fault { op, gpa, fault },
-        GuestFault::Gp | GuestFault::Stopped => GuestError::Fault { op, gpa, fault },
+        GuestFault::Gp | GuestFault::Ud | GuestFault::Stopped => {
+            GuestError::Fault { op, gpa, fault }
+        }
     }
 }

@@ -34,4 +34,4 @@ pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
 pub use hashes::KernelBlobs;
 pub use memory::{MemRange, RangeSet, Validated};
 pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
-pub use platform::{CBit, GuestFault, GuestPlatform, PageSize};
+pub use platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID};

@@ -20,6 +20,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 pub use crate::hashes::fuzz_hash_table;
 pub use crate::msg::fuzz_cert_table;
+pub use crate::secret::fuzz_secret_table;
 
 /// The VMPCKs the hostile host's secrets page holds (it plays the firmware too).
 const FUZZ_VMPCK: [u8; 32] = [0x5A; 32];

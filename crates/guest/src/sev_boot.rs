@@ -24,7 +24,8 @@
 //!    ([`sev_ap_entry`]). Plain SEV — APs start normally (INIT-SIPI from the host, which
 //!    can still write their registers);
 //! 7. read the OVMF secret area (private) and parse the injected table
-//!    ([`crate::secret`]).
+//!    ([`crate::secret`]); the outcome ([`SecretStatus`]) is reported, never fatal:
+//!    an area with no table is how an uninjected boot looks.
 //!
 //! On SEV-ES, fatal errors end in the termination request OVMF or Linux would send.
 
@@ -188,9 +189,17 @@ pub enum SecretStatus {
     NotConfigured,
     /// The area is all zero: nothing was injected.
     Absent,
+    /// The area does not start with the table GUID: nothing was injected (OVMF does not
+    /// clear the area, so memory never written through the guest key decrypts to
+    /// noise), or the host overwrote it. Linux's `efi_secret` logs it and boots on
+    /// without secrets; so does the model.
+    NoTable {
+        /// The first 16 bytes as read.
+        found: softsev_abi::Guid,
+    },
     /// A well-formed table.
     Found(SecretTable),
-    /// The area holds something that is not a well-formed table.
+    /// The area starts with the table GUID but the table is malformed.
     Invalid(SecretTableError),
 }
 
@@ -203,11 +212,12 @@ impl SecretStatus {
         }
     }
 
-    /// A short name: "not-configured", "absent", "found", "invalid".
+    /// A short name: "not-configured", "absent", "no-table", "found", "invalid".
     pub fn kind(&self) -> &'static str {
         match self {
             SecretStatus::NotConfigured => "not-configured",
             SecretStatus::Absent => "absent",
+            SecretStatus::NoTable { .. } => "no-table",
             SecretStatus::Found(_) => "found",
             SecretStatus::Invalid(_) => "invalid",
         }
@@ -478,6 +488,7 @@ impl SevGuest {
                 match parse_secret_area(&area) {
                     Ok(SecretArea::Absent) => SecretStatus::Absent,
                     Ok(SecretArea::Table(t)) => SecretStatus::Found(t),
+                    Err(SecretTableError::NoTableGuid { found }) => SecretStatus::NoTable { found },
                     Err(e) => SecretStatus::Invalid(e),
                 }
             }

@@ -1,7 +1,7 @@
 //! Replays the committed fuzz corpus and a few thousand pseudo-random and mutated
 //! inputs through the fuzz entry points; none may panic.
 
-use softsev_guest::fuzz::{fuzz_boot, fuzz_cert_table, fuzz_hash_table};
+use softsev_guest::fuzz::{fuzz_boot, fuzz_cert_table, fuzz_hash_table, fuzz_secret_table};
 use std::path::Path;
 
 struct XorShift(u64);
@@ -90,6 +90,24 @@ fn cert_table_corpus_and_noise() {
             mutate(&mut rng, &seeds[i % seeds.len()])
         };
         fuzz_cert_table(&input);
+    }
+}
+
+#[test]
+fn secret_table_corpus_and_noise() {
+    let seeds = corpus("guest_secret_table");
+    let mut rng = XorShift(0x6A09_E667_F3BC_C908);
+    for s in &seeds {
+        fuzz_secret_table(s);
+    }
+    for i in 0..4000 {
+        let input = if i % 4 == 0 {
+            let n = (rng.next() % 300) as usize;
+            rng.bytes(n)
+        } else {
+            mutate(&mut rng, &seeds[i % seeds.len()])
+        };
+        fuzz_secret_table(&input);
     }
 }
 

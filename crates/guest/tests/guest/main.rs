@@ -6,3 +6,4 @@ mod common;
 mod fuzz_replay;
 mod ghcb;
 mod msg;
+mod sev;

@@ -149,7 +149,8 @@ pub trait Vcpu: Send + Debug {
     /// The register state the launch measures (KVM_SET_REGS/SREGS/XSAVE as one VMSA
     /// image); refused once the state is protected.
     fn set_vmsa_state(&self, vmsa: &Vmsa) -> KvmResult;
-    /// The register state (as measured, once protected).
+    /// The register state (KVM_GET_REGS/SREGS/XSAVE as one VMSA image); refused once
+    /// the state is protected on VM types with protected state (SEV-ES, SNP).
     fn vmsa_state(&self) -> KvmResult<Vmsa>;
     /// KVM_RUN: the exit, writable for the VMM's answer before the next run.
     fn run(&mut self) -> KvmResult<&mut VcpuExit>;
@@ -320,7 +321,7 @@ impl Vcpu for SoftVcpu {
         SoftVcpu::set_vmsa_state(self, vmsa)
     }
     fn vmsa_state(&self) -> KvmResult<Vmsa> {
-        Ok(SoftVcpu::vmsa_state(self))
+        SoftVcpu::get_vmsa_state(self)
     }
     fn run(&mut self) -> KvmResult<&mut VcpuExit> {
         SoftVcpu::run(self)

@@ -296,8 +296,10 @@ impl SoftHost {
         let range = self.asid_range(class);
         let (lo, hi) = (range.first, range.last);
         if range.is_empty() {
+            // `sev_asid_new`: an empty range (min > max, e.g. min_sev_asid = 1 leaves
+            // SEV-ES none) is -ENOTTY; a full one is -EBUSY.
             return Err(KvmError::new(
-                Errno::EBUSY,
+                Errno::ENOTTY,
                 format!("no ASIDs for {class:?} (range {lo}..={hi})"),
             ));
         }

@@ -48,6 +48,9 @@ impl SoftVm {
         let mut sev = self.inner.sev.lock();
         match id {
             SevCmdId::INIT | SevCmdId::ES_INIT => {
+                if id == SevCmdId::ES_INIT && !h.params.sev_es {
+                    return Err(KvmError::new(Errno::ENOTTY, "ES_INIT: sev_es is disabled"));
+                }
                 if self.inner.vm_type != VmType::DEFAULT {
                     return einval("legacy INIT on a VM that is not KVM_X86_DEFAULT_VM");
                 }
@@ -185,7 +188,12 @@ impl SoftVm {
             _ => (h.params.sev, AsidClass::Sev),
         };
         if !allowed {
-            return einval(format!("{vm_type:?} guests are disabled"));
+            // `sev_mem_enc_ioctl`: ES_INIT without `sev_es` is -ENOTTY (the INIT2
+            // types of a disabled flavour cannot be created at all).
+            return Err(KvmError::new(
+                Errno::ENOTTY,
+                format!("{vm_type:?} guests are disabled"),
+            ));
         }
         let asid = h.asid_alloc(class)?;
         let ghcb_version = if es && init.ghcb_version == 0 {

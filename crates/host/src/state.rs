@@ -149,6 +149,10 @@ pub struct SevState {
     asid: u32,
     vmsa_features: u64,
     ghcb_version: u16,
+    /// Legacy SEV / SEV-ES: the firmware guest handle from LAUNCH_START (0 = none).
+    handle: u32,
+    /// Legacy SEV / SEV-ES: the policy given to LAUNCH_START.
+    policy: u32,
 }
 
 impl SevState {
@@ -165,6 +169,8 @@ impl SevState {
             asid,
             vmsa_features,
             ghcb_version,
+            handle: 0,
+            policy: 0,
         }
     }
 
@@ -231,6 +237,30 @@ impl SevState {
     /// Highest GHCB version offered.
     pub fn ghcb_version(&self) -> u16 {
         self.ghcb_version
+    }
+
+    /// Legacy SEV / SEV-ES: the firmware guest handle (0 before LAUNCH_START).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// Legacy SEV / SEV-ES: the policy of LAUNCH_START (`kvm_sev_info.policy`).
+    pub fn policy(&self) -> u32 {
+        self.policy
+    }
+
+    pub(crate) fn set_policy(&mut self, policy: u32) {
+        self.policy = policy;
+    }
+
+    /// LAUNCH_START bound `handle` to this VM's ASID.
+    pub(crate) fn set_handle(&mut self, handle: u32) {
+        self.handle = handle;
+    }
+
+    /// Forget the handle (the context was decommissioned); returns it.
+    pub(crate) fn take_handle(&mut self) -> u32 {
+        std::mem::take(&mut self.handle)
     }
 
     /// This VM becomes the other end of a move or mirror of `src`'s context.

@@ -478,6 +478,13 @@ impl Drop for VmInner {
     fn drop(&mut self) {
         let h = self.host.clone();
         let mut sev = std::mem::take(&mut *self.sev.lock());
+        // Legacy SEV / SEV-ES (`sev_vm_destroy`): DEACTIVATE + DECOMMISSION of the
+        // context this VM owns (not a mirror's, not one moved away); the ASID goes to
+        // the reclaim set below.
+        if sev.owns_asid() {
+            let handle = sev.take_handle();
+            crate::sev::unbind_asid(&h, &self.log, sev.asid(), handle);
+        }
         // VMSA pages back to the hypervisor.
         for v in self.vcpus.lock().iter() {
             let spa = v.state().vmsa_spa();

@@ -7,3 +7,4 @@ mod ghcb;
 mod guest_boot;
 mod kvm_selftests;
 mod seam;
+mod sev_legacy;

@@ -224,6 +224,12 @@ impl SoftVm {
             ));
         }
         let asid = h.asid_alloc(class)?;
+        // `sev_platform_init`: the lazy legacy INIT (TMR, INIT_EX, DF_FLUSH); on
+        // failure the ASID is freed and `error` carries the firmware status.
+        if let Err(e) = h.psp.sev_platform_init() {
+            h.asid_free(asid);
+            return Err(e);
+        }
         let ghcb_version = if es && init.ghcb_version == 0 {
             GHCB_VERSION_DEFAULT
         } else {

@@ -206,31 +206,6 @@ fn sev_smoke_shutdown() {
 }
 
 #[test]
-fn sev_smoke_legacy_sev_and_es_reach_the_firmware() {
-    // The firmware model implements the SNP ABI only: the legacy SEV launch reaches it
-    // and fails with its status, passed back as -EIO + error.
-    let h = host();
-    for ty in [VmType::SEV, VmType::SEV_ES] {
-        let vm = h.create_vm(ty).unwrap();
-        init2(&vm, KvmSevInit::default()).unwrap();
-        let (r, fw) = sev_ioctl(
-            &vm,
-            SevCmdId::LAUNCH_START,
-            &mut KvmSevLaunchStart::default(),
-        );
-        let e = r.unwrap_err();
-        assert_eq!((e.errno, fw), (Errno::EIO, FwStatus::INVALID_COMMAND.0));
-        // SNP commands on a non-SNP guest: ENOTTY.
-        let (r, _) = sev_ioctl(
-            &vm,
-            SevCmdId::SNP_LAUNCH_START,
-            &mut KvmSevSnpLaunchStart::default(),
-        );
-        assert_eq!(r.unwrap_err().errno, Errno::ENOTTY);
-    }
-}
-
-#[test]
 fn snp_rejects_legacy_commands_with_eperm() {
     let h = host();
     let vm = h.create_vm(VmType::SNP).unwrap();

@@ -22,5 +22,6 @@ mod sev_certs;
 mod sev_fuzz;
 mod sev_launch;
 mod sev_platform;
+mod sev_sevctl;
 mod sev_state_table;
 mod sevcommon;

@@ -4,6 +4,8 @@
 //! the message channel that tests, benches and tools drive the firmware with.
 //!
 //! * [`fuzz_commands`]: the command dispatcher (`fuzz/fuzz_targets/fw_commands.rs`);
+//! * [`fuzz_sev_commands`]: the legacy SEV commands beside SNP (replayed from
+//!   `tests/corpus/sev_commands` by `tests/firmware/sev_fuzz.rs`);
 //! * [`fuzz_guest_request`]: the guest-message handler (`guest_msg.rs`);
 //! * [`fuzz_cpuid_page`]: the CPUID page check (`cpuid_page.rs`);
 //! * [`fuzz_cert_table`]: the GHCB certificate-table parser (`cert_table.rs`);
@@ -292,6 +294,262 @@ fn check_invariants(fw: &Firmware, soc: &Soc) {
                 asid.0
             );
         }
+    }
+}
+
+/// The legacy commands [`fuzz_sev_commands`] builds buffers for (index = op / 8).
+const SEV_CMDS: [FwCmd; 27] = [
+    FwCmd::INIT,
+    FwCmd::INIT_EX,
+    FwCmd::SHUTDOWN,
+    FwCmd::PLATFORM_RESET,
+    FwCmd::PLATFORM_STATUS,
+    FwCmd::PEK_GEN,
+    FwCmd::PEK_CSR,
+    FwCmd::PEK_CERT_IMPORT,
+    FwCmd::PDH_GEN,
+    FwCmd::PDH_CERT_EXPORT,
+    FwCmd::DF_FLUSH,
+    FwCmd::GET_ID,
+    FwCmd::NOP,
+    FwCmd::DECOMMISSION,
+    FwCmd::ACTIVATE,
+    FwCmd::DEACTIVATE,
+    FwCmd::GUEST_STATUS,
+    FwCmd::LAUNCH_START,
+    FwCmd::LAUNCH_UPDATE_DATA,
+    FwCmd::LAUNCH_UPDATE_VMSA,
+    FwCmd::LAUNCH_MEASURE,
+    FwCmd::LAUNCH_UPDATE_SECRET,
+    FwCmd::LAUNCH_FINISH,
+    FwCmd::ATTESTATION,
+    FwCmd::DBG_DECRYPT,
+    FwCmd::DBG_ENCRYPT,
+    FwCmd::SEND_START,
+];
+/// Lengths the legacy buffers draw from (the boundaries of sev-legacy.md §1–§6).
+const SEV_LENS: [u32; 16] = [
+    0, 16, 48, 52, 64, 0xD0, 0x824, 0x186C, 0x1000, 0x8000, 0x10_0000, 0x20_0000, 0x80, 0x3000,
+    0x5000, 0x5010,
+];
+/// Policies LAUNCH_START draws from: none, NODBG, NOKS, ES, ES|NODBG, ES|NOKS, a reserved
+/// bit, a newer API.
+const SEV_POLICIES: [u32; 8] = [0, 1, 2, 4, 5, 6, 0x40, 0x00FF_0000];
+/// The TMR and INIT_EX NV buffer the legacy fuzzer's INIT uses.
+const SEV_TMR: u64 = 0xC0_0000;
+const SEV_NV: u64 = 0xE0_0000;
+
+/// Fuzz entry point for the legacy SEV API: the input drives a platform (ASIDs 1..4
+/// ES/SNP, 4..8 plain SEV) through legacy commands with structured buffers (op % 8 in
+/// 0..=4, command = op / 8), legacy command ids with raw buffers (5), WBINVD (6), and
+/// SNP_INIT / SNP_SHUTDOWN / RMPUPDATE (7). After every step the invariants hold: the
+/// platform is WORKING exactly when a legacy guest exists, a legacy guest's ASID is
+/// Allocated while pending and InUse once active, no two guests share an ASID, a clean
+/// ASID has no live key. Returns the commands that succeeded, in order.
+pub fn fuzz_sev_commands(data: &[u8]) -> Vec<FwCmd> {
+    let Ok(fw) = Firmware::builder(Product::Milan)
+        .seed(b"fuzz sev")
+        .soc_bytes(16 << 20)
+        .asid_count(8)
+        .chip(chip())
+        .configure(|c| c.min_sev_asid = 4)
+        .build()
+    else {
+        return Vec::new();
+    };
+    let soc = fw.soc().clone();
+    let mut inp = Input(data);
+    let mut ok = Vec::new();
+    while let Some(op) = inp.byte() {
+        let step = match op % 8 {
+            0..=4 => sev_structured(&fw, &mut inp, op / 8).map(|r| ok.extend(r)),
+            5 => sev_raw(&fw, &soc, &mut inp),
+            6 => {
+                soc.wbinvd();
+                Some(())
+            }
+            _ => inp.byte().and_then(|y| match y % 4 {
+                0 => {
+                    if fw.command(FwCmd::SNP_INIT, Spa(0)).is_ok() {
+                        ok.push(FwCmd::SNP_INIT);
+                    }
+                    Some(())
+                }
+                1 => {
+                    if fw.command(FwCmd::SNP_SHUTDOWN, Spa(0)).is_ok() {
+                        ok.push(FwCmd::SNP_SHUTDOWN);
+                    }
+                    Some(())
+                }
+                _ => rmpupdate(&soc, &mut inp),
+            }),
+        };
+        if step.is_none() {
+            break;
+        }
+        check_invariants(&fw, &soc);
+        check_sev_invariants(&fw);
+    }
+    ok
+}
+
+/// `None` when the input ran out; `Some(Some(cmd))` when `cmd` succeeded.
+fn sev_structured(fw: &Firmware, inp: &mut Input<'_>, sel: u8) -> Option<Option<FwCmd>> {
+    use softsev_abi::sev_buf::*;
+    let cmd = SEV_CMDS[(sel as usize) % SEV_CMDS.len()];
+    let a = inp.page()?;
+    let b = inp.page()?;
+    let handle = u32::from(inp.byte()? % 4);
+    let x = inp.byte()?;
+    let len = SEV_LENS[(inp.byte()? & 15) as usize];
+    let buf: Vec<u8> = match cmd {
+        FwCmd::INIT => SevInit {
+            flags: u32::from(x & 3),
+            reserved: 0,
+            tmr_address: if x & 4 != 0 { a } else { SEV_TMR },
+            tmr_len: len,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::INIT_EX => SevInitEx {
+            length: if x & 8 != 0 { len } else { 0x24 },
+            flags: u32::from(x & 1),
+            tmr_address: SEV_TMR,
+            tmr_len: 0x10_0000,
+            reserved: 0,
+            nv_address: if x & 2 != 0 { a } else { SEV_NV },
+            nv_len: 0x8000,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::PEK_CSR | FwCmd::GET_ID => SevGetId { address: a, len }.as_bytes().to_vec(),
+        FwCmd::PEK_CERT_IMPORT => SevPekCertImport {
+            pek_cert_address: a,
+            pek_cert_len: len,
+            reserved: 0,
+            oca_cert_address: b,
+            oca_cert_len: 0x824,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::PDH_CERT_EXPORT => SevPdhCertExport {
+            pdh_cert_address: a,
+            pdh_cert_len: if x & 1 != 0 { len } else { 0x824 },
+            reserved: 0,
+            cert_chain_address: b,
+            cert_chain_len: if x & 2 != 0 { len } else { 0x186C },
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::ACTIVATE => SevActivate {
+            handle,
+            asid: u32::from(x % 8),
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::LAUNCH_START => {
+            let session = x & 0x80 != 0;
+            SevLaunchStart {
+                handle: u32::from((x >> 4) % 4),
+                policy: SEV_POLICIES[(x & 7) as usize],
+                dh_cert_address: if session { a } else { 0 },
+                dh_cert_len: 0x824,
+                reserved: 0,
+                session_address: b,
+                session_len: 128,
+            }
+            .as_bytes()
+            .to_vec()
+        }
+        FwCmd::LAUNCH_UPDATE_DATA | FwCmd::LAUNCH_UPDATE_VMSA | FwCmd::LAUNCH_MEASURE => {
+            SevLaunchMeasure {
+                handle,
+                reserved: 0,
+                address: a,
+                len,
+            }
+            .as_bytes()
+            .to_vec()
+        }
+        FwCmd::LAUNCH_UPDATE_SECRET => SevLaunchSecret {
+            handle,
+            hdr_address: a,
+            hdr_len: 52,
+            guest_address: b,
+            guest_len: len,
+            trans_address: a + 0x100,
+            trans_len: len,
+            ..Default::default()
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::ATTESTATION => SevAttestation {
+            handle,
+            reserved: 0,
+            address: a,
+            mnonce: [x; 16],
+            len,
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::DBG_DECRYPT | FwCmd::DBG_ENCRYPT => SevDbgDecrypt {
+            handle,
+            reserved: 0,
+            src_addr: a,
+            dst_addr: b,
+            len,
+        }
+        .as_bytes()
+        .to_vec(),
+        // PLATFORM_STATUS's buffer is output only; the handle-only commands and the
+        // unmodelled SEND_START get a handle.
+        _ => SevGuestStatus {
+            handle,
+            ..Default::default()
+        }
+        .as_bytes()
+        .to_vec(),
+    };
+    fw.soc().fw_write(Spa(CMD), KeySel::Plain, &buf).ok()?;
+    Some(fw.command(cmd, Spa(CMD)).is_ok().then_some(cmd))
+}
+
+/// A legacy command id (0x00..0x7F) with an arbitrary 0x40-byte buffer.
+fn sev_raw(fw: &Firmware, soc: &Soc, inp: &mut Input<'_>) -> Option<()> {
+    let cmd = FwCmd(u32::from(inp.byte()? & 0x7F));
+    let mut buf = [0u8; 0x40];
+    for b in buf.iter_mut() {
+        *b = inp.byte()?;
+    }
+    soc.fw_write(Spa(CMD), KeySel::Plain, &buf).ok()?;
+    let _ = fw.command(cmd, Spa(CMD));
+    Some(())
+}
+
+fn check_sev_invariants(fw: &Firmware) {
+    use crate::sev_ctx::SevBinding;
+    use crate::state::SevPlatformState;
+    let st = fw.state.lock();
+    let sev = &st.sev;
+    match sev.platform {
+        SevPlatformState::Uninit => assert!(sev.guests.is_empty(), "guests in UNINIT"),
+        SevPlatformState::Init => assert!(sev.guests.is_empty(), "guests in INIT"),
+        SevPlatformState::Working => assert!(!sev.guests.is_empty(), "WORKING without guests"),
+    }
+    assert_eq!(
+        sev.identity.is_some(),
+        sev.platform != SevPlatformState::Uninit
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for (h, g) in &sev.guests {
+        assert!(sev.handles.is_allocated(*h), "guest {h:?} has no handle");
+        let (asid, want) = match g.binding {
+            SevBinding::None => continue,
+            SevBinding::Pending(a) => (a, AsidState::Allocated),
+            SevBinding::Active(a) => (a, AsidState::InUse),
+        };
+        assert_eq!(st.asids.get(asid), Some(want), "ASID {asid} of {h:?}");
+        assert!(seen.insert(asid), "ASID {asid} bound twice");
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::{CmdResult, ModelFault};
 use crate::fw::Firmware;
-use crate::state::{PlatformState, State};
+use crate::state::{PlatformState, SevPlatformState, State};
 use softsev_abi::fw_buf::{
     SnpCommit, SnpConfig, SnpFeatureInfo, SnpFeatureInfoCmd, SnpInitEx, SnpPlatformStatus,
     SnpPlatformStatusCmd, SnpShutdownEx, SnpVlekLoad, VlekWrapped,
@@ -33,7 +33,10 @@ impl Firmware {
         {
             return Err(FwStatus::INVALID_PARAM.into());
         }
-        if st.snp != PlatformState::Uninit {
+        // With the legacy platform initialised SNP_INIT is refused: legacy INIT must
+        // come after SNP_INIT (host-interfaces.md §4.3), so its ASIDs and TMR are set
+        // up under the RMP.
+        if st.snp != PlatformState::Uninit || st.sev.platform != SevPlatformState::Uninit {
             return Err(FwStatus::INVALID_PLATFORM_STATE.into());
         }
         if let Some(ex) = &ex {

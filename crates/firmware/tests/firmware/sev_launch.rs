@@ -493,3 +493,78 @@ fn snp_and_legacy_guests_share_the_asid_table() {
     // GUEST_STATUS counts only SEV guests.
     assert_eq!({ h.sev_status().guest_count }, 1);
 }
+
+#[test]
+fn firmware_digest_equals_softsev_measure_for_an_es_launch_of_the_builtin_image() {
+    use softsev_measure::launch::{launch_vmsas, sev_launch_digest, seves_launch_digest};
+    use softsev_measure::qemu::vcpu_type_sig;
+    use softsev_measure::{Ovmf, VmmType};
+    let ovmf = Ovmf::parse(softsev_measure::builtin::image()).unwrap();
+    let sig = vcpu_type_sig("EPYC-Milan").unwrap();
+    let vcpus = 2;
+    let vmsas = launch_vmsas(&ovmf, vcpus, 0, sig, VmmType::Qemu).unwrap();
+    let h = sev_host();
+    h.sev_init(true);
+    let handle = h.sev_start(POLICY_ES, 0).unwrap();
+    h.sev_activate(handle, ES_ASID).unwrap();
+    // QEMU's order: the firmware image, then each vCPU's VMSA.
+    let image = ovmf.data();
+    h.soc.host_write(Spa(GMEM), false, image).unwrap();
+    h.sev_update(handle, GMEM, image.len() as u32).unwrap();
+    let vmsa_base = GMEM + (image.len() as u64).next_multiple_of(0x1000);
+    for i in 0..vcpus {
+        let at = vmsa_base + u64::from(i) * 0x1000;
+        let page = softsev_measure::vmsa::page_bytes(vmsas.get(i).unwrap());
+        h.soc.host_write(Spa(at), false, page).unwrap();
+        h.sev(&mut SevLaunchUpdateVmsa {
+            handle,
+            reserved: 0,
+            address: at,
+            len: 4096,
+        })
+        .unwrap();
+    }
+    h.sev_measure(handle).unwrap();
+    let want = seves_launch_digest(&ovmf, None, vcpus, sig, VmmType::Qemu).unwrap();
+    assert_eq!(h.fw.sev_launch_digest(handle), Some(want));
+    assert_ne!(want, sev_launch_digest(&ovmf, None).unwrap());
+}
+
+#[test]
+fn reactivating_a_running_guest_is_in_use_at_once_and_shutdown_drops_guests() {
+    let h = sev_host();
+    h.sev_init(false);
+    let g = h.sev_start(0, 0).unwrap();
+    h.sev_activate(g, SEV_ASID).unwrap();
+    h.sev_measure(g).unwrap();
+    h.sev_finish(g).unwrap();
+    h.sev(&mut SevDeactivate { handle: g }).unwrap();
+    assert_eq!(h.fw.asid_state(SEV_ASID), Some(AsidState::Dirty));
+    h.soc.wbinvd();
+    h.cmd0(FwCmd::DF_FLUSH).unwrap();
+    // A RUNNING guest's activation is not pending (§1.9).
+    h.sev_activate(g, SEV_ASID).unwrap();
+    assert_eq!(h.fw.asid_state(SEV_ASID), Some(AsidState::InUse));
+    // A second guest with a pending activation.
+    let p = h.sev_start(0, 0).unwrap();
+    h.sev_activate(p, SEV_ASID + 1).unwrap();
+    assert_eq!(h.fw.asid_state(SEV_ASID + 1), Some(AsidState::Allocated));
+    // SHUTDOWN in WORKING: every guest gone, their keys removed, every ASID invalid
+    // (no SNP), the identity kept.
+    let pdh = h.sev_export()[0];
+    h.cmd0(FwCmd::SHUTDOWN).unwrap();
+    assert_eq!(h.fw.sev_guest_state(g), None);
+    assert_eq!(h.fw.sev_guest_state(p), None);
+    for a in [SEV_ASID, SEV_ASID + 1] {
+        assert_eq!(h.fw.asid_state(a), Some(AsidState::Dirty));
+        assert_ne!(
+            h.soc.key_state(Asid(a)),
+            Some(softsev_soc::KeyState::Active)
+        );
+    }
+    h.sev_init(false);
+    assert_eq!(h.sev_guest_status(g).state_id(), SevGuestState::INVALID);
+    assert_eq!(h.sev_export()[0].as_bytes(), pdh.as_bytes());
+    // Handles start again from 1.
+    assert_eq!(h.sev_start(0, 0), Ok(1));
+}

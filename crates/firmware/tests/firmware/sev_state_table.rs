@@ -1,0 +1,337 @@
+//! Every (legacy platform state × command) over sev-legacy.md §1.3 and every (legacy
+//! guest state × command) over §3.7, each cell on a fresh platform, as
+//! `fw_state_table.rs` does for SNP. SEND/RECEIVE/SWAP (and so SUPDATE, RUPDATE, SENT)
+//! are not modelled yet: they are INVALID_COMMAND in every state.
+
+use crate::sevcommon::*;
+use softsev_abi::sev_buf::*;
+use softsev_abi::{FwCmd, FwStatus, Spa};
+use softsev_firmware::FwResult;
+
+type Probe = fn(&Host) -> FwResult;
+
+const G: u32 = 1;
+
+fn dbg_decrypt(h: &Host) -> FwResult {
+    h.sev(&mut SevDbgDecrypt {
+        handle: G,
+        reserved: 0,
+        src_addr: GMEM,
+        dst_addr: OUT,
+        len: 16,
+    })
+}
+
+fn dbg_encrypt(h: &Host) -> FwResult {
+    h.sev(&mut SevDbgEncrypt {
+        handle: G,
+        reserved: 0,
+        src_addr: OUT,
+        dst_addr: GMEM,
+        len: 16,
+    })
+}
+
+fn vmsa(h: &Host) -> FwResult {
+    h.sev(&mut SevLaunchUpdateVmsa {
+        handle: G,
+        reserved: 0,
+        address: GMEM + 0x1000,
+        len: 4096,
+    })
+}
+
+fn secret(h: &Host) -> FwResult {
+    h.sev(&mut SevLaunchSecret {
+        handle: G,
+        hdr_address: HDR,
+        hdr_len: 52,
+        guest_address: GMEM,
+        guest_len: 16,
+        trans_address: TRANS,
+        trans_len: 16,
+        ..Default::default()
+    })
+}
+
+fn attestation(h: &Host) -> FwResult {
+    h.sev(&mut SevAttestation {
+        handle: G,
+        reserved: 0,
+        address: OUT,
+        mnonce: [0; 16],
+        len: 0xD0,
+    })
+}
+
+fn commands() -> Vec<(&'static str, Probe)> {
+    vec![
+        ("INIT", |h| h.sev_init_only(false)),
+        ("INIT_EX", |h| {
+            h.sev(&mut SevInitEx {
+                length: 0x24,
+                nv_address: NV,
+                nv_len: 0x8000,
+                ..Default::default()
+            })
+        }),
+        ("SHUTDOWN", |h| h.cmd0(FwCmd::SHUTDOWN)),
+        ("PLATFORM_RESET", |h| h.cmd0(FwCmd::PLATFORM_RESET)),
+        ("PLATFORM_STATUS", |h| {
+            h.sev(&mut SevPlatformStatus::default())
+        }),
+        ("GET_ID", |h| {
+            h.sev(&mut SevGetId {
+                address: OUT,
+                len: 64,
+            })
+        }),
+        ("DF_FLUSH", |h| h.cmd0(FwCmd::DF_FLUSH)),
+        ("NOP", |h| h.cmd0(FwCmd::NOP)),
+        ("PEK_GEN", |h| h.cmd0(FwCmd::PEK_GEN)),
+        ("PEK_CERT_IMPORT", |h| {
+            h.sev(&mut SevPekCertImport::default())
+        }),
+        ("PEK_CSR", |h| {
+            h.sev(&mut SevPekCsr {
+                address: OUT,
+                len: 0x824,
+            })
+        }),
+        ("PDH_GEN", |h| h.cmd0(FwCmd::PDH_GEN)),
+        ("PDH_CERT_EXPORT", |h| {
+            h.sev(&mut SevPdhCertExport {
+                pdh_cert_address: OUT,
+                pdh_cert_len: 0x824,
+                reserved: 0,
+                cert_chain_address: CHAIN,
+                cert_chain_len: 0x186C,
+            })
+        }),
+        ("LAUNCH_START", |h| h.sev_start(0, 0).map(|_| ())),
+        ("GUEST_STATUS", |h| {
+            h.sev(&mut SevGuestStatus {
+                handle: G,
+                ..Default::default()
+            })
+        }),
+        ("ACTIVATE", |h| h.sev_activate(G, 2)),
+        ("DEACTIVATE", |h| h.sev(&mut SevDeactivate { handle: G })),
+        ("DECOMMISSION", |h| {
+            h.sev(&mut SevDecommission { handle: G })
+        }),
+        ("LAUNCH_UPDATE_DATA", |h| h.sev_update(G, GMEM, 4096)),
+        ("LAUNCH_UPDATE_VMSA", vmsa),
+        ("LAUNCH_MEASURE", |h| h.sev_measure(G).map(|_| ())),
+        ("LAUNCH_SECRET", secret),
+        ("LAUNCH_FINISH", |h| h.sev_finish(G)),
+        ("ATTESTATION", attestation),
+        ("DBG_DECRYPT", dbg_decrypt),
+        ("DBG_ENCRYPT", dbg_encrypt),
+        ("SEND_START (not modelled)", |h| h.cmd0(FwCmd::SEND_START)),
+        ("RECEIVE_START (not modelled)", |h| {
+            h.cmd0(FwCmd::RECEIVE_START)
+        }),
+        ("SWAP_OUT (not modelled)", |h| h.cmd0(FwCmd::SWAP_OUT)),
+    ]
+}
+
+fn run_table<S: Copy + std::fmt::Debug, const N: usize>(
+    scenarios: [S; N],
+    build: impl Fn(S) -> Host,
+    probes: &[(&'static str, Probe)],
+    expected: &[(&str, [FwStatus; N])],
+) {
+    assert_eq!(probes.len(), expected.len());
+    let mut mismatches = Vec::new();
+    for ((name, probe), (ename, row)) in probes.iter().zip(expected) {
+        assert_eq!(name, ename);
+        for (sc, want) in scenarios.iter().zip(row) {
+            let h = build(*sc);
+            let got = status(probe(&h));
+            if got != *want {
+                mismatches.push(format!("{name} in {sc:?}: got {got:?}, want {want:?}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Plat {
+    Uninit,
+    Init,
+    Working,
+}
+
+fn build_platform(p: Plat) -> Host {
+    let h = sev_host();
+    h.soc.host_write(Spa(GMEM), false, &[1; 0x2000]).unwrap();
+    if matches!(p, Plat::Init | Plat::Working) {
+        h.sev_init(false);
+    }
+    if matches!(p, Plat::Working) {
+        assert_eq!(h.sev_start(0, 0), Ok(G));
+        h.sev_activate(G, SEV_ASID).unwrap();
+    }
+    h
+}
+
+#[test]
+fn platform_state_by_command_table() {
+    use FwStatus as S;
+    const OK: S = S::SUCCESS;
+    const IPS: S = S::INVALID_PLATFORM_STATE;
+    const IGS: S = S::INVALID_GUEST_STATE;
+    const IC: S = S::INVALID_COMMAND;
+    // Columns: UNINIT, INIT, WORKING (guest 1 in LUPDATE, active, policy 0).
+    let expected: Vec<(&str, [S; 3])> = vec![
+        ("INIT", [OK, IPS, IPS]),
+        ("INIT_EX", [OK, IPS, IPS]),
+        ("SHUTDOWN", [OK, OK, OK]),
+        ("PLATFORM_RESET", [OK, IPS, IPS]),
+        ("PLATFORM_STATUS", [OK; 3]),
+        ("GET_ID", [OK; 3]),
+        ("DF_FLUSH", [OK; 3]),
+        ("NOP", [OK; 3]),
+        ("PEK_GEN", [IPS, OK, IPS]),
+        // Zero lengths reach the length check only in INIT.
+        ("PEK_CERT_IMPORT", [IPS, S::INVALID_LENGTH, IPS]),
+        ("PEK_CSR", [IPS, OK, OK]),
+        ("PDH_GEN", [IPS, OK, OK]),
+        ("PDH_CERT_EXPORT", [IPS, OK, OK]),
+        ("LAUNCH_START", [IPS, OK, OK]),
+        // An unknown handle is SUCCESS with state 0 (§0.2-10).
+        ("GUEST_STATUS", [IPS, OK, OK]),
+        ("ACTIVATE", [IPS, IPS, S::ACTIVE]),
+        ("DEACTIVATE", [IPS, IPS, OK]),
+        ("DECOMMISSION", [IPS, IPS, S::ACTIVE]),
+        ("LAUNCH_UPDATE_DATA", [IPS, IPS, OK]),
+        ("LAUNCH_UPDATE_VMSA", [IPS, IPS, S::UNSUPPORTED]),
+        ("LAUNCH_MEASURE", [IPS, IPS, OK]),
+        ("LAUNCH_SECRET", [IPS, IPS, IGS]),
+        ("LAUNCH_FINISH", [IPS, IPS, IGS]),
+        ("ATTESTATION", [IPS, IPS, IGS]),
+        ("DBG_DECRYPT", [IPS, IPS, OK]),
+        ("DBG_ENCRYPT", [IPS, IPS, OK]),
+        ("SEND_START (not modelled)", [IC; 3]),
+        ("RECEIVE_START (not modelled)", [IC; 3]),
+        ("SWAP_OUT (not modelled)", [IC; 3]),
+    ];
+    run_table(
+        [Plat::Uninit, Plat::Init, Plat::Working],
+        build_platform,
+        &commands(),
+        &expected,
+    );
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Guest {
+    /// LUPDATE, no ASID.
+    LupdateInactive,
+    /// LUPDATE, ASID pending.
+    Lupdate,
+    /// After LAUNCH_MEASURE.
+    Lsecret,
+    /// After LAUNCH_FINISH.
+    Running,
+    /// Decommissioned (another guest keeps the platform WORKING).
+    Gone,
+}
+
+fn build_guest(g: Guest) -> Host {
+    let h = sev_host();
+    h.sev_init(true);
+    h.soc.host_write(Spa(GMEM), false, &[1; 0x2000]).unwrap();
+    // ES guest 1 (debugging allowed).
+    assert_eq!(h.sev_start(0x4, 0), Ok(G));
+    match g {
+        Guest::LupdateInactive => {}
+        Guest::Gone => {
+            h.sev_start(0x4, 0).unwrap();
+            h.sev(&mut SevDecommission { handle: G }).unwrap();
+        }
+        _ => {
+            h.sev_activate(G, ES_ASID).unwrap();
+            if matches!(g, Guest::Lsecret | Guest::Running) {
+                h.sev_measure(G).unwrap();
+            }
+            if matches!(g, Guest::Running) {
+                h.sev_finish(G).unwrap();
+            }
+        }
+    }
+    h
+}
+
+#[test]
+fn guest_state_by_command_table() {
+    use FwStatus as S;
+    const OK: S = S::SUCCESS;
+    const IG: S = S::INVALID_GUEST;
+    const IGS: S = S::INVALID_GUEST_STATE;
+    const INA: S = S::INACTIVE;
+    const ACT: S = S::ACTIVE;
+    let guest_cmds = [
+        "LAUNCH_UPDATE_DATA",
+        "LAUNCH_UPDATE_VMSA",
+        "LAUNCH_MEASURE",
+        "LAUNCH_SECRET",
+        "LAUNCH_FINISH",
+        "ATTESTATION",
+        "ACTIVATE",
+        "DEACTIVATE",
+        "DECOMMISSION",
+        "GUEST_STATUS",
+        "DBG_DECRYPT",
+        "DBG_ENCRYPT",
+    ];
+    let probes: Vec<_> = commands()
+        .into_iter()
+        .filter(|(n, _)| guest_cmds.contains(n))
+        .collect();
+    // Columns: LUPDATE inactive, LUPDATE, LSECRET, RUNNING, decommissioned.
+    let expected: Vec<(&str, [S; 5])> = vec![
+        ("GUEST_STATUS", [OK; 5]),
+        ("ACTIVATE", [OK, ACT, ACT, ACT, IG]),
+        ("DEACTIVATE", [INA, OK, OK, OK, IG]),
+        ("DECOMMISSION", [OK, ACT, ACT, ACT, IG]),
+        ("LAUNCH_UPDATE_DATA", [INA, OK, IGS, IGS, IG]),
+        ("LAUNCH_UPDATE_VMSA", [INA, OK, IGS, IGS, IG]),
+        // No ASID needed (§3.4).
+        ("LAUNCH_MEASURE", [OK, OK, IGS, IGS, IG]),
+        // The zero header fails its MAC once the state and ASID are right.
+        ("LAUNCH_SECRET", [IGS, IGS, S::BAD_MEASUREMENT, IGS, IG]),
+        ("LAUNCH_FINISH", [IGS, IGS, OK, IGS, IG]),
+        ("ATTESTATION", [IGS, IGS, OK, OK, IG]),
+        ("DBG_DECRYPT", [INA, OK, OK, OK, IG]),
+        ("DBG_ENCRYPT", [INA, OK, OK, OK, IG]),
+    ];
+    run_table(
+        [
+            Guest::LupdateInactive,
+            Guest::Lupdate,
+            Guest::Lsecret,
+            Guest::Running,
+            Guest::Gone,
+        ],
+        build_guest,
+        &probes,
+        &expected,
+    );
+    // GUEST_STATUS reports each state's number (§3.7).
+    for (g, state) in [
+        (Guest::LupdateInactive, SevGuestState::LUPDATE),
+        (Guest::Lupdate, SevGuestState::LUPDATE),
+        (Guest::Lsecret, SevGuestState::LSECRET),
+        (Guest::Running, SevGuestState::RUNNING),
+        (Guest::Gone, SevGuestState::INVALID),
+    ] {
+        assert_eq!(
+            build_guest(g).sev_guest_status(G).state_id(),
+            state,
+            "{g:?}"
+        );
+    }
+}

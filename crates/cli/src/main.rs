@@ -38,6 +38,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Launch, boot and attest an SNP guest on the built-in software platform.
     Run(Box<cmd::run::Args>),
+    /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
+    Sev(cmd::sev::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Sev(a) => cmd::sev::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,9 @@
 mod firmware_reports;
 mod fixtures;
 mod fuzz_corpus;
+mod interop_sevctl;
 mod interop_snpguest;
 mod own_firmware;
 mod probe_regressions;
+mod sev_chain;
+mod sev_owner;

@@ -151,7 +151,12 @@ fn verify_slot(child: &SevCert, slot: &SevSigSlot, signer: Signer<'_>) -> Result
     match signer {
         Signer::Sev(s) => {
             let key = ecc_key(s)?;
-            let (r, s_) = slot.ecdsa_rs();
+            // The strict form: a non-zero byte above the 48 significant ones of r or s
+            // is a value ≥ 2^384, which the firmware rejects (else the slot would be
+            // malleable).
+            let (r, s_) = slot
+                .ecdsa_rs_strict()
+                .ok_or("r or s has a non-zero byte above its 48 significant bytes")?;
             let sig = P384Signature { r, s: s_ };
             let res = match algo {
                 SevAlgo::ECDSA_SHA256 => key.verify_sha256(child.body(), &sig),

@@ -207,7 +207,8 @@ fn sevctl_validate_accepts_our_reports_exactly_when_we_do() {
     let mut rng = Rng::seeded(b"validate", "t");
     let report = p.sign_report(rng.array(), rng.array(), 0x1, &mut rng);
     let mut cases = vec![("genuine", report.to_vec())];
-    for off in [0x00usize, 0x10, 0x30, 0x40, 0x90] {
+    // 0x72: a byte of r above its 48 significant bytes.
+    for off in [0x00usize, 0x10, 0x30, 0x40, 0x72, 0x90] {
         let mut b = report.to_vec();
         b[off] ^= 1;
         cases.push(("flipped", b));
@@ -262,7 +263,8 @@ fn sevctl_verify_agrees_on_our_chains_and_amds() {
     assert!(sevctl_verify(&sevctl, d, &chain, Some(&ca)));
     assert!(ours(&chain, &ca));
     for i in 0..4 {
-        for off in [5usize, 0x41C + 3] {
+        // api_minor, a low byte of sig1 (r), a high byte of r beyond the 48 significant.
+        for off in [5usize, 0x41C + 3, 0x41C + 50] {
             let mut c = chain.clone();
             c[i * 0x824 + off] ^= 1;
             let theirs = sevctl_verify(&sevctl, d, &c, Some(&ca));

@@ -290,6 +290,12 @@ fn format_and_slot_rules() {
             .detail
             .contains("no signature slot")
     );
+    // A non-zero byte above r's 48 significant bytes: not a P-384 value, even though
+    // the low 48 bytes still verify.
+    let mut m = chain.clone();
+    m[0x41C + 50] = 1;
+    let v = verify_sev_chain(&m, &naples);
+    assert_eq!(v.failed_ids(), vec!["sev.pdh.signed_by_pek"]);
     // Curve id 1 is not accepted (§0.2-1).
     let mut m = chain.clone();
     m[0x10..0x14].copy_from_slice(&1u32.to_le_bytes());
@@ -379,8 +385,9 @@ fn simulated_platform_chain_and_report() {
     ] {
         assert_eq!(rv.verdict.check(id).unwrap().outcome, Outcome::Pass, "{id}");
     }
-    // Each signed field (bytes 0x00..0x33) breaks the signature; r and s too.
-    for off in [0x00, 0x10, 0x30, 0x40, 0x88] {
+    // Each signed field (bytes 0x00..0x33) breaks the signature; r and s too,
+    // including a byte of r above its 48 significant ones (0x72).
+    for off in [0x00, 0x10, 0x30, 0x40, 0x72, 0x88] {
         let v = verify_report_with_pek(&p.pek, &flip(&report, off), &SevReportExpect::default());
         assert!(v.failed("sev.report.signature"), "offset {off:#x}");
     }

@@ -9,4 +9,5 @@ mod interop_snpguest;
 mod own_firmware;
 mod probe_regressions;
 mod sev_chain;
+mod sev_firmware;
 mod sev_owner;

@@ -500,7 +500,6 @@ pub fn verify_sev_chain(bytes: &[u8], opts: &SevChainOptions) -> SevVerdict {
     ));
 
     // The CA.
-    let custom;
     let ca: Option<&SevCa> = match &opts.ca {
         CaChoice::Builtin => match SevGeneration::detect(&cek) {
             Some(g) => {
@@ -532,7 +531,6 @@ pub fn verify_sev_chain(bytes: &[u8], opts: &SevChainOptions) -> SevVerdict {
             SevCa::builtin(*g)
         }
         CaChoice::Custom(c) => {
-            custom = c;
             match c.claims_builtin() {
                 Some(g) if SevCa::builtin(g).is_some_and(|b| b.same_ark(c)) => {
                     v.push(Check::pass(
@@ -559,7 +557,7 @@ pub fn verify_sev_chain(bytes: &[u8], opts: &SevChainOptions) -> SevVerdict {
                     )),
                 )),
             }
-            Some(custom)
+            Some(&**c)
         }
     };
     out.ca = ca.map(|c| c.source);

@@ -210,6 +210,21 @@ pub fn open_session(
     Ok((tek, tik))
 }
 
+/// The policy value sevctl 0.6.2's `session` (the sev crate's `Policy::from(u32)`)
+/// actually MACs for the `policy` typed (sev-legacy.md §9.3): only the six flag bits
+/// 0–5 are kept, and bits 16–31 are read as a u16 `v` whose bits 4–7 become the API
+/// major (bits 16–23) and bits 0–3 the API minor (bits 24–31). Equal to `policy` only
+/// when bits 6–31 are zero; otherwise a firmware given the typed policy answers
+/// BAD_MEASUREMENT. For diagnosing sevctl-made sessions (`open_session` with this value
+/// succeeds where the typed one fails).
+pub fn sevctl_macs_policy(policy: u32) -> u32 {
+    let flags = policy & 0x3F;
+    let v = policy >> 16;
+    let major = (v >> 4) & 0xF;
+    let minor = v & 0xF;
+    flags | (major << 16) | (minor << 24)
+}
+
 /// Base64 as sevctl writes it (standard alphabet, padded, no newline).
 pub fn b64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

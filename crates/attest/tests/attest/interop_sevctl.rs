@@ -13,7 +13,7 @@ use softsev_abi::sev_buf::{SevPacketHeader, SevSession};
 use softsev_abi::sev_cert::SevCert;
 use softsev_attest::sev::owner::{
     MeasureInputs, launch_measure_blob, open_secret, open_session, parse_guid, parse_secret_table,
-    seal_secret,
+    seal_secret, sevctl_macs_policy,
 };
 use softsev_attest::sev::{
     CaChoice, SevChainOptions, SevReportExpect, verify_report_with_pek, verify_sev_chain,
@@ -80,6 +80,37 @@ fn sevctl_session_on_our_pdh_opens_with_our_platform_side() {
         );
         // The policy is bound: another policy fails as the firmware would.
         assert!(open_session(&p.pdh_key, &godh, &session, policy ^ 0x2).is_err());
+    }
+}
+
+#[test]
+fn sevctl_session_macs_a_mangled_policy_when_bits_6_to_31_are_set() {
+    // §9.3, reproduced: the typed policy does not open sevctl's session, the value
+    // `sevctl_macs_policy` predicts does. (Our own sessions MAC the typed policy.)
+    let Some(sevctl) = tool("sevctl") else { return };
+    let p = platform();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pdh.cert"), p.pdh.as_bytes()).unwrap();
+    for policy in [0x1003u32, 0x0137_0005, 0x0001_0005] {
+        let o = run(
+            &sevctl,
+            dir.path(),
+            &["session", "--name", "m", "pdh.cert", &policy.to_string()],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rd = |suffix: &str| std::fs::read(dir.path().join(format!("m_{suffix}"))).unwrap();
+        let godh =
+            SevCert::read_from_bytes(&b64d(&String::from_utf8(rd("godh.b64")).unwrap())).unwrap();
+        let session =
+            SevSession::read_from_bytes(&b64d(&String::from_utf8(rd("session.b64")).unwrap()))
+                .unwrap();
+        assert!(
+            open_session(&p.pdh_key, &godh, &session, policy).is_err(),
+            "{policy:#x}"
+        );
+        let (_, tik) =
+            open_session(&p.pdh_key, &godh, &session, sevctl_macs_policy(policy)).unwrap();
+        assert_eq!(&tik[..], &rd("tik.bin")[..]);
     }
 }
 

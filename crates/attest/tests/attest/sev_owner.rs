@@ -161,6 +161,19 @@ fn seeded_sessions_are_reproducible_and_fresh_otherwise() {
 }
 
 #[test]
+fn sevctl_policy_mangling_9_3() {
+    use softsev_attest::sev::owner::sevctl_macs_policy;
+    // The three observations of §9.3.
+    assert_eq!(sevctl_macs_policy(4099), 0x3);
+    assert_eq!(sevctl_macs_policy(0x0137_0005), 0x0703_0005);
+    assert_eq!(sevctl_macs_policy(0x0001_0005), 0x0100_0005);
+    // Bits 6–31 zero: unchanged.
+    for p in [0, 1, 0x3, 0x5, 0x3F] {
+        assert_eq!(sevctl_macs_policy(p), p);
+    }
+}
+
+#[test]
 fn measurement_vectors() {
     // §3.4 (derived), with the §3.2 TIK.
     let m = MeasureInputs {

@@ -32,7 +32,8 @@ enum Command {
     Measure(cmd::measure::Args),
     /// Build an SNP ID block and ID auth structure (snp-create-id-block compatible).
     IdBlock(cmd::id_block::Args),
-    /// Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy).
+    /// Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy), or a
+    /// legacy SEV chain and report (`--sev-chain`).
     Verify(Box<cmd::verify::Args>),
     /// Inspect SNP attestation reports (`report show`).
     Report(cmd::report::Args),

@@ -492,6 +492,21 @@ const MAX_SEV_FILE: u64 = 1 << 20;
 
 /// `softsev verify --sev-chain`: the legacy chain and optionally a report.
 fn run_sev(a: &Args, chain_path: &std::path::Path) -> Result<ExitCode> {
+    // The SNP options judge fields a legacy report does not have: refuse them rather
+    // than ignore them.
+    if !policy(a, None)?.is_empty()
+        || a.at.is_some()
+        || a.product.is_some()
+        || !a.crl.is_empty()
+        || a.require_crl
+        || !a.more_reports.is_empty()
+    {
+        bail!(
+            "SNP report options (policy flags, --at, --product, --crl, more reports) do not apply to \
+             --sev-chain; the legacy report takes --sev-mnonce, --sev-launch-digest, --sev-policy, \
+             --sev-policy-required"
+        );
+    }
     let chain = read_input(chain_path, MAX_SEV_FILE, "a SEV certificate chain")?;
     let ca = match (&a.sev_ca, a.sev_generation) {
         (Some(p), _) => CaChoice::Custom(Box::new(

@@ -222,6 +222,24 @@ fn verify_sev_report_through_the_cli() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(failed_ids(&o), vec!["sev.ca"]);
+    // SNP options are refused, not ignored.
+    let o = softsev(
+        d,
+        &[
+            "verify",
+            "--sev-chain",
+            "chain.cert",
+            "--sev-ca",
+            "ca.cert",
+            "--no-debug",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("do not apply to --sev-chain"),
+        "{}",
+        text(&o)
+    );
     // --sev-mnonce needs --sev-report.
     let o = softsev(
         d,

@@ -20,6 +20,19 @@ if ! command -v snpguest >/dev/null 2>&1; then
 fi
 snpguest --version || true
 
+# sevctl (crates.io): the legacy SEV guest owner's tool — `session`, `measurement build`,
+# `secret build`, `validate`, `verify --sev --ca` on softsev's chains and files
+# (crates/attest/tests/attest/interop_sevctl.rs, spec sev-legacy.md §9). Builds from
+# source (with a vendored OpenSSL); takes minutes.
+if ! command -v sevctl >/dev/null 2>&1; then
+  cargo install --locked sevctl --version 0.6.2
+fi
+sevctl --version || true
+
+# Python qemu.qmp (PyPI): an independent QMP client for the VMM's QMP server tests.
+python3 -c "import qemu.qmp" 2>/dev/null || \
+  python3 -m pip install --quiet --disable-pip-version-check qemu.qmp
+
 # hyperfine (optional; scripts/bench-measure.sh falls back to a bash timing loop).
 if ! command -v hyperfine >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get install -y -q hyperfine >/dev/null 2>&1 || echo "hyperfine not installed (optional)"

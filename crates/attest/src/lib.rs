@@ -3,6 +3,9 @@
 //! ARK → ASVK → VLEK against pinned built-in or custom roots, CRLs, validity at an
 //! injectable time, report-to-certificate binding (TCB, hwID, product), policy
 //! checks in the breadth of go-sev-guest's `validate`, and structured verdicts.
+//! Legacy SEV ([`sev`]): the ARK → ASK → CEK → PEK → PDH chain with OCA → PEK under
+//! AMD's built-in CA per generation, the 0xD0 attestation report, and the guest owner's
+//! session, measurement and secret operations, byte-compatible with sevctl.
 //!
 //! This crate depends only on `softsev-abi` and `softsev-crypto`: it judges what the
 //! firmware model produces as any relying party would, without sharing its code.
@@ -16,6 +19,7 @@ pub mod fuzz;
 pub mod input;
 pub mod kds;
 pub mod policy;
+pub mod sev;
 pub mod show;
 pub mod table;
 pub mod time;

@@ -32,12 +32,15 @@ enum Command {
     Measure(cmd::measure::Args),
     /// Build an SNP ID block and ID auth structure (snp-create-id-block compatible).
     IdBlock(cmd::id_block::Args),
-    /// Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy).
+    /// Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy), or a
+    /// legacy SEV chain and report (`--sev-chain`).
     Verify(Box<cmd::verify::Args>),
     /// Inspect SNP attestation reports (`report show`).
     Report(cmd::report::Args),
     /// Launch, boot and attest an SNP guest on the built-in software platform.
     Run(Box<cmd::run::Args>),
+    /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
+    Sev(cmd::sev::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Sev(a) => cmd::sev::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,10 @@
 mod firmware_reports;
 mod fixtures;
 mod fuzz_corpus;
+mod interop_sevctl;
 mod interop_snpguest;
 mod own_firmware;
 mod probe_regressions;
+mod sev_chain;
+mod sev_firmware;
+mod sev_owner;

@@ -4,4 +4,5 @@ pub(crate) mod id_block;
 pub(crate) mod measure;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod sev;
 pub(crate) mod verify;

@@ -2,6 +2,12 @@
 //! party — AMD chain against pinned built-in roots (or `--root DIR`), CRLs, validity at
 //! `--at`, report-to-certificate binding, signature, and policy options in the breadth
 //! of go-sev-guest's `validate`. Exit code 0 only when every check passes.
+//!
+//! `softsev verify --sev-chain CHAIN [--sev-ca ASK_ARK | --sev-generation GEN] [--oca
+//! OCA] [--sev-report REPORT ...]`: the legacy SEV chain (PDH ‖ PEK ‖ OCA ‖ CEK) under
+//! AMD's built-in CA of the generation whose ASK signs the CEK, or the given CA (ASK ‖
+//! ARK, sevctl's `--ca`), and optionally a legacy attestation report (0xD0 bytes)
+//! signed by the PEK (spec sev-legacy.md §2.4, §4; `softsev_attest::sev`).
 
 use anyhow::{Context, Result, bail};
 use softsev_abi::report::{AttestationReport, SigningKey};
@@ -9,6 +15,9 @@ use softsev_abi::{GuestPolicy, Product};
 use softsev_attest::input::{MAX_CERT_FILE, MAX_CERT_TABLE, MAX_REPORT_FILE, read_bounded};
 use softsev_attest::kds::{CacheDir, Kds};
 use softsev_attest::policy::{TcbSpec, parse_tcb};
+use softsev_attest::sev::{
+    CaChoice, SevCa, SevChainOptions, SevGeneration, SevReportExpect, verify_sev_chain,
+};
 use softsev_attest::{CertSet, Policy, TrustStore, VerifyOptions, cert::crl_from_bytes, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +55,16 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     .map_err(|e| format!("invalid integer '{s}': {e}"))
 }
 
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let v = parse_u64(s)?;
+    u32::try_from(v).map_err(|_| format!("'{s}' does not fit in 32 bits"))
+}
+
+fn parse_generation(s: &str) -> Result<SevGeneration, String> {
+    SevGeneration::from_name(s)
+        .ok_or_else(|| format!("unknown SEV generation '{s}' (naples, rome, milan, genoa, turin)"))
+}
+
 fn parse_product(s: &str) -> Result<Product, String> {
     // Bergamo and Siena use Genoa's roots and layout (KDS path "Genoa").
     match s.to_ascii_lowercase().as_str() {
@@ -71,14 +90,48 @@ fn parse_at(s: &str) -> Result<u64, String> {
 
 /// Arguments of `softsev verify`.
 #[derive(clap::Args, Debug)]
-#[command(about = "Verify an SNP attestation report: AMD chain, CRL, binding, signature, policy")]
+#[command(
+    about = "Verify an SNP attestation report (AMD chain, CRL, binding, signature, policy), or a legacy SEV chain and report (--sev-chain)"
+)]
 pub(crate) struct Args {
-    /// The report (0x4A0 bytes; with `--cert-table -`, a report followed by a
-    /// certificate table).
-    report: PathBuf,
+    /// The SNP report (0x4A0 bytes; with `--cert-table -`, a report followed by a
+    /// certificate table). Not with --sev-chain.
+    #[arg(required_unless_present = "sev_chain")]
+    report: Option<PathBuf>,
     /// More reports signed under the same chain: all are verified in parallel on every
     /// core, one verdict each.
     more_reports: Vec<PathBuf>,
+
+    /// Legacy SEV: verify this platform chain, PDH ‖ PEK ‖ OCA ‖ CEK (8336 bytes,
+    /// sevctl's `--sev` file), instead of an SNP report.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["report", "certs", "cert_files", "cert_table", "root", "kds_cache"])]
+    sev_chain: Option<PathBuf>,
+    /// Legacy SEV: trust this AMD CA, ASK ‖ ARK (sevctl's `--ca` file), instead of the
+    /// built-in CA of the generation whose ASK signs the CEK.
+    #[arg(long, value_name = "FILE", requires = "sev_chain")]
+    sev_ca: Option<PathBuf>,
+    /// Legacy SEV: use AMD's built-in CA of this generation (naples, rome, milan,
+    /// genoa, turin) instead of detecting it.
+    #[arg(long, value_name = "GEN", requires = "sev_chain", conflicts_with = "sev_ca", value_parser = parse_generation)]
+    sev_generation: Option<SevGeneration>,
+    /// Legacy SEV: use this OCA certificate instead of the chain's (sevctl `--oca`).
+    #[arg(long, value_name = "FILE", requires = "sev_chain")]
+    oca: Option<PathBuf>,
+    /// Legacy SEV: also verify this attestation report (0xD0 bytes) against the PEK.
+    #[arg(long, value_name = "FILE", requires = "sev_chain")]
+    sev_report: Option<PathBuf>,
+    /// Legacy SEV report: required mnonce (32 hex digits).
+    #[arg(long, value_name = "HEX", requires = "sev_report", value_parser = parse_hex::<16>)]
+    sev_mnonce: Option<[u8; 16]>,
+    /// Legacy SEV report: required launch digest (64 hex digits).
+    #[arg(long, value_name = "HEX", requires = "sev_report", value_parser = parse_hex::<32>)]
+    sev_launch_digest: Option<[u8; 32]>,
+    /// Legacy SEV report: required policy (exact; decimal or 0x-hex).
+    #[arg(long, value_name = "POLICY", requires = "sev_report", value_parser = parse_u32)]
+    sev_policy: Option<u32>,
+    /// Legacy SEV report: policy bits that must be set (e.g. 0x1 NODBG, 0x8 NOSEND).
+    #[arg(long, value_name = "BITS", requires = "sev_report", value_parser = parse_u32)]
+    sev_policy_required: Option<u32>,
     /// Directory with ark, ask or asvk, vcek or vlek (.pem or .der, snpguest names) and
     /// optionally crl.der / crl.pem.
     #[arg(long, value_name = "DIR")]
@@ -276,7 +329,13 @@ fn policy(a: &Args, product: Option<Product>) -> Result<Policy> {
 
 /// Run `softsev verify`.
 pub(crate) fn run(a: Box<Args>) -> Result<ExitCode> {
-    let raw = read_input(&a.report, MAX_REPORT_FILE, "an attestation report file")?;
+    if let Some(chain) = &a.sev_chain {
+        return run_sev(&a, chain);
+    }
+    let Some(report) = &a.report else {
+        bail!("give an SNP REPORT, or --sev-chain for legacy SEV");
+    };
+    let raw = read_input(report, MAX_REPORT_FILE, "an attestation report file")?;
     let mut certs = CertSet::default();
     let mut report_bytes = raw.as_slice();
     if let Some(t) = &a.cert_table {
@@ -382,7 +441,12 @@ fn run_batch(
     opts: &VerifyOptions<'_>,
 ) -> Result<ExitCode> {
     let mut reports = vec![first.to_vec()];
-    let mut names = vec![a.report.display().to_string()];
+    let mut names = vec![
+        a.report
+            .as_ref()
+            .map(|r| r.display().to_string())
+            .unwrap_or_default(),
+    ];
     for p in &a.more_reports {
         reports.push(read_input(
             p,
@@ -417,6 +481,75 @@ fn run_batch(
         );
     }
     Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Largest legacy SEV input file read (a chain is 8336 bytes, a CA 3200).
+const MAX_SEV_FILE: u64 = 1 << 20;
+
+/// `softsev verify --sev-chain`: the legacy chain and optionally a report.
+fn run_sev(a: &Args, chain_path: &std::path::Path) -> Result<ExitCode> {
+    // The SNP options judge fields a legacy report does not have: refuse them rather
+    // than ignore them.
+    if !policy(a, None)?.is_empty()
+        || a.at.is_some()
+        || a.product.is_some()
+        || !a.crl.is_empty()
+        || a.require_crl
+        || !a.more_reports.is_empty()
+    {
+        bail!(
+            "SNP report options (policy flags, --at, --product, --crl, more reports) do not apply to \
+             --sev-chain; the legacy report takes --sev-mnonce, --sev-launch-digest, --sev-policy, \
+             --sev-policy-required"
+        );
+    }
+    let chain = read_input(chain_path, MAX_SEV_FILE, "a SEV certificate chain")?;
+    let ca = match (&a.sev_ca, a.sev_generation) {
+        (Some(p), _) => CaChoice::Custom(Box::new(
+            SevCa::from_ask_ark(&read_input(p, MAX_SEV_FILE, "a SEV CA file (ASK ‖ ARK)")?)
+                .with_context(|| format!("CA file {}", p.display()))?,
+        )),
+        (None, Some(g)) => CaChoice::Generation(g),
+        (None, None) => CaChoice::Builtin,
+    };
+    let oca = match &a.oca {
+        Some(p) => {
+            let b = read_input(p, MAX_SEV_FILE, "an OCA certificate")?;
+            let first = b.get(..softsev_abi::sev_buf::SEV_CERT_LEN).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "OCA file {}: {} bytes, a SEV certificate is 0x824",
+                    p.display(),
+                    b.len()
+                )
+            })?;
+            Some(
+                <softsev_abi::sev_cert::SevCert as zerocopy::FromBytes>::read_from_bytes(first)
+                    .map_err(|_| anyhow::anyhow!("OCA file {} does not decode", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut verdict = verify_sev_chain(&chain, &SevChainOptions { ca, oca });
+    if let Some(r) = &a.sev_report {
+        let bytes = read_input(r, MAX_SEV_FILE, "a legacy attestation report")?;
+        let expect = SevReportExpect {
+            mnonce: a.sev_mnonce,
+            launch_digest: a.sev_launch_digest,
+            policy: a.sev_policy,
+            policy_required: a.sev_policy_required,
+        };
+        verdict = verdict.with_report(&bytes, &expect);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&verdict.to_json())?);
+    } else {
+        print!("{}", verdict.to_table());
+    }
+    Ok(if verdict.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -2,6 +2,7 @@
 //! so the workspace links one binary per crate instead of one per file.
 
 mod config_qemu;
+mod config_sev;
 mod cpuid;
 mod fuzz_replay;
 mod plan_digest;

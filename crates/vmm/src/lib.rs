@@ -12,6 +12,8 @@
 //!   (shared/spec/snp-launch.md §2.3, §4, §5, §8). An executor replays it against a
 //!   KVM-shaped host.
 //! * [`bootgen`]: the generated kernel, initrd and command line of a default run.
+//! * [`qmp`]: the QMP monitor as QEMU speaks it (`-qmp`, `-S`), for SEV / SEV-ES
+//!   guests, over a host-independent [`qmp::QmpGuest`].
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod fuzz;
 pub mod keyval;
 pub mod outputs;
 pub mod plan;
+pub mod qmp;
 pub mod run;
 
 pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};

@@ -250,6 +250,16 @@ impl Streamer {
             return;
         }
         if let Some(q) = self.in_str {
+            if b < 0x20 {
+                // A control character cannot be in a string: QEMU's lexer reports the
+                // token as an error and starts over (`JSON_ERROR` in json-streamer.c).
+                out.push(Chunk::Error(format!(
+                    "JSON parse error, stray '{}'",
+                    String::from_utf8_lossy(&self.buf)
+                )));
+                self.reset();
+                return;
+            }
             self.buf.push(b);
             if self.escape {
                 self.escape = false;

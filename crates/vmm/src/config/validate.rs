@@ -628,6 +628,22 @@ impl Raw {
         };
         validate_boot_blobs(&self)?;
         let qmp = validate_qmp(&self.qmp, &mut notes)?;
+        if matches!(confidential_guest, ConfidentialGuest::Snp(_)) {
+            if self.start_paused {
+                notes.push(
+                    "-S: an SNP launch runs to completion (the QMP monitor serves sev-guest \
+                     launches)"
+                        .to_string(),
+                );
+            }
+            if qmp.is_some() {
+                notes.push(
+                    "-qmp: not served for an SNP launch (the QMP monitor serves sev-guest \
+                     launches)"
+                        .to_string(),
+                );
+            }
+        }
         Ok(Config {
             name: self.name,
             machine,

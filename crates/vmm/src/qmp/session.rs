@@ -374,9 +374,12 @@ impl<G: QmpGuest> Session<G> {
         dict: &serde_json::Map<String, serde_json::Value>,
         events: &mut Vec<String>,
     ) -> Result<QValue, QmpError> {
-        // qmp_dispatch_check_obj.
+        // qmp_dispatch_check_obj, walking the members in QDict order as QEMU does (so
+        // a request with several faults reports the one QEMU reports).
+        let mut members: Vec<(&String, &serde_json::Value)> = dict.iter().collect();
+        members.sort_by_key(|(k, _)| super::json::qdict_bucket(k));
         let mut exec_key: Option<&str> = None;
-        for (k, v) in dict {
+        for (k, v) in members {
             match k.as_str() {
                 "execute" | "exec-oob" if k == "execute" || self.oob => {
                     if !v.is_string() {

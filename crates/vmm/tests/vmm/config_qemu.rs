@@ -405,6 +405,11 @@ fn accepted_but_noted_options() {
     assert!(c.notes.iter().any(|n| n.contains("+x2apic")));
     assert!(c.notes.iter().any(|n| n.starts_with("disk.img")));
     assert!(c.start_paused, "-S starts the guest paused");
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.starts_with("-S: an SNP launch runs to completion"))
+    );
     assert!(c.notes.iter().any(|n| n.starts_with("-serial")));
     // A kernel without kernel-hashes is launched, with a note that it is unmeasured.
     let c = parse_args(base("", "-kernel k")).unwrap();

@@ -622,3 +622,33 @@ fn over_the_unix_socket() {
     );
     assert!(session.lock().unwrap().guest().has_quit());
 }
+
+#[test]
+fn wait_on_accepts_the_first_client_before_serving() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.sock");
+    let server = QmpServer::bind(&path).unwrap();
+    // Nobody connects: accept returns when asked to stop.
+    assert!(server.accept(&AtomicBool::new(true)).unwrap().is_none());
+    let p = path.clone();
+    let client = std::thread::spawn(move || {
+        let c = UnixStream::connect(&p).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut r = BufReader::new(c);
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        l
+    });
+    let first = server.accept(&AtomicBool::new(false)).unwrap();
+    assert!(first.is_some(), "wait=on: the launch waits for this client");
+    let session = Arc::new(Mutex::new(Session::new(
+        launched(1),
+        true,
+        QmpVersion::default(),
+    )));
+    let t = ServerThread::spawn(server, session, first);
+    assert!(client.join().unwrap().starts_with("{\"QMP\": {\"version\""));
+    t.stop().unwrap();
+}

@@ -10,3 +10,4 @@ mod plan_interop;
 mod qmp_protocol;
 mod qmp_python;
 mod run_e2e;
+mod sev_plan;

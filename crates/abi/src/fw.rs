@@ -1,6 +1,7 @@
 //! Secure-processor firmware command ids and status codes (SEV API / SNP ABI).
 //!
-//! Ids follow the firmware's `sev_mcmd.h` numbering (also Linux `psp-sev.h`); status
+//! Ids follow the firmware's `sev_mcmd.h` numbering (also Linux `psp-sev.h`; the legacy
+//! ids as shared/spec/sev-legacy.md §0.2-13 and host-interfaces.md §4.1); status
 //! codes are the values the firmware writes back (Linux `enum psp_ret_code`).
 
 crate::open_enum! {
@@ -32,6 +33,10 @@ crate::open_enum! {
         GET_ID = 0x00C,
         /// Legacy SEV: INIT_EX.
         INIT_EX = 0x00D,
+        /// Legacy SEV: NOP (no buffer, any platform state; sev-legacy.md §1.3).
+        NOP = 0x00E,
+        /// RING_BUFFER (command ring-buffer mode).
+        RING_BUFFER = 0x00F,
         /// Legacy SEV: DECOMMISSION.
         DECOMMISSION = 0x020,
         /// Legacy SEV: ACTIVATE.
@@ -40,6 +45,10 @@ crate::open_enum! {
         DEACTIVATE = 0x022,
         /// Legacy SEV: GUEST_STATUS.
         GUEST_STATUS = 0x023,
+        /// Legacy SEV: COPY (move one guest's ciphertext between host pages, §1.9).
+        COPY = 0x024,
+        /// Legacy SEV: ACTIVATE_EX (ACTIVATE for the CCXs of listed APIC ids, §1.9).
+        ACTIVATE_EX = 0x025,
         /// Legacy SEV: LAUNCH_START.
         LAUNCH_START = 0x030,
         /// Legacy SEV: LAUNCH_UPDATE_DATA.
@@ -54,10 +63,32 @@ crate::open_enum! {
         LAUNCH_FINISH = 0x035,
         /// Legacy SEV: ATTESTATION.
         ATTESTATION = 0x036,
+        /// Legacy SEV: SEND_START (migration source, sev-legacy.md §5.1).
+        SEND_START = 0x040,
+        /// Legacy SEV: SEND_UPDATE_DATA.
+        SEND_UPDATE_DATA = 0x041,
+        /// Legacy SEV: SEND_UPDATE_VMSA.
+        SEND_UPDATE_VMSA = 0x042,
+        /// Legacy SEV: SEND_FINISH.
+        SEND_FINISH = 0x043,
+        /// Legacy SEV: SEND_CANCEL.
+        SEND_CANCEL = 0x044,
+        /// Legacy SEV: RECEIVE_START (migration target, §5.5).
+        RECEIVE_START = 0x050,
+        /// Legacy SEV: RECEIVE_UPDATE_DATA.
+        RECEIVE_UPDATE_DATA = 0x051,
+        /// Legacy SEV: RECEIVE_UPDATE_VMSA.
+        RECEIVE_UPDATE_VMSA = 0x052,
+        /// Legacy SEV: RECEIVE_FINISH.
+        RECEIVE_FINISH = 0x053,
         /// Legacy SEV: DBG_DECRYPT.
         DBG_DECRYPT = 0x060,
         /// Legacy SEV: DBG_ENCRYPT.
         DBG_ENCRYPT = 0x061,
+        /// Legacy SEV: SWAP_OUT (page out with the guest's OEK, §5.6).
+        SWAP_OUT = 0x070,
+        /// Legacy SEV: SWAP_IN.
+        SWAP_IN = 0x071,
         /// SNP_INIT.
         SNP_INIT = 0x081,
         /// SNP_SHUTDOWN.
@@ -227,6 +258,9 @@ mod tests {
         assert_eq!(FwCmd::SNP_LAUNCH_UPDATE.0, 0xA1);
         assert_eq!(FwCmd::SNP_GUEST_REQUEST.0, 0x94);
         assert_eq!(FwCmd::SNP_FEATURE_INFO.0, 0xCE);
+        assert_eq!(FwCmd::NOP.0, 0x0E);
+        assert_eq!(FwCmd::RECEIVE_UPDATE_VMSA.0, 0x52);
+        assert_eq!(FwCmd::SWAP_IN.0, 0x71);
         // Every name is distinct and so is every value.
         let mut v: Vec<u32> = FwStatus::ALL.iter().map(|s| s.0).collect();
         v.sort_unstable();

@@ -1,8 +1,9 @@
 //! The KVM user API for SEV / SEV-ES / SEV-SNP guests: `KVM_MEMORY_ENCRYPT_OP`
 //! command structures, VM types, command ids, memory attributes, guest_memfd and
 //! memslot structures, exit reasons, system-event types, the MAP_GPA_RANGE hypercall
-//! and the errno values KVM returns. Notes: shared/spec/host-interfaces.md §1 and
-//! snp-launch.md §1.3 (Linux `include/uapi/linux/kvm.h`, `arch/x86/include/uapi/asm/kvm.h`).
+//! and the errno values KVM returns. Notes: shared/spec/host-interfaces.md §1,
+//! snp-launch.md §1.3 and, for the legacy SEV / SEV-ES structures, sev-legacy.md §6.2
+//! and §7 (Linux `include/uapi/linux/kvm.h`, `arch/x86/include/uapi/asm/kvm.h`).
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -62,6 +63,203 @@ uapi!(
         session_len: u32 = 0x20,
         /// Padding.
         pad1: u32 = 0x24,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_launch_update_data` (KVM_SEV_LAUNCH_UPDATE_DATA, sev-legacy.md
+    /// §7.2).
+    KvmSevLaunchUpdateData, size = 0x10, {
+        /// User address of the region (encrypted in place).
+        uaddr: u64 = 0x00,
+        /// Its length (non-zero).
+        len: u32 = 0x08,
+        /// Padding.
+        pad0: u32 = 0x0C,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_launch_secret` (KVM_SEV_LAUNCH_SECRET, §7.2).
+    KvmSevLaunchSecret, size = 0x30, {
+        /// User address of the 52-byte packet header.
+        hdr_uaddr: u64 = 0x00,
+        /// Its length.
+        hdr_len: u32 = 0x08,
+        /// Padding.
+        pad0: u32 = 0x0C,
+        /// Guest memory (user address) receiving the secret; physically contiguous.
+        guest_uaddr: u64 = 0x10,
+        /// Its length.
+        guest_len: u32 = 0x18,
+        /// Padding.
+        pad1: u32 = 0x1C,
+        /// User address of the ciphertext.
+        trans_uaddr: u64 = 0x20,
+        /// Its length.
+        trans_len: u32 = 0x28,
+        /// Padding.
+        pad2: u32 = 0x2C,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_launch_measure` (KVM_SEV_LAUNCH_MEASURE, §7.2). `len = 0` is the
+    /// length query (§7.3).
+    KvmSevLaunchMeasure, size = 0x10, {
+        /// User address of the 48-byte output.
+        uaddr: u64 = 0x00,
+        /// In: buffer length; out: the length written / required.
+        len: u32 = 0x08,
+        /// Padding.
+        pad0: u32 = 0x0C,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_guest_status` (KVM_SEV_GUEST_STATUS, §7.2).
+    KvmSevGuestStatus, size = 0x0C, {
+        /// Out: firmware handle.
+        handle: u32 = 0x00,
+        /// Out: guest policy.
+        policy: u32 = 0x04,
+        /// Out: the firmware's state byte (`sev_buf::SevGuestState`).
+        state: u32 = 0x08,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_dbg` (KVM_SEV_DBG_DECRYPT / KVM_SEV_DBG_ENCRYPT, §6.2).
+    KvmSevDbg, size = 0x18, {
+        /// Source user address.
+        src_uaddr: u64 = 0x00,
+        /// Destination user address.
+        dst_uaddr: u64 = 0x08,
+        /// Length in bytes (non-zero).
+        len: u32 = 0x10,
+        /// Padding.
+        pad0: u32 = 0x14,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_attestation_report` (KVM_SEV_GET_ATTESTATION_REPORT, §7.2).
+    /// `len = 0` is the length query.
+    KvmSevAttestationReport, size = 0x20, {
+        /// Nonce placed in the report.
+        mnonce: [u8; 16] = 0x00,
+        /// User address of the 0xD0-byte report output.
+        uaddr: u64 = 0x10,
+        /// In: buffer length; out: the length written / required.
+        len: u32 = 0x18,
+        /// Padding.
+        pad0: u32 = 0x1C,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_send_start` (KVM_SEV_SEND_START, §7.2). `session_len = 0` is
+    /// the length query.
+    KvmSevSendStart, size = 0x48, {
+        /// Out: guest policy.
+        policy: u32 = 0x00,
+        /// Padding.
+        pad0: u32 = 0x04,
+        /// User address of the target's PDH certificate.
+        pdh_cert_uaddr: u64 = 0x08,
+        /// Its length.
+        pdh_cert_len: u32 = 0x10,
+        /// Padding.
+        pad1: u32 = 0x14,
+        /// User address of the target's PEK ‖ OCA ‖ CEK.
+        plat_certs_uaddr: u64 = 0x18,
+        /// Its length.
+        plat_certs_len: u32 = 0x20,
+        /// Padding.
+        pad2: u32 = 0x24,
+        /// User address of the target's ASK ‖ ARK.
+        amd_certs_uaddr: u64 = 0x28,
+        /// Its length.
+        amd_certs_len: u32 = 0x30,
+        /// Padding.
+        pad3: u32 = 0x34,
+        /// User address of the 128-byte session output.
+        session_uaddr: u64 = 0x38,
+        /// In: buffer length; out: the length written / required.
+        session_len: u32 = 0x40,
+        /// Padding.
+        pad4: u32 = 0x44,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_send_update_data` (KVM_SEV_SEND_UPDATE_DATA, §7.2). `hdr_len = 0`
+    /// or `trans_len = 0` is the length query.
+    KvmSevSendUpdateData, size = 0x30, {
+        /// User address of the packet header output.
+        hdr_uaddr: u64 = 0x00,
+        /// Its length.
+        hdr_len: u32 = 0x08,
+        /// Padding.
+        pad0: u32 = 0x0C,
+        /// Guest memory to send (user address; ≤ one page, not crossing it).
+        guest_uaddr: u64 = 0x10,
+        /// Its length.
+        guest_len: u32 = 0x18,
+        /// Padding.
+        pad1: u32 = 0x1C,
+        /// User address of the ciphertext output.
+        trans_uaddr: u64 = 0x20,
+        /// Its length.
+        trans_len: u32 = 0x28,
+        /// Padding.
+        pad2: u32 = 0x2C,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_receive_start` (KVM_SEV_RECEIVE_START, §7.2).
+    KvmSevReceiveStart, size = 0x28, {
+        /// In/out: firmware handle (0 = fresh key).
+        handle: u32 = 0x00,
+        /// Guest policy.
+        policy: u32 = 0x04,
+        /// User address of the source platform's PDH certificate.
+        pdh_uaddr: u64 = 0x08,
+        /// Its length.
+        pdh_len: u32 = 0x10,
+        /// Padding.
+        pad0: u32 = 0x14,
+        /// User address of the session blob.
+        session_uaddr: u64 = 0x18,
+        /// Its length.
+        session_len: u32 = 0x20,
+        /// Padding.
+        pad1: u32 = 0x24,
+    }
+);
+
+uapi!(
+    /// `struct kvm_sev_receive_update_data` (KVM_SEV_RECEIVE_UPDATE_DATA, §7.2).
+    KvmSevReceiveUpdateData, size = 0x30, {
+        /// User address of the packet header.
+        hdr_uaddr: u64 = 0x00,
+        /// Its length.
+        hdr_len: u32 = 0x08,
+        /// Padding.
+        pad0: u32 = 0x0C,
+        /// Guest memory receiving the data (user address; one page, not crossing it).
+        guest_uaddr: u64 = 0x10,
+        /// Its length.
+        guest_len: u32 = 0x18,
+        /// Padding.
+        pad1: u32 = 0x1C,
+        /// User address of the ciphertext.
+        trans_uaddr: u64 = 0x20,
+        /// Its length.
+        trans_len: u32 = 0x28,
+        /// Padding.
+        pad2: u32 = 0x2C,
     }
 );
 

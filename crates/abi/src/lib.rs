@@ -35,6 +35,38 @@ macro_rules! wire {
 }
 pub(crate) use wire;
 
+/// Declare a packed spec structure: as [`wire!`] but `#[repr(C, packed)]` (alignment 1,
+/// no padding), for the legacy SEV command buffers whose u64 fields sit at 4-aligned
+/// offsets or whose size is odd (Linux declares every `sev_data_*` `__packed`). Each
+/// field's offset is written beside it and checked at compile time, the total size too.
+/// Packed fields are read and written by value (`let a = buf.address;`); taking a
+/// reference to one does not compile. `wire_packed!(@with_default ...)` also derives an
+/// all-zero `Default`.
+///
+/// The derives name `FromBytes`, `IntoBytes`, `Immutable`, `KnownLayout` and `Unaligned`
+/// unqualified, so the declaring module imports them from zerocopy.
+macro_rules! wire_packed {
+    (@with_default $(#[$m:meta])* $name:ident, size = $size:expr, $fields:tt) => {
+        crate::wire_packed!($(#[$m])* $name, size = $size, $fields);
+        impl Default for $name {
+            fn default() -> Self { <Self as zerocopy::FromZeros>::new_zeroed() }
+        }
+    };
+    ($(#[$m:meta])* $name:ident, size = $size:expr, { $( $(#[$fm:meta])* $f:ident : $t:ty = $off:expr ),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+        #[repr(C, packed)]
+        pub struct $name { $( $(#[$fm])* pub $f: $t, )* }
+        crate::assert_layout!($name, size = $size $(, $f = $off)*);
+        const _: () = assert!(::core::mem::align_of::<$name>() == 1);
+        impl $name {
+            /// Size of the structure in bytes.
+            pub const LEN: usize = $size;
+        }
+    };
+}
+pub(crate) use wire_packed;
+
 pub mod addr;
 pub mod ecdsa;
 pub mod fw;
@@ -57,6 +89,10 @@ pub mod range;
 pub mod report;
 pub mod rmp;
 pub mod secrets;
+#[allow(missing_debug_implementations)] // as fw_buf: zerocopy's helper types
+pub mod sev_buf;
+#[allow(missing_debug_implementations)] // as fw_buf: zerocopy's helper types
+pub mod sev_cert;
 pub mod tcb;
 pub mod vmsa;
 #[macro_use]

@@ -1,14 +1,19 @@
 //! ECDSA P-384 with SHA-384: VCEK/VLEK report signatures, ID block and ID auth
-//! signatures, certificate signatures.
+//! signatures, certificate signatures; and ECDSA P-384 over a SHA-256 digest, the
+//! `ECDSA_SHA256` algorithm (2) of legacy SEV certificates (OCA, PEK, CEK, PDH and the
+//! ATTESTATION report; sev-legacy.md §2.1: the 32-byte digest is used as is, being
+//! shorter than the order, per SEC1 4.1.3 step 5).
 //!
 //! Integers are big-endian here (as in SEC1/X.509); conversions to AMD's 72-byte
 //! little-endian fields live in `softsev-abi`.
 
 use crate::CryptoError;
 use aws_lc_rs::signature::{
-    self as awssig, ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    self as awssig, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_FIXED,
+    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
 };
-use p384::ecdsa::signature::Signer;
+use p384::ecdsa::signature::hazmat::{PrehashSigner, RandomizedPrehashSigner};
+use p384::ecdsa::signature::{RandomizedSigner, Signer};
 use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
@@ -151,6 +156,24 @@ impl P384PublicKey {
         awssig::UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &self.to_sec1()[..])
             .verify(msg, &sig.to_fixed())
             .map_err(|_| CryptoError::BadSignature("ECDSA P-384"))
+    }
+
+    /// Verify an ECDSA-SHA384 signature over `msg` (the same as [`Self::verify`], named
+    /// for symmetry with [`Self::verify_sha256`]).
+    pub fn verify_sha384(&self, msg: &[u8], sig: &P384Signature) -> Result<(), CryptoError> {
+        self.verify(msg, sig)
+    }
+
+    /// Verify an ECDSA P-384 signature over SHA-256(`msg`), SEV's `ECDSA_SHA256`
+    /// (sev-legacy.md §2.1). An r or s of zero or not below the order fails.
+    pub fn verify_sha256(&self, msg: &[u8], sig: &P384Signature) -> Result<(), CryptoError> {
+        const WHAT: &str = "ECDSA P-384 SHA-256";
+        let der = p384::ecdsa::Signature::from_scalars(sig.r, sig.s)
+            .map_err(|_| CryptoError::BadSignature(WHAT))?
+            .to_der();
+        awssig::UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, &self.to_sec1()[..])
+            .verify(msg, der.as_bytes())
+            .map_err(|_| CryptoError::BadSignature(WHAT))
     }
 }
 
@@ -310,6 +333,69 @@ impl P384SigningKey {
             Ok(self.sign_deterministic(msg))
         } else {
             self.sign(msg)
+        }
+    }
+
+    fn rustcrypto(&self) -> p384::ecdsa::SigningKey {
+        p384::ecdsa::SigningKey::from_slice(&self.scalar[..]).expect("valid scalar")
+    }
+
+    /// ECDSA-SHA384 over `msg` with a fresh random nonce (the same as [`Self::sign`],
+    /// named for symmetry with [`Self::sign_digest_sha256`]).
+    pub fn sign_sha384(&self, msg: &[u8]) -> Result<P384Signature, CryptoError> {
+        self.sign(msg)
+    }
+
+    /// ECDSA-SHA384 over `msg` with the nonce hedged by `rng` (RFC 6979 §3.6 with added
+    /// entropy): a seeded `rng` gives the same bytes for the same key and message.
+    pub fn sign_sha384_with_rng(&self, rng: &mut crate::rng::Rng, msg: &[u8]) -> P384Signature {
+        let sig: p384::ecdsa::Signature = self.rustcrypto().sign_with_rng(rng, msg);
+        P384Signature::from_fixed(&sig.to_bytes())
+    }
+
+    /// SEV `ECDSA_SHA256`: ECDSA P-384 over SHA-256(`msg`) with a random nonce (the
+    /// RFC 6979 nonce hedged by OS randomness).
+    pub fn sign_digest_sha256(&self, msg: &[u8]) -> Result<P384Signature, CryptoError> {
+        Ok(self.sign_digest_sha256_with_rng(&mut crate::rng::Rng::os(), msg))
+    }
+
+    /// SEV `ECDSA_SHA256` with the nonce hedged by `rng` (RFC 6979 §3.6 with added
+    /// entropy): a seeded `rng` gives the same bytes for the same key and message.
+    pub fn sign_digest_sha256_with_rng(
+        &self,
+        rng: &mut crate::rng::Rng,
+        msg: &[u8],
+    ) -> P384Signature {
+        let digest = crate::hash::sha256(msg);
+        let sig: p384::ecdsa::Signature = self
+            .rustcrypto()
+            .sign_prehash_with_rng(rng, &digest)
+            .expect("a 32-byte digest is a valid P-384 prehash");
+        P384Signature::from_fixed(&sig.to_bytes())
+    }
+
+    /// SEV `ECDSA_SHA256` with an RFC 6979 deterministic nonce: same key and message,
+    /// same bytes.
+    pub fn sign_digest_sha256_deterministic(&self, msg: &[u8]) -> P384Signature {
+        let digest = crate::hash::sha256(msg);
+        let sig: p384::ecdsa::Signature = self
+            .rustcrypto()
+            .sign_prehash(&digest)
+            .expect("a 32-byte digest is a valid P-384 prehash");
+        P384Signature::from_fixed(&sig.to_bytes())
+    }
+
+    /// SEV `ECDSA_SHA256`, randomized or deterministic as the caller's mode says (as
+    /// [`Self::sign_mode`]).
+    pub fn sign_digest_sha256_mode(
+        &self,
+        msg: &[u8],
+        deterministic: bool,
+    ) -> Result<P384Signature, CryptoError> {
+        if deterministic {
+            Ok(self.sign_digest_sha256_deterministic(msg))
+        } else {
+            self.sign_digest_sha256(msg)
         }
     }
 }

@@ -1,11 +1,14 @@
 //! RSA private keys for the simulated AMD roots (ARK, ASK, ASVK): key generation from
 //! the project RNG (deterministic when seeded) and RSASSA-PSS signing with SHA-384,
-//! MGF1-SHA-384 and a 48-byte salt, as AMD signs. Backed by the `rsa` crate, the only
-//! well-kept Rust RSA implementation that accepts a caller-supplied RNG for key
-//! generation and salts. Verification stays in [`crate::rsa::verify_pss_sha384`].
+//! MGF1-SHA-384 and a 48-byte salt, as AMD signs on Rome and later, or SHA-256,
+//! MGF1-SHA-256 and a 32-byte salt (Naples, SEV `RSA_SHA256`; sev-legacy.md §2.1).
+//! Backed by the `rsa` crate, the only well-kept Rust RSA implementation that accepts a
+//! caller-supplied RNG for key generation and salts. Verification stays in
+//! [`crate::rsa`].
 
 use crate::CryptoError;
 use crate::rng::Rng;
+use crate::rsa::RsaPssHash;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use zeroize::Zeroizing;
@@ -65,14 +68,46 @@ impl RsaPrivateKey {
             .map_err(|_| CryptoError::Backend("RSA PKCS#1 public encode"))
     }
 
+    /// The modulus n, big-endian, without leading zero bytes.
+    pub fn public_modulus_be(&self) -> Vec<u8> {
+        rsa::traits::PublicKeyParts::n(&self.0).to_bytes_be()
+    }
+
+    /// The public exponent e, big-endian, without leading zero bytes.
+    pub fn public_exponent_be(&self) -> Vec<u8> {
+        rsa::traits::PublicKeyParts::e(&self.0).to_bytes_be()
+    }
+
     /// RSASSA-PSS signature over `msg` with SHA-384, MGF1-SHA-384, salt length 48; the
     /// salt (and blinding) come from `rng`, so a seeded RNG gives the same bytes.
     pub fn sign_pss_sha384(&self, rng: &mut Rng, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = rsa::pss::BlindedSigningKey::<sha2::Sha384>::new(self.0.clone());
-        let sig = key
-            .try_sign_with_rng(rng, msg)
-            .map_err(|_| CryptoError::Backend("RSA-PSS sign"))?;
-        Ok(sig.to_vec())
+        self.sign_pss_with_rng(rng, RsaPssHash::Sha384, msg)
+    }
+
+    /// RSASSA-PSS signature over `msg` with `hash` (MGF1 with the same hash, salt as long
+    /// as the digest), salt and blinding from the OS RNG. Big-endian, as long as the
+    /// modulus.
+    pub fn sign_pss(&self, hash: RsaPssHash, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.sign_pss_with_rng(&mut Rng::os(), hash, msg)
+    }
+
+    /// [`Self::sign_pss`] with the salt (and blinding) from `rng`, so a seeded RNG gives
+    /// the same bytes.
+    pub fn sign_pss_with_rng(
+        &self,
+        rng: &mut Rng,
+        hash: RsaPssHash,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let sig = match hash {
+            RsaPssHash::Sha256 => rsa::pss::BlindedSigningKey::<sha2::Sha256>::new(self.0.clone())
+                .try_sign_with_rng(rng, msg)
+                .map(|s| s.to_vec()),
+            RsaPssHash::Sha384 => rsa::pss::BlindedSigningKey::<sha2::Sha384>::new(self.0.clone())
+                .try_sign_with_rng(rng, msg)
+                .map(|s| s.to_vec()),
+        };
+        sig.map_err(|_| CryptoError::Backend("RSA-PSS sign"))
     }
 }
 

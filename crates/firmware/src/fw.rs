@@ -312,9 +312,9 @@ impl Firmware {
         self.state.lock().snp
     }
 
-    /// The legacy SEV platform state (UNINIT: the legacy API is not modelled).
+    /// The legacy SEV platform state (UNINIT / INIT / WORKING).
     pub fn sev_platform_state(&self) -> SevPlatformState {
-        self.state.lock().sev
+        self.state.lock().sev.platform
     }
 
     /// The firmware's state of `asid`, `None` if out of range.

@@ -45,6 +45,7 @@ mod fw;
 pub mod guest_ctx;
 pub mod guest_msg;
 pub mod identity;
+mod sev_ctx;
 pub mod state;
 
 pub use builder::{DEFAULT_SOC_BYTES, FirmwareBuilder};

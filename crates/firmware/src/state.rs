@@ -3,11 +3,11 @@
 //! `sev_guest.c`; SNP ABI "Platform State", "Guest State";
 //! shared/spec/sev-legacy.md §1.2–1.3 for the legacy side).
 //!
-//! SNP's machine (UNINIT ↔ INIT) is the one the model runs. Legacy SEV has its own
-//! (UNINIT → INIT → WORKING) beside it, and its guests are named by firmware-allocated
-//! handles instead of context pages: [`SevPlatformState`], [`SevHandle`] and
-//! [`SevHandleAllocator`] are those types; the legacy commands themselves are not
-//! modelled (they return INVALID_COMMAND), so the SEV machine stays UNINIT.
+//! SNP's machine (UNINIT ↔ INIT) and legacy SEV's (UNINIT → INIT → WORKING) run side by
+//! side on one chip and share the ASID table; legacy guests are named by
+//! firmware-allocated handles instead of context pages: [`SevPlatformState`],
+//! [`SevHandle`] and [`SevHandleAllocator`] are those types, and the legacy side's own
+//! state (identity store, TMR, guest contexts) is `crate::sev_ctx`.
 
 use crate::guest_ctx::GuestContext;
 use softsev_abi::{FwStatus, Spa, TcbVersion};
@@ -41,7 +41,7 @@ pub enum PlatformState {
 
 /// Legacy SEV platform state (`SEV_STATE_*`, SEV API §5.1): UNINIT → INIT (INIT)
 /// → WORKING (first LAUNCH_START or RECEIVE_START) → back to INIT when the last guest
-/// is decommissioned. The legacy API is not modelled, so the model reports UNINIT.
+/// is decommissioned; SHUTDOWN → UNINIT from any state (sev-legacy.md §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum SevPlatformState {
     /// Not initialised.
@@ -246,8 +246,8 @@ impl Guests {
 pub(crate) struct State {
     /// The SNP platform machine.
     pub(crate) snp: PlatformState,
-    /// The legacy SEV platform machine (not driven: the legacy API is not modelled).
-    pub(crate) sev: SevPlatformState,
+    /// The legacy SEV side: platform machine, identity store, TMR, guests.
+    pub(crate) sev: crate::sev_ctx::SevState,
     /// Whether the RMP has been initialised since the last IOMMU shutdown.
     pub(crate) rmp_initialized: bool,
     /// The running firmware image.
@@ -275,7 +275,7 @@ impl State {
     pub(crate) fn new(image: FirmwareImage, max_asid: usize, rng: Rng) -> Self {
         State {
             snp: PlatformState::Uninit,
-            sev: SevPlatformState::Uninit,
+            sev: crate::sev_ctx::SevState::new(),
             rmp_initialized: false,
             current: image,
             committed: image,

@@ -3,7 +3,10 @@
 //! sends the hypervisor when it hits it (host-interfaces.md §2.4 "Termination reasons").
 
 use crate::platform::{GuestFault, PageSize};
-use softsev_abi::ghcb::{GhcbError, GuestReqVmmError, NaeExit, TERM_SET_GHCB, TERM_SET_LINUX};
+use softsev_abi::ghcb::{
+    GhcbError, GuestReqVmmError, NaeExit, SEV_STATUS_SEV_ES, SEV_STATUS_SNP, TERM_SET_GHCB,
+    TERM_SET_LINUX,
+};
 use softsev_abi::rmp::RmpStatus;
 use softsev_abi::{FwStatus, Gpa};
 
@@ -18,6 +21,13 @@ pub const TERM_LINUX_SECRETS_PAGE: u8 = 6;
 /// Set 1 code 4: CPUID page validation failed.
 pub const TERM_LINUX_CPUID: u8 = 4;
 
+/// Set 1 code 1 as OVMF's reset vector uses it: a #VC other than CPUID arrived before
+/// a GHCB existed (edk2 `OvmfPkg/ResetVector/Ia32/AmdSev.asm`, `TERM_VC_NOT_CPUID`).
+pub const TERM_OVMF_VC_NOT_CPUID: u8 = 1;
+/// Set 1 code 2 as OVMF's reset vector uses it: an MSR-protocol answer with the wrong
+/// response code (`TERM_UNEXPECTED_RESP_CODE`).
+pub const TERM_OVMF_UNEXPECTED_RESP: u8 = 2;
+
 /// Everything that can stop the guest model.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -26,6 +36,74 @@ pub enum GuestError {
     NotSnp {
         /// The SEV_STATUS value read.
         sev_status: u64,
+    },
+    /// SEV_STATUS bit 0 is clear: not an SEV guest at all (OVMF takes its no-SEV path;
+    /// without SEV-ES there is no GHCB to ask for termination through).
+    #[error("SEV_STATUS {sev_status:#x} does not report SEV (bit 0)")]
+    NotSev {
+        /// The SEV_STATUS value read.
+        sev_status: u64,
+    },
+    /// SEV_STATUS reports another SEV mode than the one the guest was launched for.
+    #[error("SEV_STATUS {sev_status:#x} does not match the {expected} launch")]
+    SevMode {
+        /// The mode the guest expected ("SEV" or "SEV-ES").
+        expected: &'static str,
+        /// The SEV_STATUS value read.
+        sev_status: u64,
+    },
+    /// The hypervisor supports no GHCB protocol version an SEV-ES guest can use (1 or 2).
+    #[error("GHCB protocol versions {min}..={max} offered by the hypervisor; SEV-ES needs 1 or 2")]
+    UnsupportedGhcbVersionEs {
+        /// Lowest version offered.
+        min: u16,
+        /// Highest version offered.
+        max: u16,
+    },
+    /// CPUID does not report SEV (leaf 0x8000_001F missing or EAX bit 1 clear): OVMF's
+    /// no-SEV path.
+    #[error("CPUID {leaf:#x} = {value:#x}: no SEV memory encryption reported")]
+    NoSevCpuid {
+        /// The leaf checked.
+        leaf: u32,
+        /// The register value that failed.
+        value: u32,
+    },
+    /// The C-bit position from CPUID 0x8000_001F EBX\[5:0\] is unusable (OVMF halts on a
+    /// position below 32).
+    #[error("C-bit position {cbit} from CPUID 0x8000001f is not in 32..=63")]
+    CbitPosition {
+        /// The position reported.
+        cbit: u8,
+    },
+    /// The MSR-protocol CPUID exchange of the #VC handler got a wrong answer.
+    #[error("#VC CPUID {function:#x} register {reg}: MSR protocol answered {response:#x}")]
+    VcCpuidMsr {
+        /// The CPUID function.
+        function: u32,
+        /// The register asked for (0 EAX .. 3 EDX).
+        reg: u8,
+        /// The raw GHCB MSR value read back.
+        response: u64,
+    },
+    /// A #VC the handler cannot handle (`early`: before a GHCB existed, where only
+    /// CPUID through the MSR protocol is possible).
+    #[error("unhandled #VC (error code {code:#x}){}: {what}", if *.early { " before the GHCB was set up" } else { "" })]
+    VcUnhandled {
+        /// The #VC error code.
+        code: u64,
+        /// Whether no GHCB existed yet.
+        early: bool,
+        /// What was attempted.
+        what: String,
+    },
+    /// The AP jump table could not be set or read.
+    #[error("AP jump table: {what} (value {value:#x})")]
+    ApJumpTable {
+        /// What failed.
+        what: &'static str,
+        /// The offending value.
+        value: u64,
     },
     /// An instruction or access faulted where the guest cannot recover.
     #[error("{op} at GPA {gpa} faulted: {fault}")]
@@ -297,7 +375,21 @@ impl GuestError {
     pub fn termination_reason(&self) -> Option<(u8, u8)> {
         use GuestError as E;
         match self {
-            E::UnsupportedGhcbVersion { .. } => Some((TERM_SET_GHCB, 1)),
+            E::UnsupportedGhcbVersion { .. } | E::UnsupportedGhcbVersionEs { .. } => {
+                Some((TERM_SET_GHCB, 1))
+            }
+            // An SNP-active guest in the legacy flow: "SNP features unsupported" (GHCB
+            // spec reason set 0 code 2, as Linux `sev_enable` sends it); SEV-ES where
+            // plain SEV was launched: general. Plain SEV cannot ask (no GHCB).
+            E::SevMode { sev_status, .. } if sev_status & SEV_STATUS_SNP != 0 => {
+                Some((TERM_SET_GHCB, 2))
+            }
+            E::SevMode { sev_status, .. } if sev_status & SEV_STATUS_SEV_ES != 0 => {
+                Some((TERM_SET_GHCB, 0))
+            }
+            E::VcCpuidMsr { .. } => Some((TERM_SET_LINUX, TERM_OVMF_UNEXPECTED_RESP)),
+            E::VcUnhandled { early: true, .. } => Some((TERM_SET_LINUX, TERM_OVMF_VC_NOT_CPUID)),
+            E::VcUnhandled { .. } | E::ApJumpTable { .. } => Some((TERM_SET_GHCB, 0)),
             E::HvFeatureMissing { .. } => Some((TERM_SET_GHCB, 2)),
             E::GhcbRegistration { .. } => Some((TERM_SET_LINUX, TERM_LINUX_GHCB_REGISTER)),
             E::Psc { .. } => Some((TERM_SET_LINUX, TERM_LINUX_PSC)),
@@ -342,6 +434,8 @@ pub(crate) fn access_fault(op: &'static str, gpa: Gpa, fault: GuestFault) -> Gue
         | GuestFault::Npf { gpa, .. }
         | GuestFault::NoMemory { gpa }
         | GuestFault::Unmapped { gpa } => GuestError::Fault { op, gpa, fault },
-        GuestFault::Gp | GuestFault::Stopped => GuestError::Fault { op, gpa, fault },
+        GuestFault::Gp | GuestFault::Ud | GuestFault::Stopped => {
+            GuestError::Fault { op, gpa, fault }
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::boot::{AcceptMode, ApConfig, BootConfig, boot};
 use crate::memory::MemRange;
-use crate::platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_PAGE_NOT_VALIDATED};
+use crate::platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED};
 use softsev_abi::Gpa;
 use softsev_abi::ghcb::{
     GHCB_MSR_INFO_MASK, Ghcb, GhcbField, GhcbMsg, MSR_GHCB, MSR_SEV_STATUS, PscDesc,
@@ -20,6 +20,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 pub use crate::hashes::fuzz_hash_table;
 pub use crate::msg::fuzz_cert_table;
+pub use crate::secret::fuzz_secret_table;
 
 /// The VMPCKs the hostile host's secrets page holds (it plays the firmware too).
 const FUZZ_VMPCK: [u8; 32] = [0x5A; 32];
@@ -289,6 +290,15 @@ impl GuestPlatform for HostilePlatform<'_> {
         self.step()?;
         self.maybe_fault(gpa)?;
         Ok(RmpStatus(u32::from(self.byte() / 0xF0)))
+    }
+
+    fn cpuid(&mut self, _leaf: u32, _subleaf: u32) -> Result<[u32; 4], GuestFault> {
+        self.step()?;
+        // An SEV-ES/SNP guest's CPUID is intercepted as #VC (host-interfaces.md §3.1).
+        Err(GuestFault::Vc {
+            code: VC_CPUID,
+            gpa: Gpa(0),
+        })
     }
 
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {

@@ -12,9 +12,9 @@ use crate::error::{GuestError, access_fault};
 use crate::platform::{CBit, GuestFault, GuestPlatform};
 use softsev_abi::ghcb::{
     ApCreateOp, EXIT_INFO1_BAD_INPUT, EXIT_INFO1_INJECT, EXIT_INFO1_OK, GHCB_HV_FT_SNP,
-    GHCB_MSR_INFO_MASK, GHCB_SHARED_BUF_OFFSET, GHCB_VERSION_MAX, Ghcb, GhcbError, GhcbField,
-    GhcbMsg, GuestReqVmmError, MSR_GHCB, NaeExit, PSC_MAX_ENTRIES, PscDesc, PscEntry, PscHdr,
-    PscOp, ap_creation_info1,
+    GHCB_MSR_INFO_MASK, GHCB_SHARED_BUF_OFFSET, GHCB_VERSION_MAX, GHCB_VERSION_MIN, Ghcb,
+    GhcbError, GhcbField, GhcbMsg, GuestReqVmmError, MSR_GHCB, NaeExit, PSC_MAX_ENTRIES, PscDesc,
+    PscEntry, PscHdr, PscOp, ap_creation_info1,
 };
 use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_4K};
 use zerocopy::{FromBytes, IntoBytes};
@@ -141,6 +141,50 @@ impl GhcbClient {
                 response: v,
             }),
         }
+    }
+
+    /// Negotiate the protocol version as an SEV-ES guest does (Linux
+    /// `sev_es_negotiate_protocol`): SEV information request, the hypervisor's range
+    /// must meet 1..=2, keep min(max, 2) and the C-bit position. No SNP features are
+    /// asked for.
+    pub fn negotiate_es<P: GuestPlatform + ?Sized>(
+        &mut self,
+        p: &mut P,
+    ) -> Result<u16, GuestError> {
+        let v = self.msr_call(p, GhcbMsg::SevInfoReq)?;
+        match GhcbMsg::decode(v) {
+            GhcbMsg::SevInfoResp { max, min, cbit } => {
+                if max < GHCB_VERSION_MIN || min > GHCB_VERSION_MAX || min > max {
+                    return Err(GuestError::UnsupportedGhcbVersionEs { min, max });
+                }
+                self.version = max.min(GHCB_VERSION_MAX);
+                self.cbit = cbit;
+                Ok(self.version)
+            }
+            _ => Err(GuestError::MsrProtocol {
+                request: "SEV information",
+                response: v,
+            }),
+        }
+    }
+
+    /// Use `gpa` (page aligned, mapped with the C-bit clear) as this vCPU's GHCB without
+    /// registering it: GHCB GPA registration is SNP-only (host-interfaces.md §2.3), an
+    /// SEV-ES guest just points the GHCB MSR at its page for each full-GHCB call.
+    pub fn use_unregistered<P: GuestPlatform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        gpa: Gpa,
+    ) -> Result<(), GuestError> {
+        if !gpa.is_aligned(PAGE_SIZE_4K) {
+            return Err(GuestError::Config(format!(
+                "GHCB GPA {gpa} is not page aligned"
+            )));
+        }
+        p.wrmsr(MSR_GHCB, gpa.raw())
+            .map_err(fault("WRMSR GHCB", gpa))?;
+        self.gpa = Some(gpa);
+        Ok(())
     }
 
     /// Ask for the hypervisor feature bitmap; SNP guests require bit 0 (SEV-SNP).

@@ -1,6 +1,7 @@
-//! The guest side of an SEV-SNP virtual machine, modelled on how OVMF and Linux boot
-//! on SNP hardware, behind a [`GuestPlatform`] trait that a host implements per vCPU
-//! (shared/spec/host-interfaces.md §2–3, shared/spec/snp-attestation.md §2–3).
+//! The guest side of an SEV-SNP, SEV-ES or SEV virtual machine, modelled on how OVMF
+//! and Linux boot on that hardware, behind a [`GuestPlatform`] trait that a host
+//! implements per vCPU (shared/spec/host-interfaces.md §2–3, shared/spec/snp-attestation.md
+//! §2–3, shared/spec/sev-legacy.md §3.5, §8).
 //!
 //! * [`ghcb`]: the GHCB client — MSR protocol, full-GHCB calls, page state change, AP
 //!   creation, guest-request transport.
@@ -11,6 +12,13 @@
 //! * [`boot`](mod@boot): the whole boot flow, [`boot()`](fn@boot) with a [`BootConfig`] → [`BootReport`].
 //! * [`msg`]: guest messages through a VMPCK (reports, derived keys, the extended
 //!   request's certificate table).
+//! * [`sev_boot`](mod@sev_boot): the legacy SEV / SEV-ES boot flow,
+//!   [`sev_boot()`](fn@sev_boot) with a [`SevBootConfig`] → [`SevBootReport`], and
+//!   [`sev_ap_entry`] for the APs.
+//! * [`vc`]: the SEV-ES #VC handler (CPUID by MSR protocol or full GHCB, IN/OUT,
+//!   RDMSR/WRMSR, MMIO, the AP jump table).
+//! * [`secret`]: the injected secret table (sevctl / `efi_secret` format) in the OVMF
+//!   secret area.
 //!
 //! The guest depends only on `softsev-abi` and `softsev-crypto`: it reaches the
 //! firmware through the host, via the GHCB, as on real hardware.
@@ -26,6 +34,9 @@ pub mod hashes;
 pub mod memory;
 pub mod msg;
 pub mod platform;
+pub mod secret;
+pub mod sev_boot;
+pub mod vc;
 
 pub use ap::{ApReport, ap_entry};
 pub use boot::{AcceptMode, ApConfig, BootConfig, BootReport, Guest, Phase, SeqnoPlace, boot};
@@ -34,4 +45,10 @@ pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
 pub use hashes::KernelBlobs;
 pub use memory::{MemRange, RangeSet, Validated};
 pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
-pub use platform::{CBit, GuestFault, GuestPlatform, PageSize};
+pub use platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID};
+pub use secret::{SecretArea, SecretEntry, SecretTable, SecretTableError, parse_secret_area};
+pub use sev_boot::{
+    SecretAreaConfig, SecretStatus, SevApConfig, SevApReport, SevBootConfig, SevBootReport,
+    SevGuest, SevMode, SevPhase, sev_ap_entry, sev_boot,
+};
+pub use vc::VcStats;

@@ -1,6 +1,6 @@
 //! The hardware a guest vCPU sees, as a trait: memory accesses with an explicit C-bit,
-//! the SNP guest instructions PVALIDATE and RMPADJUST, the GHCB and SEV_STATUS MSRs,
-//! and VMGEXIT (host-interfaces.md §2.1, §3.3–3.4; AMD APM vol. 2 §15.36).
+//! the SNP guest instructions PVALIDATE and RMPADJUST, CPUID, the GHCB and SEV_STATUS
+//! MSRs, and VMGEXIT (host-interfaces.md §2.1, §3.3–3.4; AMD APM vol. 2 §15.36).
 //!
 //! A host backs one [`GuestPlatform`] per vCPU; tests back it with a scripted fake.
 //! Nothing here knows about the firmware: the guest reaches it only through VMGEXIT and
@@ -15,6 +15,9 @@ pub use softsev_abi::{CBit, PageSize};
 pub const VC_PAGE_NOT_VALIDATED: u64 = 0x404;
 /// #VC error code of a non-restartable access.
 pub const VC_NOT_RESTARTABLE: u64 = 0x406;
+/// #VC error code of an intercepted CPUID (SVM_EXIT_CPUID, AMD APM vol. 2 appendix C;
+/// host-interfaces.md §3.1): what CPUID raises in an SEV-ES or SNP guest.
+pub const VC_CPUID: u64 = 0x72;
 
 /// What an instruction raised instead of completing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, thiserror::Error)]
@@ -55,13 +58,18 @@ pub enum GuestFault {
     /// #GP(0), e.g. an MSR the guest may not access.
     #[error("#GP(0)")]
     Gp,
+    /// #UD: the instruction does not exist for this guest, e.g. PVALIDATE or RMPADJUST
+    /// in an SEV or SEV-ES guest (AMD APM vol. 3: both are #UD unless SNP is active
+    /// for the guest).
+    #[error("#UD")]
+    Ud,
     /// The host stopped the vCPU (after a termination request, or on a fatal exit);
     /// the instruction never completes.
     #[error("vCPU stopped by the host")]
     Stopped,
 }
 
-/// One vCPU of an SEV-SNP guest, at the level of the hardware interface.
+/// One vCPU of an SEV, SEV-ES or SEV-SNP guest, at the level of the hardware interface.
 ///
 /// Every method is what a single guest instruction (or memory access) does. A host
 /// implements it by running the access through its nested page tables and the RMP;
@@ -89,6 +97,14 @@ pub trait GuestPlatform {
     /// RMPADJUST the page at `gpa` with the attribute word `attrs` (RDX: bits 7:0
     /// target VMPL, 15:8 permission mask, bit 16 VMSA) and return RAX.
     fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault>;
+
+    /// CPUID with EAX = `leaf`, ECX = `subleaf`; returns `[eax, ebx, ecx, edx]`.
+    ///
+    /// In a plain SEV guest the host intercepts CPUID and answers directly (values
+    /// from the VMM's CPUID table, as KVM does). In an SEV-ES or SNP guest the
+    /// intercept becomes #VC ([`GuestFault::Vc`] with code [`VC_CPUID`]) and the guest
+    /// asks through the GHCB (host-interfaces.md §3.1).
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault>;
 
     /// RDMSR (the guest uses `MSR_GHCB` 0xC001_0130 and `MSR_SEV_STATUS` 0xC001_0131).
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault>;
@@ -118,6 +134,9 @@ impl<T: GuestPlatform + ?Sized> GuestPlatform for &mut T {
     }
     fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault> {
         (**self).rmpadjust(gpa, size, attrs)
+    }
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault> {
+        (**self).cpuid(leaf, subleaf)
     }
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
         (**self).rdmsr(msr)

@@ -20,8 +20,10 @@ use crate::{
     CpuidEntry, Errno, Hva, KvmError, KvmResult, SoftHost, SoftVcpu, SoftVm, UserMemory, VcpuExit,
 };
 use softsev_abi::kvm::{
-    KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevCmd, KvmSevInit, KvmSevSnpLaunchFinish,
-    KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate, KvmUserspaceMemoryRegion2, SevCmdId, VmType,
+    KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevAttestationReport, KvmSevCmd,
+    KvmSevDbg, KvmSevGuestStatus, KvmSevInit, KvmSevLaunchMeasure, KvmSevLaunchSecret,
+    KvmSevLaunchStart, KvmSevLaunchUpdateData, KvmSevSnpLaunchFinish, KvmSevSnpLaunchStart,
+    KvmSevSnpLaunchUpdate, KvmUserspaceMemoryRegion2, SevCmdId, VmType,
 };
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{FwStatus, Gpa};
@@ -134,6 +136,66 @@ pub trait Vm: Send + Sync + Debug {
         let mut finish = *finish;
         encrypt_op_staged(self, SevCmdId::SNP_LAUNCH_FINISH, &mut finish)
     }
+
+    /// `KVM_SEV_INIT` (deprecated, KVM_X86_DEFAULT_VM only): an SEV guest.
+    fn sev_init(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::INIT, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_ES_INIT` (deprecated, KVM_X86_DEFAULT_VM only): an SEV-ES guest with
+    /// GHCB version 1 and, unlike INIT2, no x87/SSE state in its VMSAs.
+    fn sev_es_init(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::ES_INIT, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_LAUNCH_START`: `start.handle` receives the new handle (the GODH and
+    /// session, if any, are already in VMM memory at the addresses `start` names).
+    fn sev_launch_start(&self, start: &mut KvmSevLaunchStart) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::LAUNCH_START, start)
+    }
+    /// `KVM_SEV_LAUNCH_UPDATE_DATA` of VMM memory (encrypted in place).
+    fn sev_launch_update_data(&self, update: &KvmSevLaunchUpdateData) -> KvmResult {
+        let mut update = *update;
+        encrypt_op_staged(self, SevCmdId::LAUNCH_UPDATE_DATA, &mut update)
+    }
+    /// `KVM_SEV_LAUNCH_UPDATE_VMSA` (SEV-ES): every vCPU's VMSA encrypted and measured.
+    fn sev_launch_update_vmsa(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::LAUNCH_UPDATE_VMSA, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_LAUNCH_MEASURE`: `len` 0 queries the length (`-EIO`, firmware status
+    /// INVALID_LENGTH, `len` written back).
+    fn sev_launch_measure(&self, measure: &mut KvmSevLaunchMeasure) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::LAUNCH_MEASURE, measure)
+    }
+    /// `KVM_SEV_LAUNCH_SECRET`.
+    fn sev_launch_secret(&self, secret: &KvmSevLaunchSecret) -> KvmResult {
+        let mut secret = *secret;
+        encrypt_op_staged(self, SevCmdId::LAUNCH_SECRET, &mut secret)
+    }
+    /// `KVM_SEV_LAUNCH_FINISH`.
+    fn sev_launch_finish(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::LAUNCH_FINISH, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_GUEST_STATUS`.
+    fn sev_guest_status(&self) -> KvmResult<KvmSevGuestStatus> {
+        let mut st = KvmSevGuestStatus::default();
+        encrypt_op_staged(self, SevCmdId::GUEST_STATUS, &mut st)?;
+        Ok(st)
+    }
+    /// `KVM_SEV_DBG_DECRYPT`: guest memory at `src_uaddr` (the VMM's mapping of it)
+    /// decrypted to `dst_uaddr`.
+    fn sev_dbg_decrypt(&self, dbg: &KvmSevDbg) -> KvmResult {
+        let mut dbg = *dbg;
+        encrypt_op_staged(self, SevCmdId::DBG_DECRYPT, &mut dbg)
+    }
+    /// `KVM_SEV_DBG_ENCRYPT`: plaintext at `src_uaddr` encrypted into guest memory at
+    /// `dst_uaddr`.
+    fn sev_dbg_encrypt(&self, dbg: &KvmSevDbg) -> KvmResult {
+        let mut dbg = *dbg;
+        encrypt_op_staged(self, SevCmdId::DBG_ENCRYPT, &mut dbg)
+    }
+    /// `KVM_SEV_GET_ATTESTATION_REPORT`: `len` 0 queries the length, as LAUNCH_MEASURE.
+    fn sev_get_attestation_report(&self, report: &mut KvmSevAttestationReport) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::GET_ATTESTATION_REPORT, report)
+    }
 }
 
 /// A vCPU file descriptor.
@@ -149,7 +211,8 @@ pub trait Vcpu: Send + Debug {
     /// The register state the launch measures (KVM_SET_REGS/SREGS/XSAVE as one VMSA
     /// image); refused once the state is protected.
     fn set_vmsa_state(&self, vmsa: &Vmsa) -> KvmResult;
-    /// The register state (as measured, once protected).
+    /// The register state (KVM_GET_REGS/SREGS/XSAVE as one VMSA image); refused once
+    /// the state is protected on VM types with protected state (SEV-ES, SNP).
     fn vmsa_state(&self) -> KvmResult<Vmsa>;
     /// KVM_RUN: the exit, writable for the VMM's answer before the next run.
     fn run(&mut self) -> KvmResult<&mut VcpuExit>;
@@ -320,7 +383,7 @@ impl Vcpu for SoftVcpu {
         SoftVcpu::set_vmsa_state(self, vmsa)
     }
     fn vmsa_state(&self) -> KvmResult<Vmsa> {
-        Ok(SoftVcpu::vmsa_state(self))
+        SoftVcpu::get_vmsa_state(self)
     }
     fn run(&mut self) -> KvmResult<&mut VcpuExit> {
         SoftVcpu::run(self)

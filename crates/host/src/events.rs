@@ -151,6 +151,43 @@ pub enum Event {
         /// SW_EXITINFO2 written.
         info2: u64,
     },
+    /// A plain SEV guest's CPUID, intercepted and answered by the host.
+    Cpuid {
+        /// vCPU id.
+        vcpu: u32,
+        /// EAX in.
+        leaf: u32,
+        /// ECX in.
+        subleaf: u32,
+    },
+    /// A plain SEV guest executed VMGEXIT (`rep; vmmcall`): an ordinary VMMCALL with
+    /// no GHCB, answered and resumed at once.
+    Vmmcall {
+        /// vCPU id.
+        vcpu: u32,
+    },
+    /// A legacy firmware buffer the host bounced through a firmware-state page (the
+    /// SNP RMP is initialised; `sev-dev.c:snp_map_cmd_buf_desc`) or moved to the
+    /// firmware state in place (guest-owned pages).
+    FwBounce {
+        /// Firmware command id.
+        cmd: u32,
+        /// The buffer's original address.
+        spa: u64,
+        /// Its length.
+        len: u32,
+        /// Moved in place (guest-owned) rather than copied.
+        in_place: bool,
+    },
+    /// A legacy SEV guest context bound to the VM's ASID, or torn down.
+    SevContext {
+        /// Firmware guest handle.
+        handle: u32,
+        /// The ASID.
+        asid: u32,
+        /// ACTIVATE (else DEACTIVATE + DECOMMISSION).
+        activated: bool,
+    },
 }
 
 /// A bounded log of [`Event`]s (oldest dropped first).

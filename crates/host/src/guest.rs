@@ -101,10 +101,12 @@ impl GuestCpu {
             v |= 1;
         }
         if s.is_es() {
-            v |= 2;
+            // SEV_FEATURES bit n shows as bit n + 2 for an SEV-ES guest too (e.g.
+            // DebugSwap, bit 5 → 7); bit 0 (SNP_ACTIVE) is the SNP bit 2 itself.
+            v |= 2 | ((s.vmsa_features() & !1) << 2);
         }
         if s.snp().is_some() {
-            v |= 4 | ((s.vmsa_features() & !1) << 2);
+            v |= 4;
         }
         v
     }
@@ -302,12 +304,16 @@ impl GuestPlatform for GuestCpu {
         })
     }
 
+    /// PVALIDATE; #UD unless SNP is active for the guest (AMD APM vol. 3, PVALIDATE).
     fn pvalidate(
         &mut self,
         gpa: Gpa,
         size: PageSize,
         validate: bool,
     ) -> Result<RmpStatus, GuestFault> {
+        if self.mode() != GuestMode::Snp {
+            return Err(GuestFault::Ud);
+        }
         for _ in 0..4 {
             let (spa, npt) = match self.translate(gpa, CBit::Private)? {
                 Mapping::Private { spa, npt } => (spa, npt),
@@ -340,7 +346,11 @@ impl GuestPlatform for GuestCpu {
         Err(self.unmapped(gpa, "PVALIDATE not resolved"))
     }
 
+    /// RMPADJUST; #UD unless SNP is active for the guest (AMD APM vol. 3, RMPADJUST).
     fn rmpadjust(&mut self, gpa: Gpa, size: PageSize, attrs: u64) -> Result<RmpStatus, GuestFault> {
+        if self.mode() != GuestMode::Snp {
+            return Err(GuestFault::Ud);
+        }
         for _ in 0..4 {
             let spa = match self.translate(gpa, CBit::Private)? {
                 Mapping::Private { spa, .. } => spa,
@@ -368,20 +378,47 @@ impl GuestPlatform for GuestCpu {
         Err(self.unmapped(gpa, "RMPADJUST not resolved"))
     }
 
-    /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and the GHCB MSR
-    /// (#GP for the others).
+    /// CPUID. A plain SEV guest's CPUID is intercepted and answered by the host from
+    /// the vCPU's CPUID table (KVM_SET_CPUID2; the exact subleaf, else subleaf 0, else
+    /// zeros as KVM answers an AMD guest's absent leaf). In an SEV-ES or SNP guest the
+    /// intercept is #VC with SVM_EXIT_CPUID (host-interfaces.md §2.1): the guest asks
+    /// through the GHCB.
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault> {
+        if self.mode() != GuestMode::Sev {
+            return Err(GuestFault::Vc {
+                code: softsev_guest::VC_CPUID,
+                gpa: Gpa(0),
+            });
+        }
+        let e = {
+            let st = self.vcpu.state();
+            st.cpuid(leaf, subleaf)
+                .or_else(|| st.cpuid(leaf, 0))
+                .unwrap_or_default()
+        };
+        self.vm.log.push(crate::events::Event::Cpuid {
+            vcpu: self.vcpu.id(),
+            leaf,
+            subleaf,
+        });
+        Ok([e.eax, e.ebx, e.ecx, e.edx])
+    }
+
+    /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and, in an
+    /// SEV-ES or SNP guest, the GHCB MSR (#GP for the others; a plain SEV guest has no
+    /// GHCB MSR).
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
         match msr {
             MSR_SEV_STATUS => Ok(self.sev_status()),
-            MSR_GHCB => Ok(self.ghcb_msr()),
+            MSR_GHCB if self.mode() != GuestMode::Sev => Ok(self.ghcb_msr()),
             _ => Err(GuestFault::Gp),
         }
     }
 
-    /// WRMSR of the GHCB MSR (#GP for the others).
+    /// WRMSR of the GHCB MSR in an SEV-ES or SNP guest (#GP for the others).
     fn wrmsr(&mut self, msr: u32, value: u64) -> Result<(), GuestFault> {
         match msr {
-            MSR_GHCB => {
+            MSR_GHCB if self.mode() != GuestMode::Sev => {
                 self.set_ghcb_msr(value);
                 Ok(())
             }
@@ -389,8 +426,17 @@ impl GuestPlatform for GuestCpu {
         }
     }
 
-    /// VMGEXIT: hand control to the hypervisor until it resumes the guest.
+    /// VMGEXIT: hand control to the hypervisor until it resumes the guest. In a plain
+    /// SEV guest the instruction is `rep; vmmcall`, an ordinary VMMCALL: KVM's
+    /// hypercall handling answers an unknown hypercall in RAX and resumes at once
+    /// (no GHCB exists), so nothing the guest model sees changes.
     fn vmgexit(&mut self) -> Result<(), GuestFault> {
+        if self.mode() == GuestMode::Sev {
+            self.vm.log.push(crate::events::Event::Vmmcall {
+                vcpu: self.vcpu.id(),
+            });
+            return Ok(());
+        }
         self.exit_to_host(ToHost::Vmgexit)
     }
 }

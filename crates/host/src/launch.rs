@@ -17,9 +17,16 @@
 //! block and auth page staged in VMM memory) → [`SnpLauncher::into_running`], which
 //! hands out the vCPUs: none can run before the launch is finished.
 //!
+//! [`SevLauncher`] drives SEV and SEV-ES (sev-legacy.md §3, §7.2, §8.1): `new`
+//! (INIT / ES_INIT on a KVM_X86_DEFAULT_VM, or INIT2 on an SEV / SEV-ES VM,
+//! [`SevInit`]) → [`SevLauncher::launch_start`] (policy, optional GODH + session) →
+//! [`SevLauncher::update_data`]* and, for SEV-ES, [`SevLauncher::create_vcpu`]* then
+//! [`SevLauncher::update_vmsa`] → [`SevLauncher::measure`] (the 48-byte measure ‖
+//! mnonce, length query first as QEMU does) → [`SevLauncher::inject_secret`]* and
+//! [`SevLauncher::attestation_report`] → [`SevLauncher::finish`] →
+//! [`SevLauncher::into_running`]. GUEST_STATUS and DBG work in every state.
 //! The state markers, [`LaunchError`] and the command staging
-//! ([`crate::encrypt_op_staged`]) are shared with the SEV / SEV-ES launcher
-//! (start → update_data* / update_vmsa → measure → inject secret → finish).
+//! ([`crate::encrypt_op_staged`]) are shared by both launchers.
 //!
 //! Illegal orders are compile errors:
 //!
@@ -66,6 +73,54 @@
 //! }
 //! ```
 //!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Created, SevLauncher};
+//! // LAUNCH_MEASURE before LAUNCH_START.
+//! fn measure_before_start(l: SevLauncher<Created>) {
+//!     let _ = l.measure();
+//! }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Measured, SevLauncher};
+//! // LAUNCH_UPDATE_DATA after LAUNCH_MEASURE.
+//! fn update_after_measure(mut l: SevLauncher<Measured>, u: softsev_host::launch::SevUpdate<'_>) {
+//!     let _ = l.update_data(u);
+//! }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Launching, SevLauncher};
+//! // LAUNCH_FINISH without LAUNCH_MEASURE (the firmware needs LSECRET).
+//! fn finish_before_measure(l: SevLauncher<Launching>) {
+//!     let _ = l.finish();
+//! }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Launching, SevLauncher};
+//! // A secret before the measurement it is bound to.
+//! fn secret_before_measure(mut l: SevLauncher<Launching>) {
+//!     let _ = l.inject_secret(&Default::default(), &[0u8; 16], softsev_abi::Gpa(0), softsev_host::Hva(0));
+//! }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Finished, SevLauncher};
+//! // A secret after LAUNCH_FINISH.
+//! fn secret_after_finish(mut l: SevLauncher<Finished>) {
+//!     let _ = l.inject_secret(&Default::default(), &[0u8; 16], softsev_abi::Gpa(0), softsev_host::Hva(0));
+//! }
+//! ```
+//!
+//! ```compile_fail,E0599
+//! use softsev_host::launch::{Measured, SevLauncher};
+//! // Running the vCPUs before LAUNCH_FINISH.
+//! fn run_before_finish(l: SevLauncher<Measured>) {
+//!     let _ = l.into_running();
+//! }
+//! ```
+//!
 //! The legal order compiles:
 //!
 //! ```no_run
@@ -93,18 +148,48 @@
 //!     Ok(l.finish(&SnpFinish::default())?.into_running())
 //! }
 //! ```
+//!
+//! ```no_run
+//! use softsev_host::launch::{LaunchError, Running, SevInit, SevLauncher, SevUpdate};
+//! use softsev_host::{Hva, Vm};
+//! use softsev_abi::sev_buf::SevPacketHeader;
+//! use softsev_abi::vmsa::Vmsa;
+//! use softsev_abi::Gpa;
+//! use std::sync::Arc;
+//!
+//! // SEV-ES with ES_INIT (QEMU legacy-vm-type=on), one vCPU, a secret at 0x80C000.
+//! fn launch(vm: Arc<dyn Vm>, image: &[u8], at: Hva, vmsa: &Vmsa, hdr: &SevPacketHeader,
+//!           secret: &[u8], secret_hva: Hva) -> Result<SevLauncher<Running>, LaunchError>
+//! {
+//!     let mut l = SevLauncher::new(vm, SevInit::EsInit)?;
+//!     l.create_vcpu(0, vmsa)?;
+//!     let mut l = l.launch_start(0x5, None)?;
+//!     l.update_data(SevUpdate { gpa: Gpa(0xFFC0_0000), uaddr: at, data: image })?;
+//!     l.update_vmsa()?;
+//!     let mut l = l.measure()?;
+//!     let _measure_and_mnonce = l.measurement();
+//!     l.inject_secret(hdr, secret, Gpa(0x80C000), secret_hva)?;
+//!     Ok(l.finish()?.into_running())
+//! }
+//! ```
 
 use crate::{Hva, KvmError, Vcpu, Vm, VmmMemory};
 use softsev_abi::kvm::{
-    KVM_MEMORY_ATTRIBUTE_PRIVATE, KvmMemoryAttributes, KvmSevInit, KvmSevSnpLaunchFinish,
-    KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate,
+    KVM_MEMORY_ATTRIBUTE_PRIVATE, KvmMemoryAttributes, KvmSevAttestationReport, KvmSevDbg,
+    KvmSevGuestStatus, KvmSevInit, KvmSevLaunchMeasure, KvmSevLaunchSecret, KvmSevLaunchStart,
+    KvmSevLaunchUpdateData, KvmSevSnpLaunchFinish, KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate,
 };
 use softsev_abi::page_info::PageType;
+use softsev_abi::sev_buf::{
+    SEV_MEASURE_LEN, SEV_REPORT_LEN, SevLaunchMeasureBlob, SevPacketHeader, SevSession,
+};
+use softsev_abi::sev_cert::SevCert;
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_4K};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use zerocopy::{FromZeros, IntoBytes};
 
 mod sealed {
     pub trait Sealed {}
@@ -172,6 +257,34 @@ pub enum LaunchStep {
     StageIdAuth,
     /// `KVM_SEV_SNP_LAUNCH_FINISH`.
     SnpLaunchFinish,
+    /// `KVM_SEV_INIT` / `KVM_SEV_ES_INIT` / `KVM_SEV_INIT2` of an SEV or SEV-ES VM.
+    SevInit,
+    /// Staging a blob (GODH, session, packet header, secret, output buffer) in VMM
+    /// memory.
+    Stage(&'static str),
+    /// `KVM_SEV_LAUNCH_START`.
+    SevLaunchStart,
+    /// `KVM_SEV_LAUNCH_UPDATE_DATA` of one range.
+    SevLaunchUpdateData {
+        /// First GPA.
+        gpa: Gpa,
+        /// Length in bytes.
+        len: u32,
+    },
+    /// `KVM_SEV_LAUNCH_UPDATE_VMSA`.
+    SevLaunchUpdateVmsa,
+    /// `KVM_SEV_LAUNCH_MEASURE` (the length query or the call).
+    SevLaunchMeasure,
+    /// `KVM_SEV_LAUNCH_SECRET` into this GPA.
+    SevLaunchSecret(Gpa),
+    /// `KVM_SEV_GET_ATTESTATION_REPORT`.
+    SevAttestationReport,
+    /// `KVM_SEV_LAUNCH_FINISH`.
+    SevLaunchFinish,
+    /// `KVM_SEV_GUEST_STATUS`.
+    SevGuestStatus,
+    /// `KVM_SEV_DBG_DECRYPT` / `KVM_SEV_DBG_ENCRYPT`.
+    SevDbg,
 }
 
 impl fmt::Display for LaunchStep {
@@ -190,6 +303,19 @@ impl fmt::Display for LaunchStep {
             LaunchStep::StageIdBlock => f.write_str("id block"),
             LaunchStep::StageIdAuth => f.write_str("id auth"),
             LaunchStep::SnpLaunchFinish => f.write_str("KVM_SEV_SNP_LAUNCH_FINISH"),
+            LaunchStep::SevInit => f.write_str("KVM_SEV_INIT"),
+            LaunchStep::Stage(what) => write!(f, "staging the {what}"),
+            LaunchStep::SevLaunchStart => f.write_str("KVM_SEV_LAUNCH_START"),
+            LaunchStep::SevLaunchUpdateData { gpa, len } => {
+                write!(f, "KVM_SEV_LAUNCH_UPDATE_DATA {gpa}+{len:#x}")
+            }
+            LaunchStep::SevLaunchUpdateVmsa => f.write_str("KVM_SEV_LAUNCH_UPDATE_VMSA"),
+            LaunchStep::SevLaunchMeasure => f.write_str("KVM_SEV_LAUNCH_MEASURE"),
+            LaunchStep::SevLaunchSecret(gpa) => write!(f, "KVM_SEV_LAUNCH_SECRET at {gpa}"),
+            LaunchStep::SevAttestationReport => f.write_str("KVM_SEV_GET_ATTESTATION_REPORT"),
+            LaunchStep::SevLaunchFinish => f.write_str("KVM_SEV_LAUNCH_FINISH"),
+            LaunchStep::SevGuestStatus => f.write_str("KVM_SEV_GUEST_STATUS"),
+            LaunchStep::SevDbg => f.write_str("KVM_SEV_DBG_DECRYPT/ENCRYPT"),
         }
     }
 }
@@ -450,6 +576,385 @@ impl<V: Vm + ?Sized> SnpLauncher<Finished, V> {
 }
 
 impl<V: Vm + ?Sized> SnpLauncher<Running, V> {
+    /// The vCPUs, to run.
+    pub fn vcpus_mut(&mut self) -> &mut [Box<dyn Vcpu>] {
+        &mut self.vcpus
+    }
+
+    /// The VM and its vCPUs (in creation order).
+    pub fn into_parts(self) -> (Arc<V>, Vec<Box<dyn Vcpu>>) {
+        (self.vm, self.vcpus)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// SEV / SEV-ES
+// ---------------------------------------------------------------------------------
+
+/// How an SEV / SEV-ES VM is initialised (sev-legacy.md §7.2, §8.1: QEMU's
+/// `legacy-vm-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SevInit {
+    /// `KVM_SEV_INIT` on a KVM_X86_DEFAULT_VM (plain SEV).
+    Init,
+    /// `KVM_SEV_ES_INIT` on a KVM_X86_DEFAULT_VM: SEV-ES with GHCB version 1 and VMSAs
+    /// without x87/SSE state (MXCSR and FCW 0 — older measurements).
+    EsInit,
+    /// `KVM_SEV_INIT2` on a KVM_X86_SEV_VM / SEV_ES_VM with these arguments: SEV-ES
+    /// VMSAs carry the vCPU's x87/SSE state (MXCSR 0x1F80, FCW 0x37F at reset).
+    Init2(KvmSevInit),
+}
+
+/// One range of the launch image for [`SevLauncher::update_data`].
+#[derive(Debug, Clone, Copy)]
+pub struct SevUpdate<'a> {
+    /// The first GPA (for the record and errors; the firmware encrypts the VMM pages).
+    pub gpa: Gpa,
+    /// The VMM address of `gpa` (the memslot's backing, as QEMU passes it).
+    pub uaddr: Hva,
+    /// The contents, copied to `uaddr` first; its length is the range's.
+    pub data: &'a [u8],
+}
+
+/// The SEV / SEV-ES launch of one VM, in state `S`.
+pub struct SevLauncher<S: LaunchState, V: Vm + ?Sized = dyn Vm> {
+    vm: Arc<V>,
+    vcpus: Vec<Box<dyn Vcpu>>,
+    handle: u32,
+    measurement: Option<SevLaunchMeasureBlob>,
+    state: PhantomData<S>,
+}
+
+impl<S: LaunchState, V: Vm + ?Sized> fmt::Debug for SevLauncher<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SevLauncher")
+            .field("state", &S::NAME)
+            .field("vm", &self.vm)
+            .field("handle", &self.handle)
+            .field("vcpus", &self.vcpus.len())
+            .finish()
+    }
+}
+
+impl<S: LaunchState, V: Vm + ?Sized> SevLauncher<S, V> {
+    /// The VM being launched.
+    pub fn vm(&self) -> &Arc<V> {
+        &self.vm
+    }
+
+    /// The vCPUs created so far, in creation order.
+    pub fn vcpus(&self) -> &[Box<dyn Vcpu>] {
+        &self.vcpus
+    }
+
+    /// The firmware guest handle (0 before LAUNCH_START).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// KVM_SEV_GUEST_STATUS: handle, policy and firmware guest state.
+    pub fn guest_status(&self) -> Result<KvmSevGuestStatus, LaunchError> {
+        self.vm
+            .sev_guest_status()
+            .map_err(at(LaunchStep::SevGuestStatus))
+    }
+
+    /// KVM_SEV_DBG_DECRYPT: `len` bytes of guest memory at the VMM address `src`
+    /// decrypted (refused by the firmware for a NODBG policy).
+    pub fn dbg_decrypt(&self, src: Hva, len: u32) -> Result<Vec<u8>, LaunchError> {
+        let mem = self.vm.vmm_memory();
+        let dst = mem
+            .mmap(u64::from(len).max(1))
+            .map_err(at(LaunchStep::Stage("debug buffer")))?;
+        let r = self
+            .vm
+            .sev_dbg_decrypt(&KvmSevDbg {
+                src_uaddr: src.0,
+                dst_uaddr: dst.0,
+                len,
+                ..Default::default()
+            })
+            .and_then(|()| {
+                let mut v = vec![0u8; len as usize];
+                mem.read(dst, &mut v).map(|()| v)
+            });
+        let _ = mem.munmap(dst);
+        r.map_err(at(LaunchStep::SevDbg))
+    }
+
+    /// KVM_SEV_DBG_ENCRYPT: `data` encrypted into guest memory at the VMM address
+    /// `dst`.
+    pub fn dbg_encrypt(&self, dst: Hva, data: &[u8]) -> Result<(), LaunchError> {
+        let mem = self.vm.vmm_memory();
+        let src = stage(&*mem, Some(data), LaunchStep::Stage("debug buffer"))?.unwrap_or_default();
+        let r = self.vm.sev_dbg_encrypt(&KvmSevDbg {
+            src_uaddr: src.0,
+            dst_uaddr: dst.0,
+            len: data.len() as u32,
+            ..Default::default()
+        });
+        let _ = mem.munmap(src);
+        r.map_err(at(LaunchStep::SevDbg))
+    }
+
+    fn into_state<T: LaunchState>(self) -> SevLauncher<T, V> {
+        SevLauncher {
+            vm: self.vm,
+            vcpus: self.vcpus,
+            handle: self.handle,
+            measurement: self.measurement,
+            state: PhantomData,
+        }
+    }
+
+    fn add_vcpu(&mut self, id: u32, vmsa: &Vmsa) -> Result<(), LaunchError> {
+        let vcpu = self
+            .vm
+            .create_vcpu(id)
+            .map_err(at(LaunchStep::CreateVcpu(id)))?;
+        vcpu.set_vmsa_state(vmsa)
+            .map_err(at(LaunchStep::VcpuState(id)))?;
+        self.vcpus.push(vcpu);
+        Ok(())
+    }
+}
+
+impl<V: Vm + ?Sized> SevLauncher<Created, V> {
+    /// Make the VM an SEV or SEV-ES guest (`init`; the VM type must fit: DEFAULT for
+    /// INIT / ES_INIT, SEV / SEV_ES for INIT2).
+    pub fn new(vm: Arc<V>, init: SevInit) -> Result<Self, LaunchError> {
+        match init {
+            SevInit::Init => vm.sev_init(),
+            SevInit::EsInit => vm.sev_es_init(),
+            SevInit::Init2(a) => vm.sev_init2(&a),
+        }
+        .map_err(at(LaunchStep::SevInit))?;
+        Ok(SevLauncher {
+            vm,
+            vcpus: Vec::new(),
+            handle: 0,
+            measurement: None,
+            state: PhantomData,
+        })
+    }
+
+    /// KVM_CREATE_VCPU with its register state (QEMU creates the vCPUs before
+    /// LAUNCH_START).
+    pub fn create_vcpu(&mut self, id: u32, vmsa: &Vmsa) -> Result<(), LaunchError> {
+        self.add_vcpu(id, vmsa)
+    }
+
+    /// KVM_SEV_LAUNCH_START with `policy` and, for a guest owner's session, its DH
+    /// certificate and session blob (staged in VMM memory for the call). Without one
+    /// the firmware uses all-zero TEK/TIK (sev-legacy.md §0.2-4).
+    pub fn launch_start(
+        self,
+        policy: u32,
+        session: Option<(SevCert, SevSession)>,
+    ) -> Result<SevLauncher<Launching, V>, LaunchError> {
+        let mem = self.vm.vmm_memory();
+        let (dh, ses) = match &session {
+            Some((cert, s)) => (
+                stage(
+                    &*mem,
+                    Some(cert.as_bytes()),
+                    LaunchStep::Stage("GODH certificate"),
+                )?,
+                stage(&*mem, Some(s.as_bytes()), LaunchStep::Stage("session"))?,
+            ),
+            None => (None, None),
+        };
+        let mut start = KvmSevLaunchStart {
+            policy,
+            ..Default::default()
+        };
+        if let (Some(d), Some(s), Some((cert, ses_blob))) = (dh, ses, &session) {
+            start.dh_uaddr = d.0;
+            start.dh_len = cert.as_bytes().len() as u32;
+            start.session_uaddr = s.0;
+            start.session_len = ses_blob.as_bytes().len() as u32;
+        }
+        let r = self.vm.sev_launch_start(&mut start);
+        for hva in [dh, ses].into_iter().flatten() {
+            let _ = mem.munmap(hva);
+        }
+        r.map_err(at(LaunchStep::SevLaunchStart))?;
+        let mut l = self.into_state::<Launching>();
+        l.handle = start.handle;
+        Ok(l)
+    }
+}
+
+impl<V: Vm + ?Sized> SevLauncher<Launching, V> {
+    /// KVM_CREATE_VCPU with its register state (before [`SevLauncher::update_vmsa`]).
+    pub fn create_vcpu(&mut self, id: u32, vmsa: &Vmsa) -> Result<(), LaunchError> {
+        self.add_vcpu(id, vmsa)
+    }
+
+    /// Copy `update.data` to `update.uaddr` and KVM_SEV_LAUNCH_UPDATE_DATA it (the
+    /// firmware measures it and encrypts it in place).
+    pub fn update_data(&mut self, update: SevUpdate<'_>) -> Result<(), LaunchError> {
+        let step = LaunchStep::SevLaunchUpdateData {
+            gpa: update.gpa,
+            len: update.data.len() as u32,
+        };
+        self.vm
+            .vmm_memory()
+            .write(update.uaddr, update.data)
+            .map_err(at(step.clone()))?;
+        self.vm
+            .sev_launch_update_data(&KvmSevLaunchUpdateData {
+                uaddr: update.uaddr.0,
+                len: update.data.len() as u32,
+                ..Default::default()
+            })
+            .map_err(at(step))
+    }
+
+    /// KVM_SEV_LAUNCH_UPDATE_VMSA (SEV-ES): every vCPU's VMSA, in creation order.
+    pub fn update_vmsa(&mut self) -> Result<(), LaunchError> {
+        self.vm
+            .sev_launch_update_vmsa()
+            .map_err(at(LaunchStep::SevLaunchUpdateVmsa))
+    }
+
+    /// KVM_SEV_LAUNCH_MEASURE: the length query (`-EIO` with INVALID_LENGTH and the
+    /// length written back, as QEMU reads it), then the call with a buffer of that
+    /// length. The guest is in the firmware's LSECRET state afterwards.
+    pub fn measure(self) -> Result<SevLauncher<Measured, V>, LaunchError> {
+        let step = LaunchStep::SevLaunchMeasure;
+        let mut q = KvmSevLaunchMeasure::default();
+        let queried = self.vm.sev_launch_measure(&mut q);
+        if q.len == 0 {
+            queried.map_err(at(step.clone()))?;
+        }
+        let len = q.len.max(SEV_MEASURE_LEN as u32);
+        let mem = self.vm.vmm_memory();
+        let buf = mem
+            .mmap(u64::from(len))
+            .map_err(at(LaunchStep::Stage("measurement buffer")))?;
+        let mut m = KvmSevLaunchMeasure {
+            uaddr: buf.0,
+            len,
+            ..Default::default()
+        };
+        let r = self.vm.sev_launch_measure(&mut m).and_then(|()| {
+            let mut blob = SevLaunchMeasureBlob::new_zeroed();
+            mem.read(buf, blob.as_mut_bytes()).map(|()| blob)
+        });
+        let _ = mem.munmap(buf);
+        let blob = r.map_err(at(step))?;
+        let mut l = self.into_state::<Measured>();
+        l.measurement = Some(blob);
+        Ok(l)
+    }
+}
+
+impl<V: Vm + ?Sized> SevLauncher<Measured, V> {
+    /// The LAUNCH_MEASURE output: measure (32 bytes) ‖ mnonce (16 bytes).
+    pub fn measurement(&self) -> SevLaunchMeasureBlob {
+        self.measurement
+            .unwrap_or_else(SevLaunchMeasureBlob::new_zeroed)
+    }
+
+    /// KVM_SEV_LAUNCH_SECRET: `header` and `ciphertext` (guest_len = trans_len =
+    /// its length) into guest memory at `gpa`, whose VMM address is `uaddr` (QEMU's
+    /// `sev-inject-launch-secret`). May be repeated until [`SevLauncher::finish`].
+    pub fn inject_secret(
+        &mut self,
+        header: &SevPacketHeader,
+        ciphertext: &[u8],
+        gpa: Gpa,
+        uaddr: Hva,
+    ) -> Result<(), LaunchError> {
+        let mem = self.vm.vmm_memory();
+        let hdr = stage(
+            &*mem,
+            Some(header.as_bytes()),
+            LaunchStep::Stage("packet header"),
+        )?
+        .unwrap_or_default();
+        let trans = match stage(&*mem, Some(ciphertext), LaunchStep::Stage("secret")) {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                let _ = mem.munmap(hdr);
+                return Err(e);
+            }
+        };
+        let r = self.vm.sev_launch_secret(&KvmSevLaunchSecret {
+            hdr_uaddr: hdr.0,
+            hdr_len: header.as_bytes().len() as u32,
+            guest_uaddr: uaddr.0,
+            guest_len: ciphertext.len() as u32,
+            trans_uaddr: trans.0,
+            trans_len: ciphertext.len() as u32,
+            ..Default::default()
+        });
+        let _ = mem.munmap(hdr);
+        let _ = mem.munmap(trans);
+        r.map_err(at(LaunchStep::SevLaunchSecret(gpa)))
+    }
+
+    /// KVM_SEV_GET_ATTESTATION_REPORT with `mnonce`: the length query, then the
+    /// 0xD0-byte report signed by the PEK.
+    pub fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, LaunchError> {
+        attestation_report(&*self.vm, mnonce)
+    }
+
+    /// KVM_SEV_LAUNCH_FINISH: the guest is RUNNING for the firmware.
+    pub fn finish(self) -> Result<SevLauncher<Finished, V>, LaunchError> {
+        self.vm
+            .sev_launch_finish()
+            .map_err(at(LaunchStep::SevLaunchFinish))?;
+        Ok(self.into_state::<Finished>())
+    }
+}
+
+/// The length query and the report (QEMU `sev_get_attestation_report`).
+fn attestation_report<V: Vm + ?Sized>(vm: &V, mnonce: [u8; 16]) -> Result<Vec<u8>, LaunchError> {
+    let step = LaunchStep::SevAttestationReport;
+    let mut q = KvmSevAttestationReport::default();
+    let queried = vm.sev_get_attestation_report(&mut q);
+    if q.len == 0 {
+        queried.map_err(at(step.clone()))?;
+    }
+    let len = q.len.max(SEV_REPORT_LEN as u32);
+    let mem = vm.vmm_memory();
+    let buf = mem
+        .mmap(u64::from(len))
+        .map_err(at(LaunchStep::Stage("report buffer")))?;
+    let mut r = KvmSevAttestationReport {
+        mnonce,
+        uaddr: buf.0,
+        len,
+        ..Default::default()
+    };
+    let out = vm.sev_get_attestation_report(&mut r).and_then(|()| {
+        let mut v = vec![0u8; r.len as usize];
+        mem.read(buf, &mut v).map(|()| v)
+    });
+    let _ = mem.munmap(buf);
+    out.map_err(at(step))
+}
+
+impl<V: Vm + ?Sized> SevLauncher<Finished, V> {
+    /// KVM_SEV_GET_ATTESTATION_REPORT of the running guest.
+    pub fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, LaunchError> {
+        attestation_report(&*self.vm, mnonce)
+    }
+
+    /// Hand the vCPUs to the run loop.
+    pub fn into_running(self) -> SevLauncher<Running, V> {
+        self.into_state::<Running>()
+    }
+}
+
+impl<V: Vm + ?Sized> SevLauncher<Running, V> {
+    /// KVM_SEV_GET_ATTESTATION_REPORT of the running guest.
+    pub fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, LaunchError> {
+        attestation_report(&*self.vm, mnonce)
+    }
+
     /// The vCPUs, to run.
     pub fn vcpus_mut(&mut self) -> &mut [Box<dyn Vcpu>] {
         &mut self.vcpus

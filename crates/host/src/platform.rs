@@ -54,6 +54,9 @@ pub struct ModuleParams {
     /// Fail KVM_RUN with -EINVAL for an unregistered GHCB GPA or a bad AP creation
     /// request, as KVM does, instead of returning the GHCB error to the guest.
     pub kvm_exact_errors: bool,
+    /// ccp `init_ex_path` is set: the legacy platform is initialised with INIT_EX and
+    /// a 32 KiB non-volatile buffer the host keeps (else INIT).
+    pub init_ex_path: bool,
 }
 
 impl Default for ModuleParams {
@@ -70,6 +73,7 @@ impl Default for ModuleParams {
             event_log_cap: 4096,
             launch_update_batch: None,
             kvm_exact_errors: false,
+            init_ex_path: false,
         }
     }
 }
@@ -145,7 +149,7 @@ impl SoftHost {
     pub fn new(fw: Arc<Firmware>, params: ModuleParams) -> KvmResult<Arc<SoftHost>> {
         let soc = fw.soc().clone();
         let alloc = Arc::new(PhysAlloc::new(PAGE_SIZE_2M, soc.mem_size()));
-        let psp = PspDriver::new(fw.clone(), alloc.clone())?;
+        let psp = PspDriver::new(fw.clone(), alloc.clone(), params.init_ex_path)?;
         let min_sev_asid = params
             .min_sev_asid
             .unwrap_or(fw.config().min_sev_asid)
@@ -296,8 +300,10 @@ impl SoftHost {
         let range = self.asid_range(class);
         let (lo, hi) = (range.first, range.last);
         if range.is_empty() {
+            // `sev_asid_new`: an empty range (min > max, e.g. min_sev_asid = 1 leaves
+            // SEV-ES none) is -ENOTTY; a full one is -EBUSY.
             return Err(KvmError::new(
-                Errno::EBUSY,
+                Errno::ENOTTY,
                 format!("no ASIDs for {class:?} (range {lo}..={hi})"),
             ));
         }
@@ -348,6 +354,25 @@ impl SoftHost {
                 allocated: false,
             });
         }
+    }
+
+    /// `sev_platform_init` of the PSP driver: initialise the legacy SEV firmware if it
+    /// is not yet (TMR, INIT or INIT_EX, WBINVD, DF_FLUSH; sev-legacy.md §1.3–1.5). KVM
+    /// does it lazily at the first SEV INIT / INIT2, the `/dev/sev` ioctls before the
+    /// identity commands. The error carries the firmware status.
+    pub fn sev_platform_init(&self) -> KvmResult {
+        self.psp.sev_platform_init()
+    }
+
+    /// Whether the PSP driver has initialised the legacy SEV platform (the ccp's own
+    /// UNINIT/INIT flag; done lazily by the first SEV INIT / INIT2).
+    pub fn sev_platform_initialised(&self) -> bool {
+        self.psp.sev_initialised()
+    }
+
+    /// The SEV-ES TMR the driver gave the firmware at INIT (address, length).
+    pub fn sev_tmr(&self) -> Option<(Spa, u64)> {
+        self.psp.sev_tmr()
     }
 
     /// ASIDs in use and waiting for a flush.

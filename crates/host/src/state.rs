@@ -149,6 +149,10 @@ pub struct SevState {
     asid: u32,
     vmsa_features: u64,
     ghcb_version: u16,
+    /// Legacy SEV / SEV-ES: the firmware guest handle from LAUNCH_START (0 = none).
+    handle: u32,
+    /// Legacy SEV / SEV-ES: the policy given to LAUNCH_START.
+    policy: u32,
 }
 
 impl SevState {
@@ -165,6 +169,8 @@ impl SevState {
             asid,
             vmsa_features,
             ghcb_version,
+            handle: 0,
+            policy: 0,
         }
     }
 
@@ -231,6 +237,30 @@ impl SevState {
     /// Highest GHCB version offered.
     pub fn ghcb_version(&self) -> u16 {
         self.ghcb_version
+    }
+
+    /// Legacy SEV / SEV-ES: the firmware guest handle (0 before LAUNCH_START).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// Legacy SEV / SEV-ES: the policy of LAUNCH_START (`kvm_sev_info.policy`).
+    pub fn policy(&self) -> u32 {
+        self.policy
+    }
+
+    pub(crate) fn set_policy(&mut self, policy: u32) {
+        self.policy = policy;
+    }
+
+    /// LAUNCH_START bound `handle` to this VM's ASID.
+    pub(crate) fn set_handle(&mut self, handle: u32) {
+        self.handle = handle;
+    }
+
+    /// Forget the handle (the context was decommissioned); returns it.
+    pub(crate) fn take_handle(&mut self) -> u32 {
+        std::mem::take(&mut self.handle)
     }
 
     /// This VM becomes the other end of a move or mirror of `src`'s context.
@@ -312,6 +342,10 @@ pub enum ApState {
 #[derive(Debug)]
 pub(crate) struct VcpuState {
     regs: Box<Vmsa>,
+    /// KVM's own copy of the registers after the VMSA was encrypted, for a VM whose
+    /// type has no protected state (KVM_X86_DEFAULT_VM made SEV-ES by ES_INIT):
+    /// KVM_SET_REGS there still writes it, though the guest never sees it.
+    stale: Option<Box<Vmsa>>,
     vmsa_spa: Spa,
     protected: bool,
     ghcb_msr: u64,
@@ -320,7 +354,6 @@ pub(crate) struct VcpuState {
     msrs: HashMap<u32, u64>,
     ap: ApState,
     ap_vmsa_gpa: Option<Gpa>,
-    ap_jump_table: u64,
 }
 
 impl VcpuState {
@@ -328,6 +361,7 @@ impl VcpuState {
     pub(crate) fn new(regs: Vmsa, vmsa_spa: Spa) -> Self {
         VcpuState {
             regs: Box::new(regs),
+            stale: None,
             vmsa_spa,
             protected: false,
             ghcb_msr: 0,
@@ -336,7 +370,6 @@ impl VcpuState {
             msrs: HashMap::new(),
             ap: ApState::Launch,
             ap_vmsa_gpa: None,
-            ap_jump_table: 0,
         }
     }
 
@@ -350,7 +383,8 @@ impl VcpuState {
         self.vmsa_spa
     }
 
-    /// The launch VMSA was encrypted and measured (SNP_LAUNCH_FINISH).
+    /// The launch VMSA was encrypted and measured (SNP_LAUNCH_FINISH,
+    /// LAUNCH_UPDATE_VMSA).
     pub(crate) fn protected(&self) -> bool {
         self.protected
     }
@@ -362,6 +396,17 @@ impl VcpuState {
         }
         *self.regs = regs.clone();
         true
+    }
+
+    /// KVM's stale register copy of a protected vCPU of a DEFAULT-type VM (what
+    /// KVM_GET_REGS returns there), if KVM_SET_REGS wrote one.
+    pub(crate) fn stale(&self) -> Option<&Vmsa> {
+        self.stale.as_deref()
+    }
+
+    /// KVM_SET_REGS on a protected vCPU of a DEFAULT-type VM: only KVM's copy changes.
+    pub(crate) fn set_stale(&mut self, regs: &Vmsa) {
+        self.stale = Some(Box::new(regs.clone()));
     }
 
     /// The launch measured `regs` into the VMSA page: the state is now protected.
@@ -439,14 +484,6 @@ impl VcpuState {
         if let ApState::PendingInit(gpa) = self.ap {
             self.ap_create(gpa);
         }
-    }
-
-    pub(crate) fn ap_jump_table(&self) -> u64 {
-        self.ap_jump_table
-    }
-
-    pub(crate) fn set_ap_jump_table(&mut self, v: u64) {
-        self.ap_jump_table = v;
     }
 }
 

@@ -9,7 +9,7 @@ use crate::guest::{GuestCpu, GuestEnd, GuestFn, ToGuest, ToHost};
 use crate::state::{ApState, CpuidEntry, VcpuShared, VcpuState};
 use crate::vm::VmInner;
 use softsev_abi::ghcb::{GHCB_VERSION_MIN, GhcbMsg};
-use softsev_abi::kvm::{ExitReason, KVM_MEMORY_EXIT_FLAG_PRIVATE, SystemEventType};
+use softsev_abi::kvm::{ExitReason, KVM_MEMORY_EXIT_FLAG_PRIVATE, SystemEventType, VmType};
 use softsev_abi::vmsa::{VmcbSegment, Vmsa};
 use softsev_abi::{CBit, Spa};
 use softsev_guest::GuestFault;
@@ -238,15 +238,41 @@ impl SoftVcpu {
     }
 
     /// Set the register state the launch measures (KVM_SET_REGS/SREGS/XSAVE as one
-    /// VMSA image; SEV_FEATURES is replaced by the VM's). `-EINVAL` once protected.
+    /// VMSA image; SEV_FEATURES is replaced by the VM's). Once the VMSA is encrypted
+    /// (LAUNCH_UPDATE_VMSA, SNP_LAUNCH_FINISH) the state is protected: `-EINVAL` for
+    /// the VM types that have protected state (SEV-ES, SNP: KVM's
+    /// `kvm->arch.has_protected_state`); on a KVM_X86_DEFAULT_VM made SEV-ES by
+    /// ES_INIT KVM still accepts the write into its own copy, which the guest never
+    /// sees. Plain SEV guests' registers are never protected.
     pub fn set_vmsa_state(&self, v: &Vmsa) -> KvmResult {
-        if !self.shared.state().set_regs(v) {
-            return einval("guest state is protected");
+        let mut st = self.shared.state();
+        if st.set_regs(v) {
+            return Ok(());
         }
-        Ok(())
+        if self.vm.vm_type == VmType::DEFAULT {
+            st.set_stale(v);
+            return Ok(());
+        }
+        einval("guest state is protected")
     }
 
-    /// The register state (as measured, once protected).
+    /// The register state: before protection the state the launch will measure;
+    /// once protected `-EINVAL` for SEV-ES / SNP VM types, and on a DEFAULT-type VM
+    /// made SEV-ES by ES_INIT KVM's stale copy (as measured, or as last written).
+    pub fn get_vmsa_state(&self) -> KvmResult<Vmsa> {
+        let st = self.shared.state();
+        if !st.protected() {
+            return Ok(st.regs().clone());
+        }
+        if self.vm.vm_type == VmType::DEFAULT {
+            return Ok(st.stale().unwrap_or(st.regs()).clone());
+        }
+        einval("guest state is protected")
+    }
+
+    /// The register state as measured (the host's record of the launch VMSA, readable
+    /// whatever the protection; a simulator view, see [`SoftVcpu::get_vmsa_state`] for
+    /// what KVM_GET_REGS answers).
     pub fn vmsa_state(&self) -> Vmsa {
         self.shared.state().regs().clone()
     }

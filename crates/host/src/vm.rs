@@ -82,6 +82,8 @@ pub(crate) struct VmInner {
     /// The ASID, readable without the SEV lock (the guest's memory path).
     pub(crate) asid: AtomicU32,
     pub(crate) guest_req: Mutex<()>,
+    /// The SEV-ES AP jump table address (`kvm_sev_info.ap_jump_table`, NAE 0x8000_0005).
+    pub(crate) ap_jump_table: AtomicU64,
     /// The guest's TSC: per VM, so RDTSC answers depend only on this VM's history.
     tsc: GuestTsc,
 }
@@ -119,6 +121,7 @@ impl SoftHost {
                 exit_hypercall: AtomicU64::new(0),
                 asid: AtomicU32::new(0),
                 guest_req: Mutex::new(()),
+                ap_jump_table: AtomicU64::new(0),
                 tsc: GuestTsc::new(),
             }),
         })
@@ -475,6 +478,13 @@ impl Drop for VmInner {
     fn drop(&mut self) {
         let h = self.host.clone();
         let mut sev = std::mem::take(&mut *self.sev.lock());
+        // Legacy SEV / SEV-ES (`sev_vm_destroy`): DEACTIVATE + DECOMMISSION of the
+        // context this VM owns (not a mirror's, not one moved away); the ASID goes to
+        // the reclaim set below.
+        if sev.owns_asid() {
+            let handle = sev.take_handle();
+            crate::sev::unbind_asid(&h, &self.log, sev.asid(), handle);
+        }
         // VMSA pages back to the hypervisor.
         for v in self.vcpus.lock().iter() {
             let spa = v.state().vmsa_spa();

@@ -9,7 +9,9 @@
 //! * `launch`: SNP_LAUNCH_START, SNP_LAUNCH_UPDATE, SNP_LAUNCH_FINISH;
 //! * `pages`: SNP_PAGE_RECLAIM, SNP_PAGE_UNSMASH;
 //! * `dbg`: SNP_DBG_DECRYPT, SNP_DBG_ENCRYPT;
-//! * `request`: SNP_GUEST_REQUEST.
+//! * `request`: SNP_GUEST_REQUEST;
+//! * `sev_platform`, `sev_guest`, `sev_launch`: the legacy SEV API (INIT … PDH_CERT_EXPORT,
+//!   GET_ID, ACTIVATE … GUEST_STATUS, LAUNCH_*, ATTESTATION, DBG_*; sev-legacy.md).
 
 mod dbg;
 pub(crate) mod dispatch;
@@ -18,6 +20,9 @@ mod launch;
 mod pages;
 mod platform;
 mod request;
+mod sev_guest;
+mod sev_launch;
+mod sev_platform;
 
 pub use guest::{APIC_ID_LIMIT, MAX_APIC_IDS};
 pub use launch::{SECRETS_PAGE_VERSION, TSC_FACTOR};

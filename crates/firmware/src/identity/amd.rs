@@ -33,6 +33,7 @@ pub struct AmdRoot {
     ask_der: Vec<u8>,
     vcek_crl_der: Vec<u8>,
     asvk: OnceLock<Result<AsvkPart, IdentityError>>,
+    legacy: OnceLock<Result<super::sev::LegacyCa, IdentityError>>,
 }
 
 struct AsvkPart {
@@ -155,6 +156,7 @@ impl AmdRoot {
             ask_der,
             vcek_crl_der,
             asvk: OnceLock::new(),
+            legacy: OnceLock::new(),
         })
     }
 
@@ -174,6 +176,20 @@ impl AmdRoot {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The legacy SEV CA of this product: AMD-format ARK and ASK over the same RSA keys
+    /// as [`AmdRoot::ark_der`] / [`AmdRoot::ask_der`] (sev-legacy.md §2.2), built once.
+    pub fn sev_legacy_ca(&self) -> Result<&super::sev::LegacyCa, IdentityError> {
+        self.legacy
+            .get_or_init(|| super::sev::LegacyCa::build(self))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The ARK and ASK private keys.
+    pub(crate) fn rsa_keys(&self) -> (&RsaPrivateKey, &RsaPrivateKey) {
+        (&self.ark, &self.ask)
     }
 
     /// The product this root serves.

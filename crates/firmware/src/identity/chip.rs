@@ -644,6 +644,48 @@ impl Chip {
     }
 }
 
+impl Chip {
+    /// The chip-unique key (CUK) of the legacy SEV identity (sev-legacy.md §1.8, §2.5):
+    /// fused on real parts; here `KDF(chip_secret, "softsev sev chip-unique key",
+    /// CHIP_ID ‖ counter)` (32 bytes), so it is fixed per chip seed like the SNP chip
+    /// secrets. GET_ID uses it as a secp256k1 private key: the first counter value whose
+    /// output is a valid secp256k1 scalar is taken (a miss has probability < 2^-127).
+    pub(crate) fn sev_cuk(&self) -> Zeroizing<[u8; 32]> {
+        let mut counter = 0u32;
+        loop {
+            let mut context = self.chip_id.to_vec();
+            context.extend_from_slice(&counter.to_le_bytes());
+            let cuk = Zeroizing::new(kdf::derive::<32>(
+                &self.secret[..],
+                b"softsev sev chip-unique key",
+                &context,
+            ));
+            if softsev_crypto::sev::get_id_from_cuk(&cuk).is_ok() {
+                return cuk;
+            }
+            counter = counter.wrapping_add(1);
+        }
+    }
+
+    /// GET_ID's 64 bytes for this chip: X ‖ Y (big-endian) of the secp256k1 public key
+    /// CUK·G (sev-legacy.md §1.8). The hex of these bytes names the chip's CEK at AMD's
+    /// KDS (`/cek/id/<hex>`).
+    pub fn sev_get_id(&self) -> [u8; 64] {
+        let cuk = self.sev_cuk();
+        // sev_cuk only returns a CUK that get_id_from_cuk accepts.
+        softsev_crypto::sev::get_id_from_cuk(&cuk).unwrap_or([0; 64])
+    }
+
+    /// The chip endorsement key (CEK), re-derived from the CUK as the firmware does at
+    /// every legacy INIT (sev-legacy.md §2.5: SHA-256(CUK) → KDF "sev-chip-endorsement-key"
+    /// → little-endian integer mod (n−1) + 1 on P-384).
+    pub(crate) fn sev_cek(&self) -> Result<P384SigningKey, IdentityError> {
+        let cuk = self.sev_cuk();
+        let scalar = softsev_crypto::sev::cek_scalar_from_cuk(&cuk);
+        Ok(P384SigningKey::from_scalar(&scalar)?)
+    }
+}
+
 /// AAD of the AMD-layout VLEK blob: the TCB and its 8 reserved bytes.
 fn vlek_blob_aad(raw: RawTcb) -> [u8; 16] {
     let mut aad = [0u8; 16];

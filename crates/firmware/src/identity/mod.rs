@@ -9,11 +9,14 @@
 //! * [`cert`]: X.509 certificates and CRLs in AMD's exact shape.
 //! * [`table`]: the GHCB extended-request certificate table.
 //! * [`derive`](mod@derive): MSG_KEY_REQ derived keys.
+//! * [`sev`](mod@sev): the legacy SEV identity (CEK, OCA, PEK, PDH), SEV certificates,
+//!   the AMD-format ARK/ASK and the firmware's certificate rules.
 
 pub mod amd;
 pub mod cert;
 pub mod chip;
 pub mod derive;
+pub mod sev;
 pub mod table;
 
 pub use amd::{AmdRoot, DEFAULT_ROOT_SEED};

@@ -18,3 +18,6 @@ mod identity_chain;
 mod identity_derive;
 mod identity_fuzz;
 mod identity_roots;
+mod sev_launch;
+mod sev_platform;
+mod sevcommon;

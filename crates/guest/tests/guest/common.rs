@@ -10,7 +10,9 @@ use softsev_abi::rmp::{RMPADJUST_VMSA_PAGE_BIT, RmpStatus};
 use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{FwStatus, Gpa};
 use softsev_crypto::guest_msg_aead;
-use softsev_guest::platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_PAGE_NOT_VALIDATED};
+use softsev_guest::platform::{
+    CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
+};
 use std::collections::HashMap;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -127,6 +129,9 @@ pub(crate) struct FakeHost {
     pub fw_count: [u64; 4],
     pub aps: Vec<(u32, u64, u64)>,
     pub derived_key_salt: u8,
+    /// The VMM's CPUID table (leaf, subleaf) → [eax, ebx, ecx, edx]; absent leaves
+    /// read as zero.
+    pub cpuid: HashMap<(u32, u32), [u32; 4]>,
 }
 
 pub(crate) const SEV_STATUS_SNP_ALL: u64 = SEV_STATUS_SEV | SEV_STATUS_SEV_ES | SEV_STATUS_SNP;
@@ -161,6 +166,7 @@ impl FakeHost {
             fw_count: [0; 4],
             aps: Vec::new(),
             derived_key_salt: 0,
+            cpuid: HashMap::new(),
         }
     }
 
@@ -594,6 +600,17 @@ impl GuestPlatform for FakeHost {
         }
         self.pg_mut(gpa.0 >> 12).vmsa = attrs & RMPADJUST_VMSA_PAGE_BIT != 0;
         Ok(RmpStatus::SUCCESS)
+    }
+
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault> {
+        if self.sev_status & SEV_STATUS_SEV_ES != 0 {
+            // SEV-ES/SNP: the intercept is a #VC (host-interfaces.md §3.1).
+            return Err(GuestFault::Vc {
+                code: VC_CPUID,
+                gpa: Gpa(0),
+            });
+        }
+        Ok(self.cpuid.get(&(leaf, subleaf)).copied().unwrap_or([0; 4]))
     }
 
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {

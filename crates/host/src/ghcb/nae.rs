@@ -90,8 +90,11 @@ pub(super) fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: Gpa) -> KvmResult<
         NaeExit::PSC | NaeExit::GUEST_REQUEST | NaeExit::EXT_GUEST_REQUEST | NaeExit::AP_CREATION
     );
     if snp_only && !snp {
+        // `sev_es_validate_vmgexit`: the SNP-only events of a non-SNP guest leave
+        // through `vmgexit_err` with the reason still MISSING_INPUT (INVALID_EVENT is
+        // only for codes KVM does not know).
         return n.bad_input(
-            GhcbError::INVALID_EVENT,
+            GhcbError::MISSING_INPUT,
             format!("{ev:?} from a non-SNP guest"),
         );
     }
@@ -123,16 +126,13 @@ pub(super) fn full_ghcb(vm: &VmInner, vcpu: &VcpuShared, gpa: Gpa) -> KvmResult<
 
 /// CPUID: RAX (and RCX) in, the leaf the VMM set (KVM_SET_CPUID2) out.
 fn cpuid(mut n: Nae) -> KvmResult<Outcome> {
-    need!(n, GhcbField::Rax);
+    // `sev_es_validate_vmgexit`: CPUID needs RAX and RCX (and XCR0 for leaf 0xD).
+    need!(n, GhcbField::Rax, GhcbField::Rcx);
     if n.input.rax == 0xD {
         need!(n, GhcbField::Xcr0);
     }
     let leaf = n.input.rax as u32;
-    let sub = if n.input.is_valid(GhcbField::Rcx) {
-        n.input.rcx as u32
-    } else {
-        0
-    };
+    let sub = n.input.rcx as u32;
     let e = {
         let st = n.vcpu.state();
         st.cpuid(leaf, sub)
@@ -325,14 +325,17 @@ fn write_dr7(n: Nae) -> KvmResult<Outcome> {
 }
 
 /// AP jump table: set (SW_EXITINFO1 0) or get (1) the SEV-ES AP jump table address.
+/// It is one value per VM (`kvm_sev_info.ap_jump_table`): the BSP sets it, the APs
+/// woken from reset hold get it.
 fn ap_jump_table(n: Nae) -> KvmResult<Outcome> {
+    use std::sync::atomic::Ordering;
     match n.info1 {
         0 => {
-            n.vcpu.state().set_ap_jump_table(n.info2);
+            n.vm.ap_jump_table.store(n.info2, Ordering::Relaxed);
             n.finish(0, 0)
         }
         1 => {
-            let t = n.vcpu.state().ap_jump_table();
+            let t = n.vm.ap_jump_table.load(Ordering::Relaxed);
             n.finish(0, t)
         }
         op => n.bad_input(GhcbError::INVALID_INPUT, format!("AP jump table op {op}")),

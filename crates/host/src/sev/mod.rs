@@ -4,16 +4,19 @@
 //! ([`SevMode`]). The SNP launch commands are in [`snp`], the move and mirror of a
 //! context in [`migrate`].
 
+mod legacy;
 mod migrate;
 mod snp;
+
+use legacy::HandleOnly;
+pub(crate) use legacy::unbind_asid;
 
 use crate::error::{Errno, KvmError, KvmResult, einval};
 use crate::events::Event;
 use crate::platform::AsidClass;
-use crate::state::{GuestRequestPages, SevMode, SevState, SnpState};
+use crate::state::{ContextRole, GuestRequestPages, SevMode, SevState, SnpState};
 use crate::usermem::Hva;
 use crate::vm::{GHCB_VERSION_DEFAULT, GHCB_VERSION_MAX, SoftVm};
-use softsev_abi::FwCmd;
 use softsev_abi::kvm::{KvmSevCmd, KvmSevInit, SevCmdId, VmType};
 use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
@@ -40,14 +43,36 @@ impl SoftVm {
         r
     }
 
-    fn encrypt_op(&self, id: SevCmdId, cmd: &KvmSevCmd) -> KvmResult {
+    fn encrypt_op(&self, id: SevCmdId, cmd: &mut KvmSevCmd) -> KvmResult {
         let h = &self.inner.host;
         if !h.params.sev {
             return Err(KvmError::new(Errno::ENOTTY, "SEV is disabled"));
         }
         let mut sev = self.inner.sev.lock();
+        // Only these commands may come from a mirror VM (`is_cmd_allowed_from_mirror`).
+        if sev.role() == ContextRole::Mirror
+            && !matches!(
+                id,
+                SevCmdId::LAUNCH_UPDATE_VMSA
+                    | SevCmdId::GUEST_STATUS
+                    | SevCmdId::DBG_DECRYPT
+                    | SevCmdId::DBG_ENCRYPT
+            )
+        {
+            return einval(format!("{id:?} from a mirror VM"));
+        }
+        // Once SNP, only the SNP commands.
+        if sev.snp().is_some() && id.0 < SevCmdId::SNP_LAUNCH_START.0 {
+            return Err(KvmError::new(
+                Errno::EPERM,
+                format!("{id:?} on an SNP guest"),
+            ));
+        }
         match id {
             SevCmdId::INIT | SevCmdId::ES_INIT => {
+                if id == SevCmdId::ES_INIT && !h.params.sev_es {
+                    return Err(KvmError::new(Errno::ENOTTY, "ES_INIT: sev_es is disabled"));
+                }
                 if self.inner.vm_type != VmType::DEFAULT {
                     return einval("legacy INIT on a VM that is not KVM_X86_DEFAULT_VM");
                 }
@@ -72,65 +97,71 @@ impl SoftVm {
                 let init: KvmSevInit = self.copy_from_user(cmd.data)?;
                 return self.guest_init(&mut sev, &init, self.inner.vm_type);
             }
+            // Reserved ids KVM does not implement.
+            SevCmdId::SEND_UPDATE_VMSA | SevCmdId::RECEIVE_UPDATE_VMSA | SevCmdId::CERT_EXPORT => {
+                return einval(format!("{id:?} is not implemented by KVM"));
+            }
             _ => {}
         }
-        if !sev.is_usable() {
-            return Err(KvmError::new(Errno::ENOTTY, "not an SEV guest"));
+        let known = matches!(
+            id,
+            SevCmdId::SNP_LAUNCH_START
+                | SevCmdId::SNP_LAUNCH_UPDATE
+                | SevCmdId::SNP_LAUNCH_FINISH
+                | SevCmdId::SNP_ENABLE_REQ_CERTS
+                | SevCmdId::LAUNCH_START
+                | SevCmdId::LAUNCH_UPDATE_DATA
+                | SevCmdId::LAUNCH_UPDATE_VMSA
+                | SevCmdId::LAUNCH_SECRET
+                | SevCmdId::LAUNCH_MEASURE
+                | SevCmdId::LAUNCH_FINISH
+                | SevCmdId::SEND_START
+                | SevCmdId::SEND_UPDATE_DATA
+                | SevCmdId::SEND_FINISH
+                | SevCmdId::SEND_CANCEL
+                | SevCmdId::RECEIVE_START
+                | SevCmdId::RECEIVE_UPDATE_DATA
+                | SevCmdId::RECEIVE_FINISH
+                | SevCmdId::GUEST_STATUS
+                | SevCmdId::DBG_DECRYPT
+                | SevCmdId::DBG_ENCRYPT
+                | SevCmdId::GET_ATTESTATION_REPORT
+        );
+        if !known {
+            return einval(format!("unknown or unsupported command {id:?}"));
         }
-        let snp = sev.snp().is_some();
-        if snp && id.0 < SevCmdId::SNP_LAUNCH_START.0 {
-            return Err(KvmError::new(
-                Errno::EPERM,
-                format!("{id:?} on an SNP guest"),
-            ));
+        if !sev.is_usable() {
+            // Each handler's `sev_guest()` check; RECEIVE_UPDATE_DATA alone answers
+            // -EINVAL (sev-legacy.md §7.2).
+            let errno = if id == SevCmdId::RECEIVE_UPDATE_DATA {
+                Errno::EINVAL
+            } else {
+                Errno::ENOTTY
+            };
+            return Err(KvmError::new(errno, "not an SEV guest"));
         }
         match id {
             SevCmdId::SNP_LAUNCH_START => self.snp_launch_start(&mut sev, cmd),
             SevCmdId::SNP_LAUNCH_UPDATE => self.snp_launch_update(&sev, cmd),
             SevCmdId::SNP_LAUNCH_FINISH => self.snp_launch_finish(&mut sev, cmd),
             SevCmdId::SNP_ENABLE_REQ_CERTS => self.snp_enable_req_certs(&mut sev),
-            SevCmdId::LAUNCH_START
-            | SevCmdId::LAUNCH_UPDATE_DATA
-            | SevCmdId::LAUNCH_UPDATE_VMSA
-            | SevCmdId::LAUNCH_SECRET
-            | SevCmdId::LAUNCH_MEASURE
-            | SevCmdId::LAUNCH_FINISH
-            | SevCmdId::SEND_START
-            | SevCmdId::SEND_UPDATE_DATA
-            | SevCmdId::SEND_FINISH
-            | SevCmdId::SEND_CANCEL
-            | SevCmdId::RECEIVE_START
-            | SevCmdId::RECEIVE_UPDATE_DATA
-            | SevCmdId::RECEIVE_FINISH
-            | SevCmdId::GUEST_STATUS
-            | SevCmdId::DBG_DECRYPT
-            | SevCmdId::DBG_ENCRYPT
-            | SevCmdId::GET_ATTESTATION_REPORT => {
-                if snp {
-                    return Err(KvmError::new(
-                        Errno::ENOTTY,
-                        format!("{id:?} is not an SNP command"),
-                    ));
-                }
-                // The legacy SEV API: forwarded to the firmware, which answers with its
-                // status (the firmware model implements only the SNP ABI).
-                let legacy = match id {
-                    SevCmdId::LAUNCH_START => FwCmd::LAUNCH_START,
-                    SevCmdId::LAUNCH_UPDATE_DATA => FwCmd::LAUNCH_UPDATE_DATA,
-                    SevCmdId::LAUNCH_UPDATE_VMSA => FwCmd::LAUNCH_UPDATE_VMSA,
-                    SevCmdId::LAUNCH_MEASURE => FwCmd::LAUNCH_MEASURE,
-                    SevCmdId::LAUNCH_SECRET => FwCmd::LAUNCH_UPDATE_SECRET,
-                    SevCmdId::LAUNCH_FINISH => FwCmd::LAUNCH_FINISH,
-                    SevCmdId::GUEST_STATUS => FwCmd::GUEST_STATUS,
-                    SevCmdId::DBG_DECRYPT => FwCmd::DBG_DECRYPT,
-                    SevCmdId::DBG_ENCRYPT => FwCmd::DBG_ENCRYPT,
-                    SevCmdId::GET_ATTESTATION_REPORT => FwCmd::ATTESTATION,
-                    _ => return einval(format!("{id:?}: migration is not supported by this host")),
-                };
-                h.psp
-                    .raw(legacy)
-                    .map_err(|s| KvmError::fw(s, format!("{id:?}")))
-            }
+            SevCmdId::LAUNCH_START => self.sev_launch_start(&mut sev, cmd),
+            SevCmdId::LAUNCH_UPDATE_DATA => self.sev_launch_update_data(&sev, cmd),
+            SevCmdId::LAUNCH_UPDATE_VMSA => self.sev_launch_update_vmsa(&sev),
+            SevCmdId::LAUNCH_SECRET => self.sev_launch_secret(&sev, cmd),
+            SevCmdId::LAUNCH_MEASURE => self.sev_launch_measure(&sev, cmd),
+            SevCmdId::LAUNCH_FINISH => self.sev_launch_finish(&sev),
+            SevCmdId::GUEST_STATUS => self.sev_guest_status(&sev, cmd),
+            SevCmdId::DBG_DECRYPT => self.sev_dbg_crypt(&sev, cmd, true),
+            SevCmdId::DBG_ENCRYPT => self.sev_dbg_crypt(&sev, cmd, false),
+            SevCmdId::GET_ATTESTATION_REPORT => self.sev_get_attestation_report(&sev, cmd),
+            SevCmdId::SEND_START => self.sev_send_start(&sev, cmd),
+            SevCmdId::SEND_UPDATE_DATA => self.sev_send_update_data(&sev, cmd),
+            SevCmdId::SEND_FINISH => self.sev_handle_only(&sev, HandleOnly::SendFinish),
+            SevCmdId::SEND_CANCEL => self.sev_handle_only(&sev, HandleOnly::SendCancel),
+            SevCmdId::RECEIVE_START => self.sev_receive_start(&mut sev, cmd),
+            SevCmdId::RECEIVE_UPDATE_DATA => self.sev_receive_update_data(&sev, cmd),
+            SevCmdId::RECEIVE_FINISH => self.sev_handle_only(&sev, HandleOnly::ReceiveFinish),
             _ => einval(format!("unknown or unsupported command {id:?}")),
         }
     }
@@ -185,9 +216,20 @@ impl SoftVm {
             _ => (h.params.sev, AsidClass::Sev),
         };
         if !allowed {
-            return einval(format!("{vm_type:?} guests are disabled"));
+            // `sev_mem_enc_ioctl`: ES_INIT without `sev_es` is -ENOTTY (the INIT2
+            // types of a disabled flavour cannot be created at all).
+            return Err(KvmError::new(
+                Errno::ENOTTY,
+                format!("{vm_type:?} guests are disabled"),
+            ));
         }
         let asid = h.asid_alloc(class)?;
+        // `sev_platform_init`: the lazy legacy INIT (TMR, INIT_EX, DF_FLUSH); on
+        // failure the ASID is freed and `error` carries the firmware status.
+        if let Err(e) = h.psp.sev_platform_init() {
+            h.asid_free(asid);
+            return Err(e);
+        }
         let ghcb_version = if es && init.ghcb_version == 0 {
             GHCB_VERSION_DEFAULT
         } else {

@@ -645,7 +645,16 @@ fn mmio_io_cpuid_msr_and_misc_events() {
     }]);
     t.vcpus[0].set_guest(|cpu: &mut GuestCpu| -> G {
         setup_ghcb(cpu)?;
+        // KVM's `sev_es_validate_vmgexit` wants RAX and RCX for CPUID.
         let g = nae(cpu, NaeExit::CPUID, 0, 0, |g| g.set(GhcbField::Rax, 1))?;
+        assert_eq!(
+            (g.sw_exit_info_1, g.sw_exit_info_2),
+            (EXIT_INFO1_BAD_INPUT, GhcbError::MISSING_INPUT.0)
+        );
+        let g = nae(cpu, NaeExit::CPUID, 0, 0, |g| {
+            g.set(GhcbField::Rax, 1);
+            g.set(GhcbField::Rcx, 0);
+        })?;
         assert_eq!((g.rax, g.rbx, g.rcx, g.rdx), (0xA00F11, 2, 3, 4));
         assert!(g.is_valid(GhcbField::Rax) && g.is_valid(GhcbField::Rdx));
         let g = nae(cpu, NaeExit::MSR, 1, 0, |g| {

@@ -7,3 +7,5 @@ mod ghcb;
 mod guest_boot;
 mod kvm_selftests;
 mod seam;
+mod sev_launch;
+mod sev_legacy;

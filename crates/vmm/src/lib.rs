@@ -31,6 +31,7 @@ pub mod plan;
 pub mod qmp;
 pub mod run;
 pub mod sev_plan;
+pub mod sev_run;
 
 pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};
 pub use cpu::CpuModel;

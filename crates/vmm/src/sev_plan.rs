@@ -16,7 +16,7 @@ use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{Gpa, Product};
 use softsev_measure::digest::SEV_DIGEST_LEN;
 use softsev_measure::launch::launch_vmsas;
-use softsev_measure::vmsa::VmmType;
+use softsev_measure::vmsa::{BSP_EIP, VmmType, launch_vmsa};
 use softsev_measure::{Ovmf, SevDigest};
 use zerocopy::IntoBytes;
 
@@ -64,6 +64,9 @@ pub struct SevLaunchPlan {
     pub updates: Vec<SevUpdate>,
     /// SEV-ES: each vCPU's VMSA as KVM measures it (index order); empty for SEV.
     pub vmsas: Vec<Vmsa>,
+    /// Each vCPU's reset register state for KVM_CREATE_VCPU (for SEV-ES the same as
+    /// `vmsas`; for SEV not measured: the host reads and writes the registers).
+    pub vcpu_states: Vec<Vmsa>,
     /// vCPUs.
     pub vcpus: u32,
     /// The OVMF secret area `{base, size}` (the default GPA of
@@ -135,23 +138,29 @@ impl SevLaunchPlan {
                 what: "kernel hashes table",
             });
         }
-        let vmsas = if es {
-            let all = launch_vmsas(ovmf, vcpus, 0, config.cpu.signature, VmmType::Qemu)?;
-            (0..vcpus)
-                .filter_map(|i| all.get(i).cloned())
-                .map(|mut v| {
-                    if g.kvm_init() == SevKvmInit::SevEsInit {
-                        // KVM_SEV_ES_INIT (a DEFAULT VM): sev_es_sync_vmsa leaves the
-                        // x87/SSE state out "to avoid breaking older measurements".
-                        v.mxcsr = 0;
-                        v.x87_fcw = 0;
-                    }
-                    v
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let states: Vec<Vmsa> =
+            match launch_vmsas(ovmf, vcpus, 0, config.cpu.signature, VmmType::Qemu) {
+                Ok(all) => (0..vcpus).filter_map(|i| all.get(i).cloned()).collect(),
+                // A plain SEV image without an SEV-ES reset block: the APs start by
+                // INIT-SIPI inside the guest; every vCPU resets at the BSP vector.
+                Err(_) if !es => (0..vcpus)
+                    .map(|_| launch_vmsa(BSP_EIP, 0, config.cpu.signature, VmmType::Qemu))
+                    .collect(),
+                Err(e) => return Err(e.into()),
+            };
+        let states: Vec<Vmsa> = states
+            .into_iter()
+            .map(|mut v| {
+                if g.kvm_init() == SevKvmInit::SevEsInit {
+                    // KVM_SEV_ES_INIT (a DEFAULT VM): sev_es_sync_vmsa leaves the
+                    // x87/SSE state out "to avoid breaking older measurements".
+                    v.mxcsr = 0;
+                    v.x87_fcw = 0;
+                }
+                v
+            })
+            .collect();
+        let vmsas = if es { states.clone() } else { Vec::new() };
         let mut d = SevDigest::new();
         for u in &updates {
             d.update(&u.data);
@@ -169,6 +178,7 @@ impl SevLaunchPlan {
             memory,
             updates,
             vmsas,
+            vcpu_states: states,
             vcpus,
             secret_area: ovmf.sev_secret_block()?,
             expected_digest: d.finish(),

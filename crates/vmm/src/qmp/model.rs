@@ -15,15 +15,16 @@
 //!   under NODBG) gives plaintext;
 //! * ATTESTATION's layout (§4) and state rule.
 //!
-//! Where it is a model and not the platform: the secret payload's cipher is a
-//! keystream of HMAC-SHA256(TEK, iv ‖ LE64(block)) (the firmware uses AES-128-CTR;
-//! [`SevModel::seal_secret`] builds packets for it), and the report's signature field
-//! holds HMAC-SHA256(TIK, signed bytes) instead of a PEK ECDSA signature. The real
-//! implementation of [`QmpGuest`] is the run loop's, over the host's SevLauncher.
+//! The secret payload is AES-128-CTR(TEK, iv) as the firmware decrypts it
+//! ([`SevModel::seal_secret`] builds packets as an owner does). Where it is a model
+//! and not the platform: the report's signature field holds HMAC-SHA256(TIK, signed
+//! bytes) instead of a PEK ECDSA signature. The real implementation of [`QmpGuest`]
+//! is [`crate::sev_run::SevVm`], over the host's SevLauncher.
 
 use super::{QmpError, QmpGuest, SevCapability, SevInfo, SevState, fw_error_to_str};
 use softsev_crypto::hash::{Sha256, hmac_sha256};
 use softsev_crypto::rng::Rng;
+use softsev_crypto::sev::{aes128_ctr, launch_measure, secret_packet_mac};
 use softsev_crypto::xex::XexKey;
 use zeroize::Zeroizing;
 
@@ -181,14 +182,14 @@ impl SevModel {
         self.digest = self.ld.take().map(Sha256::finish).unwrap_or_default();
         let mnonce = self.rng.array::<16>();
         let (maj, min, build) = self.cfg.api;
-        let m = hmac_sha256(
-            &self.tik[..],
-            &[
-                &[0x04, maj, min, build],
-                &self.cfg.policy.to_le_bytes(),
-                &self.digest,
-                &mnonce,
-            ],
+        let m = launch_measure(
+            &self.tik,
+            maj,
+            min,
+            build,
+            self.cfg.policy,
+            &self.digest,
+            &mnonce,
         );
         let mut blob = [0u8; 48];
         blob[..32].copy_from_slice(&m);
@@ -196,15 +197,6 @@ impl SevModel {
         self.measure = Some(blob);
         self.state = SevState::LaunchSecret;
         Ok(blob)
-    }
-
-    fn keystream(tek: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
-        for (i, chunk) in data.chunks_mut(32).enumerate() {
-            let ks = hmac_sha256(tek, &[iv, &(i as u64).to_le_bytes()]);
-            for (b, k) in chunk.iter_mut().zip(ks) {
-                *b ^= k;
-            }
-        }
     }
 
     /// The guest owner's side: a secret packet (52-byte header, ciphertext) for this
@@ -217,12 +209,11 @@ impl SevModel {
         plaintext: &[u8],
     ) -> (Vec<u8>, Vec<u8>) {
         let mut ct = plaintext.to_vec();
-        Self::keystream(tek, &iv, &mut ct);
-        let len = (ct.len() as u32).to_le_bytes();
-        let flags = 0u32.to_le_bytes();
-        let mac = hmac_sha256(tik, &[&[0x01], &flags, &iv, &len, &len, &ct, measure]);
+        aes128_ctr(tek, &iv, &mut ct);
+        let len = ct.len() as u32;
+        let mac = secret_packet_mac(tik, 0, &iv, len, len, &ct, measure);
         let mut hdr = Vec::with_capacity(52);
-        hdr.extend_from_slice(&flags);
+        hdr.extend_from_slice(&0u32.to_le_bytes());
         hdr.extend_from_slice(&iv);
         hdr.extend_from_slice(&mac);
         (hdr, ct)
@@ -334,21 +325,19 @@ impl QmpGuest for SevModel {
         let Some(measure) = self.measure else {
             return Err(fw_err(WHAT, EIO, INVALID_GUEST_STATE));
         };
-        let flags = &header[0..4];
+        let flags = u32::from_le_bytes(header[0..4].try_into().unwrap_or([0; 4]));
         let iv: [u8; 16] = header[4..20].try_into().unwrap_or([0; 16]);
-        let len = (secret.len() as u32).to_le_bytes();
-        let mac = hmac_sha256(
-            &self.tik[..],
-            &[&[0x01], flags, &iv, &len, &len, secret, &measure[..32]],
-        );
+        let len = secret.len() as u32;
+        let m: [u8; 32] = measure[..32].try_into().unwrap_or([0; 32]);
+        let mac = secret_packet_mac(&self.tik, flags, &iv, len, len, secret, &m);
         if !softsev_crypto::ct::ct_eq(&mac, &header[20..52]) {
             return Err(fw_err(WHAT, EIO, BAD_MEASUREMENT));
         }
-        if flags[0] & 1 != 0 {
+        if flags & 1 != 0 {
             return Err(fw_err(WHAT, EIO, UNSUPPORTED));
         }
         let mut plain = Zeroizing::new(secret.to_vec());
-        Self::keystream(&self.tek, &iv, &mut plain);
+        aes128_ctr(&self.tek, &iv, &mut plain);
         self.vek
             .encrypt_to(gpa, &plain, &mut self.mem[range])
             .map_err(|e| QmpError::generic(e.to_string()))

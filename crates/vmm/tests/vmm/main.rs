@@ -11,3 +11,4 @@ mod qmp_protocol;
 mod qmp_python;
 mod run_e2e;
 mod sev_plan;
+mod sev_run;

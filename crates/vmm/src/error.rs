@@ -89,6 +89,51 @@ pub enum ConfigError {
         /// The host product.
         product: softsev_abi::Product,
     },
+    /// A `sev-guest` cbitpos that differs from the host's CPUID 0x8000001F EBX\[5:0\]
+    /// (QEMU `sev_common_kvm_init`, its words; an unset cbitpos is 0).
+    #[error("sev_common_kvm_init: cbitpos check failed, host '{host}' requested '{requested}'")]
+    SevCbitPos {
+        /// The host C-bit position.
+        host: u32,
+        /// The configured value.
+        requested: u32,
+    },
+    /// A `sev-guest` reduced-phys-bits outside 1..=63 (QEMU `sev_common_kvm_init`; an
+    /// unset value is 0).
+    #[error(
+        "sev_common_kvm_init: reduced_phys_bits check failed, it should be in the range of 1 to 63, requested '{0}'"
+    )]
+    SevReducedPhysBits(u32),
+    /// `legacy-vm-type=off` on a host without the SEV / SEV-ES VM type (QEMU
+    /// `sev_kvm_type`).
+    #[error(
+        "SEV: host kernel does not support requested {vm_type} VM type. To allow use of the \
+         legacy KVM_X86_DEFAULT_VM VM type, the 'legacy-vm-type' argument must be set to 'on' \
+         or 'auto' for the sev-guest object."
+    )]
+    SevVmType {
+        /// `KVM_X86_SEV_VM` or `KVM_X86_SEV_ES_VM`.
+        vm_type: &'static str,
+    },
+    /// `dh-cert-file` or `session-file` unreadable (QEMU `sev_read_file_base64`).
+    #[error("SEV: Failed to read '{}' ({reason})", path.display())]
+    SevReadFile {
+        /// The file.
+        path: PathBuf,
+        /// GLib's message.
+        reason: String,
+    },
+    /// An enum property given a value it does not have (QAPI `input_type_enum`).
+    #[error("Parameter '{property}' does not accept value '{value}'")]
+    EnumValue {
+        /// The property.
+        property: String,
+        /// The value given.
+        value: String,
+    },
+    /// A QemuOpts error in QEMU's words (`-qmp` chardev options).
+    #[error("{0}")]
+    QemuOpt(String),
     /// reduced-phys-bits outside 1..=63.
     #[error(
         "sev-snp-guest.reduced-phys-bits check failed, it should be in the range of 1 to 63, requested '{0}'"

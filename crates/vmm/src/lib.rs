@@ -11,7 +11,11 @@
 //!   VMSAs, LAUNCH_FINISH parameters and the expected launch digest
 //!   (shared/spec/snp-launch.md §2.3, §4, §5, §8). An executor replays it against a
 //!   KVM-shaped host.
+//! * [`sev_plan`]: the launch plan of a `sev-guest` (SEV / SEV-ES): KVM init, LAUNCH_START,
+//!   LAUNCH_UPDATE_DATA ranges, SEV-ES VMSAs, the secret area, the expected LD.
 //! * [`bootgen`]: the generated kernel, initrd and command line of a default run.
+//! * [`qmp`]: the QMP monitor as QEMU speaks it (`-qmp`, `-S`), for SEV / SEV-ES
+//!   guests, over a host-independent [`qmp::QmpGuest`].
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +28,10 @@ pub mod fuzz;
 pub mod keyval;
 pub mod outputs;
 pub mod plan;
+pub mod qmp;
 pub mod run;
+pub mod sev_plan;
+pub mod sev_run;
 
 pub use config::{Blob, Config, from_toml, from_toml_file, parse_args};
 pub use cpu::CpuModel;

@@ -5,5 +5,6 @@ mod id_block_cli;
 mod measure_cli;
 mod measure_interop;
 mod run_cli;
+mod run_sev_cli;
 mod sev_cli;
 mod verify_cli;

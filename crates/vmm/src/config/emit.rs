@@ -256,6 +256,12 @@ impl Config {
         if let Some(x) = &self.append {
             push("-append", x.clone());
         }
+        if let Some(q) = &self.qmp {
+            push("-qmp", q.to_arg());
+        }
+        if self.start_paused {
+            a.push("-S".to_string());
+        }
         a
     }
 
@@ -316,6 +322,12 @@ impl Config {
         }
         if let Some(a) = &self.append {
             t.insert("append".into(), Value::String(a.clone()));
+        }
+        if let Some(q) = &self.qmp {
+            t.insert("qmp".into(), Value::String(q.to_arg()));
+        }
+        if self.start_paused {
+            t.insert("S".into(), Value::Boolean(true));
         }
         let mut objects = Vec::new();
         if let Some(b) = &self.memory.backend {

@@ -15,8 +15,12 @@
 //! 4. [`emit`] writes a [`Config`] back as a command line or a TOML document.
 //!
 //! The machine's `confidential-guest-support` object is a [`ConfidentialGuest`]: SEV,
-//! SEV-ES (a `sev-guest` whose policy has ES, bit 2) or SEV-SNP. The launcher runs
-//! SEV-SNP guests; a `sev-guest` is parsed and then refused.
+//! SEV-ES (a `sev-guest` whose policy has ES, bit 2) or SEV-SNP. A `sev-guest` is
+//! validated with QEMU's rules (shared/spec/sev-legacy.md §8.1) and says which KVM
+//! initialisation its launch uses ([`SevGuestConfig::kvm_init`]).
+//!
+//! `-qmp unix:PATH,server=on,wait=off` and `-S` are [`Config::qmp`] and
+//! [`Config::start_paused`]: the QMP monitor of [`crate::qmp`].
 //!
 //! TOML layout (keys are QEMU's option and property names):
 //!
@@ -48,6 +52,7 @@
 
 pub mod args;
 pub mod emit;
+mod monitor;
 mod objects;
 mod raw;
 pub mod toml;
@@ -60,6 +65,7 @@ pub use validate::{check_policy, check_policy_on_host};
 use crate::cpu::{CpuModel, host_cbitpos};
 use crate::error::ConfigError;
 use serde::Serialize;
+use softsev_abi::kvm::VmType;
 use softsev_abi::vmsa::{SEV_FEATURE_DEBUG_SWAP, SEV_FEATURE_SNP_ACTIVE};
 use softsev_abi::{GuestPolicy, SevPolicy};
 use std::path::{Path, PathBuf};
@@ -240,6 +246,161 @@ impl SevGuestConfig {
     pub fn sev_policy(&self) -> SevPolicy {
         SevPolicy(self.policy)
     }
+
+    /// The KVM VM type and SEV initialisation QEMU uses for this object
+    /// (`sev_kvm_type`, `sev_common_kvm_init`; sev-legacy.md §8.1): `legacy-vm-type`
+    /// on or auto → KVM_X86_DEFAULT_VM with KVM_SEV_INIT (KVM_SEV_ES_INIT with policy
+    /// ES; auto never needs INIT2 because no sev-guest property requires it,
+    /// `sev_init2_required`); off → KVM_X86_SEV_VM / KVM_X86_SEV_ES_VM with
+    /// KVM_SEV_INIT2 and all-zero arguments.
+    pub fn kvm_init(&self) -> SevKvmInit {
+        let es = self.sev_policy().es();
+        match (self.legacy_vm_type, es) {
+            (OnOffAuto::On | OnOffAuto::Auto, false) => SevKvmInit::SevInit,
+            (OnOffAuto::On | OnOffAuto::Auto, true) => SevKvmInit::SevEsInit,
+            (OnOffAuto::Off, false) => SevKvmInit::Init2(VmType::SEV),
+            (OnOffAuto::Off, true) => SevKvmInit::Init2(VmType::SEV_ES),
+        }
+    }
+
+    /// [`Self::kvm_init`] against a host: with `legacy-vm-type=off` the host must
+    /// support the SEV or SEV-ES VM type (`KVM_CAP_VM_TYPES`), else QEMU's message.
+    pub fn kvm_init_on_host(
+        &self,
+        supports: impl Fn(VmType) -> bool,
+    ) -> Result<SevKvmInit, ConfigError> {
+        let init = self.kvm_init();
+        match init {
+            SevKvmInit::Init2(t) if !supports(t) => Err(ConfigError::SevVmType {
+                vm_type: if t == VmType::SEV_ES {
+                    "KVM_X86_SEV_ES_VM"
+                } else {
+                    "KVM_X86_SEV_VM"
+                },
+            }),
+            _ => Ok(init),
+        }
+    }
+
+    /// The guest owner's GODH certificate and session blob, as QEMU's
+    /// `sev_launch_start` reads them (`sev_read_file_base64`: the file must be
+    /// readable; its text is decoded as GLib's `g_base64_decode` does, skipping
+    /// characters outside the alphabet). `None` where the property is not set.
+    pub fn read_launch_blobs(&self) -> Result<LaunchBlobs, ConfigError> {
+        let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
+            let Some(p) = p else { return Ok(None) };
+            let text = std::fs::read(p).map_err(|e| ConfigError::SevReadFile {
+                path: p.clone(),
+                reason: glib_open_error(p, &e),
+            })?;
+            Ok(Some(glib_base64_decode(&text)))
+        };
+        // QEMU reads the session file first, then the DH certificate.
+        let session = read(&self.session_file)?;
+        let dh_cert = read(&self.dh_cert_file)?;
+        Ok(LaunchBlobs { dh_cert, session })
+    }
+}
+
+/// The guest owner's LAUNCH_START inputs read from `dh-cert-file` and `session-file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LaunchBlobs {
+    /// The GODH certificate (0x824 bytes when well formed; KVM and the firmware check).
+    pub dh_cert: Option<Vec<u8>>,
+    /// The launch session blob (128 bytes when well formed).
+    pub session: Option<Vec<u8>>,
+}
+
+/// GLib's `g_file_get_contents` message for a file that cannot be read
+/// (`gfileutils.c`: "Failed to open file “%s”: %s" with the strerror text).
+fn glib_open_error(p: &Path, e: &std::io::Error) -> String {
+    let os = e.to_string();
+    // std appends " (os error N)"; GLib prints strerror alone.
+    let strerror = os.split(" (os error").next().unwrap_or(&os);
+    format!("Failed to open file “{}”: {strerror}", p.display())
+}
+
+/// `g_base64_decode` (GLib `gbase64.c:g_base64_decode_step`): characters outside the
+/// base64 alphabet are skipped, `=` counts as a zero digit and drops the second
+/// (third) byte of its quantum when it is the quantum's third (fourth) character, an
+/// incomplete trailing quantum is dropped. Never fails.
+pub fn glib_base64_decode(text: &[u8]) -> Vec<u8> {
+    let rank = |c: u8| -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            b'=' => Some(0),
+            _ => None,
+        }
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut v, mut n) = (0u32, 0);
+    let mut last = [0u8; 2];
+    for &c in text {
+        let Some(r) = rank(c) else { continue };
+        last = [c, last[0]];
+        v = (v << 6) | r;
+        n += 1;
+        if n == 4 {
+            out.push((v >> 16) as u8);
+            if last[1] != b'=' {
+                out.push((v >> 8) as u8);
+            }
+            if last[0] != b'=' {
+                out.push(v as u8);
+            }
+            (v, n) = (0, 0);
+        }
+    }
+    out
+}
+
+/// How KVM is initialised for a `sev-guest` (shared/spec/sev-legacy.md §7.2, §8.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SevKvmInit {
+    /// KVM_X86_DEFAULT_VM and KVM_SEV_INIT (id 0).
+    SevInit,
+    /// KVM_X86_DEFAULT_VM and KVM_SEV_ES_INIT (id 1): x87/SSE state stays out of the
+    /// VMSA, as older kernels measured it.
+    SevEsInit,
+    /// The SEV or SEV-ES VM type and KVM_SEV_INIT2 (id 22) with zero arguments.
+    Init2(#[serde(serialize_with = "ser_vm_type")] VmType),
+}
+
+fn ser_vm_type<S: serde::Serializer>(t: &VmType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(t.0)
+}
+
+impl SevKvmInit {
+    /// The VM type of KVM_CREATE_VM.
+    pub const fn vm_type(self) -> VmType {
+        match self {
+            SevKvmInit::SevInit | SevKvmInit::SevEsInit => VmType::DEFAULT,
+            SevKvmInit::Init2(t) => t,
+        }
+    }
+
+    /// The KVM command name.
+    pub const fn command(self) -> &'static str {
+        match self {
+            SevKvmInit::SevInit => "KVM_SEV_INIT",
+            SevKvmInit::SevEsInit => "KVM_SEV_ES_INIT",
+            SevKvmInit::Init2(_) => "KVM_SEV_INIT2",
+        }
+    }
+}
+
+/// `-qmp unix:PATH,server=on,wait=…`: the QMP monitor socket softsev serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QmpConfig {
+    /// The socket path.
+    pub path: PathBuf,
+    /// `wait` (default on, as QEMU's socket server): block before the launch until a
+    /// client connects.
+    pub wait: bool,
 }
 
 /// The `sev-snp-guest` object.
@@ -406,13 +567,16 @@ pub struct Config {
     pub initrd: Option<Blob>,
     /// `-append`.
     pub append: Option<String>,
+    /// `-qmp`: the QMP monitor, if any.
+    pub qmp: Option<QmpConfig>,
+    /// `-S`: the vCPUs wait for QMP `cont` (QEMU's "prelaunch" run state).
+    pub start_paused: bool,
     /// Options accepted but without effect on the launch, one line each.
     pub notes: Vec<String>,
 }
 
 impl Config {
-    /// The SEV-SNP object, if the guest is an SNP guest (every configuration
-    /// [`validate`] accepts today is).
+    /// The SEV-SNP object, if the guest is an SNP guest.
     pub fn snp(&self) -> Option<&SnpGuestConfig> {
         self.confidential_guest.snp()
     }
@@ -435,6 +599,9 @@ impl Config {
         }
         if let Some(i) = self.initrd.as_mut() {
             fix_blob(i);
+        }
+        if let Some(q) = self.qmp.as_mut() {
+            fix_path(dir, &mut q.path);
         }
         match &mut self.confidential_guest {
             ConfidentialGuest::Snp(s) => {
@@ -489,6 +656,8 @@ impl Config {
             kernel: Some(Blob::Builtin),
             initrd: Some(Blob::Builtin),
             append: Some(crate::bootgen::CMDLINE.to_string()),
+            qmp: None,
+            start_paused: false,
             notes: Vec::new(),
         }
     }

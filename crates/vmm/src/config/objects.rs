@@ -192,12 +192,11 @@ pub(super) fn parse_sev(p: &Props) -> Result<GuestObject, ConfigError> {
                     "on" => OnOffAuto::On,
                     "off" => OnOffAuto::Off,
                     "auto" => OnOffAuto::Auto,
+                    // QAPI `input_type_enum` on the OnOffAuto property.
                     _ => {
-                        return Err(ConfigError::BadValue {
-                            object: O.into(),
+                        return Err(ConfigError::EnumValue {
                             property: k.clone(),
                             value: v.clone(),
-                            expected: "'on', 'off' or 'auto'",
                         });
                     }
                 }

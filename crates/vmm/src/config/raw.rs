@@ -28,6 +28,10 @@ pub(super) struct Raw {
     pub(super) append: Option<String>,
     /// `-name guest=`.
     pub(super) name: Option<String>,
+    /// Each `-qmp` chardev spec, in order.
+    pub(super) qmp: Vec<String>,
+    /// `-S`: do not start the vCPUs until `cont`.
+    pub(super) start_paused: bool,
     /// Options accepted without effect, one line each.
     pub(super) notes: Vec<String>,
 }
@@ -117,8 +121,8 @@ impl Raw {
                 ));
             }
             "-netdev" | "-device" | "-chardev" | "-serial" | "-monitor" | "-mon" | "-display"
-            | "-vga" | "-qmp" | "-pidfile" | "-global" | "-boot" | "-rtc" | "-fw_cfg" | "-L"
-            | "-k" | "-D" | "-d" | "-trace" | "-audiodev" | "-hda" | "-cdrom" | "-nic" => {
+            | "-vga" | "-pidfile" | "-global" | "-boot" | "-rtc" | "-fw_cfg" | "-L" | "-k"
+            | "-D" | "-d" | "-trace" | "-audiodev" | "-hda" | "-cdrom" | "-nic" => {
                 let a = need(arg)?;
                 self.notes.push(format!(
                     "{opt} {a}: accepted and ignored (no effect on an SNP launch in softsev)"
@@ -126,9 +130,8 @@ impl Raw {
             }
             "-enable-kvm" | "-nographic" | "-no-reboot" | "-no-shutdown" | "-nodefaults"
             | "-no-user-config" | "-daemonize" | "-no-hpet" | "-snapshot" => {}
-            "-S" => self
-                .notes
-                .push("-S: ignored (softsev starts the vCPUs after launch)".to_string()),
+            "-S" => self.start_paused = true,
+            "-qmp" => self.qmp.push(need(arg)?),
             _ => {
                 return Err(ConfigError::UnknownOption {
                     option: opt.to_string(),

@@ -70,6 +70,12 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
             "initrd" => raw.initrd = Some(toml_string(key, v)?),
             "append" => raw.append = Some(toml_string(key, v)?),
             "accel" => check_accel("accel", &toml_string(key, v)?)?,
+            "qmp" => raw.qmp.push(toml_string(key, v)?),
+            "S" => {
+                raw.start_paused = v
+                    .as_bool()
+                    .ok_or_else(|| ConfigError::Toml("'S' must be a boolean".into()))?;
+            }
             "object" => {
                 let arr = v.as_array().ok_or_else(|| {
                     ConfigError::Toml("'object' must be an array of tables ([[object]])".into())

@@ -11,7 +11,7 @@ use super::objects::{GuestObject, IGNORED_OBJECTS, Object, parse_backend, parse_
 use super::raw::{Raw, check_accel, props_get};
 use super::{
     BackendKind, Blob, ConfidentialGuest, Config, MachineConfig, MachineKind, MemoryBackend,
-    MemoryConfig, Smp, SnpGuestConfig,
+    MemoryConfig, SevGuestConfig, Smp, SnpGuestConfig,
 };
 use crate::cpu::{CpuModel, host_cbitpos};
 use crate::error::ConfigError;
@@ -164,8 +164,7 @@ fn validate_machine(props: &Props) -> Result<(MachineConfig, MachineRefs), Confi
     Ok((machine, refs))
 }
 
-/// Every `-object`, by id. A `sev-guest` is parsed and then refused: the launcher runs
-/// SEV-SNP guests.
+/// Every `-object`, by id.
 fn validate_objects(
     objects: &[Props],
     notes: &mut Vec<String>,
@@ -188,11 +187,7 @@ fn validate_objects(
         }
         let obj = match qom.as_str() {
             "sev-snp-guest" => Object::Guest(Box::new(parse_snp(p)?)),
-            "sev-guest" => {
-                let g = parse_sev(p)?;
-                g.guest.launchable_snp()?;
-                Object::Guest(Box::new(g))
-            }
+            "sev-guest" => Object::Guest(Box::new(parse_sev(p)?)),
             "memory-backend-memfd" => Object::Backend(parse_backend(BackendKind::Memfd, &qom, p)?),
             "memory-backend-ram" => Object::Backend(parse_backend(BackendKind::Ram, &qom, p)?),
             "memory-backend-file" => Object::Backend(parse_backend(BackendKind::File, &qom, p)?),
@@ -494,6 +489,69 @@ fn validate_snp(
     Ok(snp)
 }
 
+/// The `sev-guest` object: QEMU's `sev_common_kvm_init` checks in its order and words
+/// (cbitpos equal to the host's, then reduced-phys-bits in 1..=63; an unset property
+/// is 0, QEMU has no "missing" error for them). The policy is left to KVM and the
+/// firmware, as QEMU leaves it (shared/spec/sev-legacy.md §8.1).
+fn validate_sev(
+    given: &GuestObject,
+    g: &SevGuestConfig,
+    cpu: &CpuModel,
+    has_kernel: bool,
+    notes: &mut Vec<String>,
+) -> Result<SevGuestConfig, ConfigError> {
+    let mut g = g.clone();
+    let host = host_cbitpos(cpu.product);
+    let requested = given.cbitpos.unwrap_or(0);
+    if requested != host {
+        return Err(ConfigError::SevCbitPos { host, requested });
+    }
+    g.cbitpos = requested;
+    if !given.reduced_phys_bits_given {
+        g.reduced_phys_bits = 0;
+    }
+    if !(1..=63).contains(&g.reduced_phys_bits) {
+        return Err(ConfigError::SevReducedPhysBits(g.reduced_phys_bits));
+    }
+    match (g.kernel_hashes, has_kernel) {
+        (true, false) => notes.push(
+            "sev-guest.kernel-hashes=on without -kernel: no hashes table is added (QEMU adds \
+             it only when it loads a kernel)"
+                .to_string(),
+        ),
+        (false, true) => notes.push(
+            "-kernel with sev-guest.kernel-hashes=off: the kernel, initrd and command line \
+             are not measured"
+                .to_string(),
+        ),
+        _ => {}
+    }
+    notes.push(format!(
+        "sev-guest '{}': {} guest, KVM_CREATE_VM({}) and {} (legacy-vm-type={})",
+        g.id,
+        if g.sev_policy().es() { "SEV-ES" } else { "SEV" },
+        g.kvm_init().vm_type().0,
+        g.kvm_init().command(),
+        g.legacy_vm_type.as_str()
+    ));
+    Ok(g)
+}
+
+/// `-qmp` (at most one: softsev serves one QMP monitor).
+fn validate_qmp(
+    specs: &[String],
+    notes: &mut Vec<String>,
+) -> Result<Option<super::QmpConfig>, ConfigError> {
+    match specs {
+        [] => Ok(None),
+        [one] => super::monitor::parse_qmp(one, notes).map(Some),
+        [_, second, ..] => Err(ConfigError::Unsupported {
+            what: format!("-qmp {second}"),
+            reason: "softsev serves one QMP monitor (QEMU allows several)",
+        }),
+    }
+}
+
 /// `id-block`, `id-auth` and `author-key-enabled` go together (SNP_LAUNCH_FINISH).
 fn validate_id_block(snp: &SnpGuestConfig) -> Result<(), ConfigError> {
     match (&snp.id_block, &snp.id_auth) {
@@ -557,20 +615,48 @@ impl Raw {
         )?;
         let smp = validate_smp(self.smp.as_ref(), &machine)?;
         let cpu = validate_cpu(self.cpu.as_deref(), &mut notes)?;
-        let snp = guest.guest.launchable_snp()?;
-        let snp = validate_snp(guest, snp, &cpu, self.kernel.is_some(), &mut notes)?;
+        let has_kernel = self.kernel.is_some();
+        let confidential_guest = match &guest.guest {
+            ConfidentialGuest::Snp(snp) => {
+                ConfidentialGuest::Snp(validate_snp(guest, snp, &cpu, has_kernel, &mut notes)?)
+            }
+            ConfidentialGuest::Sev(g) | ConfidentialGuest::SevEs(g) => {
+                ConfidentialGuest::from_sev_guest(validate_sev(
+                    guest, g, &cpu, has_kernel, &mut notes,
+                )?)
+            }
+        };
         validate_boot_blobs(&self)?;
+        let qmp = validate_qmp(&self.qmp, &mut notes)?;
+        if matches!(confidential_guest, ConfidentialGuest::Snp(_)) {
+            if self.start_paused {
+                notes.push(
+                    "-S: an SNP launch runs to completion (the QMP monitor serves sev-guest \
+                     launches)"
+                        .to_string(),
+                );
+            }
+            if qmp.is_some() {
+                notes.push(
+                    "-qmp: not served for an SNP launch (the QMP monitor serves sev-guest \
+                     launches)"
+                        .to_string(),
+                );
+            }
+        }
         Ok(Config {
             name: self.name,
             machine,
             memory,
             smp,
             cpu,
-            confidential_guest: ConfidentialGuest::Snp(snp),
+            confidential_guest,
             firmware: self.bios.map_or(Blob::Builtin, |p| Blob::File(p.into())),
             kernel: self.kernel.map(|p| Blob::File(p.into())),
             initrd: self.initrd.map(|p| Blob::File(p.into())),
             append: self.append,
+            qmp,
+            start_paused: self.start_paused,
             notes,
         })
     }

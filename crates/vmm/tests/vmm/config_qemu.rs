@@ -332,10 +332,6 @@ fn rejections_name_the_object_and_property() {
             "invalid object type: frobnicator",
         ),
         (
-            base("", "-object sev-guest,id=x,cbitpos=51,reduced-phys-bits=1"),
-            "SEV-SNP guests (sev-snp-guest)",
-        ),
-        (
             base("", "-smp 300,maxcpus=255"),
             "maxcpus must be equal to or greater than smp",
         ),
@@ -408,7 +404,12 @@ fn accepted_but_noted_options() {
     assert!(c.notes.iter().any(|n| n.contains("rng-random")));
     assert!(c.notes.iter().any(|n| n.contains("+x2apic")));
     assert!(c.notes.iter().any(|n| n.starts_with("disk.img")));
-    assert!(c.notes.iter().any(|n| n.starts_with("-S")));
+    assert!(c.start_paused, "-S starts the guest paused");
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.starts_with("-S: an SNP launch runs to completion"))
+    );
     assert!(c.notes.iter().any(|n| n.starts_with("-serial")));
     // A kernel without kernel-hashes is launched, with a note that it is unmeasured.
     let c = parse_args(base("", "-kernel k")).unwrap();
@@ -621,23 +622,4 @@ fn regression_launcher_asks_the_host_for_its_policy_bits() {
         e.contains("KVM_SEV_SNP_LAUNCH_START") && e.contains("POLICY_FAILURE"),
         "{e}"
     );
-}
-
-#[test]
-fn sev_guest_is_parsed_then_refused_with_the_launcher_message() {
-    for props in [
-        "",
-        ",policy=0x5",
-        ",policy=0x1,handle=3,dh-cert-file=pdh,session-file=s,legacy-vm-type=off",
-    ] {
-        let e = err(base(
-            "",
-            &format!("-object sev-guest,id=x,cbitpos=51,reduced-phys-bits=1{props}"),
-        ));
-        assert_eq!(
-            e,
-            "-object sev-guest,id=x: the launcher runs SEV-SNP guests (sev-snp-guest); SEV and \
-             SEV-ES launch digests are computed by `softsev measure`"
-        );
-    }
 }

@@ -1,8 +1,9 @@
 //! Replays the `vmm_config` fuzz corpus (tests/corpus/vmm_config) and a few thousand
 //! deterministic mutations of it through `softsev_vmm::fuzz::fuzz_config`: no input
-//! may panic the parsers or the planner.
+//! may panic the parsers or the planner. Likewise the `qmp_parser` corpus
+//! (tests/corpus/qmp) through `softsev_vmm::fuzz::fuzz_qmp`.
 
-use softsev_vmm::fuzz::fuzz_config;
+use softsev_vmm::fuzz::{fuzz_config, fuzz_qmp};
 use std::path::PathBuf;
 
 struct Rng(u64);
@@ -56,6 +57,18 @@ const TOKENS: &[&str] = &[
     "max-ram-below-4g=1",
     "memory-backend=",
     "4096E",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"execute\": ",
+    "\"arguments\": {",
+    "\"id\": ",
+    "\"qmp_capabilities\"",
+    "\"cont\"",
+    "\"quit\"",
+    "\\u0000",
+    "'",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -125,5 +138,29 @@ fn corpus_and_mutations_do_not_panic() {
         let n = rng.below(300);
         let d: Vec<u8> = (0..n).map(|_| (rng.next() & 0xFF) as u8).collect();
         fuzz_config(&d);
+    }
+}
+
+#[test]
+fn qmp_corpus_and_mutations_do_not_panic() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/qmp"));
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(seeds.len() >= 4, "corpus missing in {}", dir.display());
+    seeds.sort();
+    for s in &seeds {
+        fuzz_qmp(s);
+    }
+    let mut rng = Rng(0x5EED_0007);
+    for _ in 0..1500 {
+        let s = &seeds[rng.below(seeds.len())];
+        fuzz_qmp(&mutate(&mut rng, s));
+    }
+    for _ in 0..300 {
+        let n = rng.below(400);
+        let d: Vec<u8> = (0..n).map(|_| (rng.next() & 0xFF) as u8).collect();
+        fuzz_qmp(&d);
     }
 }

@@ -2,8 +2,13 @@
 //! so the workspace links one binary per crate instead of one per file.
 
 mod config_qemu;
+mod config_sev;
 mod cpuid;
 mod fuzz_replay;
 mod plan_digest;
 mod plan_interop;
+mod qmp_protocol;
+mod qmp_python;
 mod run_e2e;
+mod sev_plan;
+mod sev_run;

@@ -1,0 +1,128 @@
+//! `softsev run` of a `sev-guest` (SEV / SEV-ES): without `-qmp` the launch runs to
+//! LAUNCH_FINISH and writes the measurement blob and a summary whose firmware digest
+//! equals the plan's and whose measurement verifies; with `-qmp … -S` QEMU's
+//! `qemu.qmp` client drives the owner flow (measurement, secret at the OVMF secret
+//! area, the debug read showing the secret the firmware decrypted, `cont`, `quit`).
+//! The fixture OVMF is sevctl's (../shared/fixtures/sev-legacy/sevctl).
+
+use std::process::{Command, Stdio};
+
+const OVMF: &str = "sev-legacy/sevctl/OVMF.amdsev.fd_trimmed_edk2-ovmf-20220126gitbb1bba3d77-4.el9";
+
+fn guest_args(ovmf: &str, policy: &str) -> Vec<String> {
+    format!(
+        "-machine q35,confidential-guest-support=sev0 \
+         -object sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={policy} \
+         -smp 2 -m 512M -cpu EPYC-Milan -bios {ovmf}"
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn sev_es_run_writes_a_verified_measurement() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let ovmf = fx.join(OVMF);
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_softsev"));
+    cmd.args(["run", "--json", "--seed", "t", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .args(guest_args(&ovmf.to_string_lossy(), "0x5"));
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["guest"], "SEV-ES");
+    assert_eq!(s["kvm_init"], "KVM_SEV_ES_INIT");
+    assert_eq!(s["firmware_launch_digest"], s["expected_launch_digest"]);
+    assert_eq!(s["measurement_verified"], true);
+    assert_eq!(s["launch_finished"], true);
+    let blob = std::fs::read(out.path().join("measurement.bin")).unwrap();
+    assert_eq!(hex::encode(&blob), s["measurement"].as_str().unwrap());
+    assert_eq!(blob.len(), 48);
+
+    // -S without a monitor cannot be continued.
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .args(guest_args(&ovmf.to_string_lossy(), "0x1"))
+        .arg("-S")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("-S without -qmp"));
+}
+
+#[test]
+fn qemu_qmp_owner_flow_against_softsev_run() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let have = Command::new("python3")
+        .args(["-c", "import qemu.qmp, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        if softsev_testkit::interop_required() {
+            panic!("python3 qemu.qmp / cryptography not installed and SOFTSEV_REQUIRE_INTEROP=1");
+        }
+        println!(
+            "SKIP: python3 modules qemu.qmp and cryptography not installed (run \
+             scripts/install-interop-tools.sh)"
+        );
+        return;
+    }
+    let ovmf = fx.join(OVMF);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("qmp.sock");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_softsev"));
+    run.args(["run", "--seed", "t", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--")
+        .args(guest_args(&ovmf.to_string_lossy(), "0x4"))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", sock.display()))
+        .arg("-S")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = run.spawn().unwrap();
+    let secret = "00112233445566778899aabbccddeeff";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qmp/owner_cli.py");
+    let py = Command::new("python3")
+        .arg(script)
+        .arg(&sock)
+        .arg(secret)
+        .output()
+        .unwrap();
+    let run = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&py.stdout);
+    assert!(
+        py.status.success(),
+        "owner_cli.py: {said}\n{}\nsoftsev: {}",
+        String::from_utf8_lossy(&py.stderr),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        said.starts_with("{'status': 'prelaunch', 'running': False} launch-secret running RESUME"),
+        "{said}"
+    );
+    // The debug read shows the secret as the firmware decrypted it into the guest.
+    assert!(
+        said.contains("0x00 0x11 0x22 0x33 0x44 0x55 0x66 0x77"),
+        "{said}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["launch_finished"], true);
+}

@@ -1,0 +1,382 @@
+//! Launching a [`SevLaunchPlan`] on the software platform the way QEMU drives KVM for
+//! a `sev-guest` (shared/spec/sev-legacy.md §7.2, §8.1), through the backend traits
+//! and the host's [`SevLauncher`] typestate: KVM_CREATE_VM of the plan's type,
+//! KVM_SEV_INIT / ES_INIT / INIT2, ordinary memslots (no guest_memfd: SEV memory is
+//! pinned VMM memory), LAUNCH_START with the owner's GODH and session, the vCPUs,
+//! LAUNCH_UPDATE_DATA of every planned range, LAUNCH_UPDATE_VMSA for SEV-ES,
+//! LAUNCH_MEASURE. The guest then waits in launch-secret: [`SevVm`] implements
+//! [`QmpGuest`], so the QMP monitor injects secrets and `cont` issues LAUNCH_FINISH
+//! (QEMU `sev_vm_state_change`); [`SevVm::finish`] does the same without a monitor.
+
+use crate::qmp::{QmpError, QmpGuest, SevCapability, SevInfo, SevState, fw_error_to_str};
+use crate::run::RunError;
+use crate::sev_plan::SevLaunchPlan;
+use softsev_abi::kvm::{KvmSevInit, KvmUserspaceMemoryRegion2};
+use softsev_abi::sev_buf::{SevPacketHeader, SevSession};
+use softsev_abi::sev_cert::SevCert;
+use softsev_abi::{Gpa, PAGE_SIZE_2M, SevPolicy};
+use softsev_firmware::FirmwareConfig;
+use softsev_host::launch::{LaunchError, Measured, Running, SevInit, SevLauncher, SevUpdate};
+use softsev_host::{Hva, Hypervisor, SoftPlatform, SoftPlatformExt, Vm, VmmMemory};
+use std::sync::Arc;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// First plain-SEV ASID of the simulated host.
+pub const MIN_SEV_ASID: u32 = 100;
+
+/// One memslot.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    gpa: u64,
+    size: u64,
+    hva: Hva,
+}
+
+/// Where the launch is.
+enum Stage {
+    /// LAUNCH_MEASURE done: launch-secret.
+    Measured(SevLauncher<Measured>),
+    /// LAUNCH_FINISH done.
+    Running(SevLauncher<Running>),
+    /// A failed transition left nothing to drive.
+    Gone,
+}
+
+/// An SEV / SEV-ES VM launched up to LAUNCH_MEASURE, and then further.
+pub struct SevVm {
+    platform: Arc<SoftPlatform>,
+    mem: Arc<dyn VmmMemory>,
+    slots: Vec<Slot>,
+    stage: Stage,
+    measurement: [u8; 48],
+    policy: u32,
+    secret_area: Option<(u32, u32)>,
+    quit: bool,
+}
+
+impl std::fmt::Debug for SevVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SevVm")
+            .field("policy", &self.policy)
+            .field("running", &matches!(self.stage, Stage::Running(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+fn kvm(step: impl Into<String>) -> impl FnOnce(softsev_host::KvmError) -> RunError {
+    let step = step.into();
+    move |err| RunError::Kvm { step, err }
+}
+
+/// `ret=-errno fw_error=N 'text'` as QEMU prints a failed KVM_MEMORY_ENCRYPT_OP.
+fn qemu_fw(e: &LaunchError) -> (i32, u32) {
+    let ret = e.kvm().map_or(-5, |k| -k.errno.0);
+    let fw = e.fw_status().map_or(0, |s| s.0);
+    (ret, fw)
+}
+
+impl SevVm {
+    /// Build the platform and launch `plan` up to LAUNCH_MEASURE.
+    pub fn launch(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<SevVm, RunError> {
+        let top = plan
+            .memory
+            .regions
+            .iter()
+            .map(|r| r.gpa.0 + r.size)
+            .max()
+            .unwrap_or(0);
+        // The BIOS's "SEV-ES ASID space limit": ASIDs 1..=99 for SEV-ES (and SNP),
+        // 100.. for plain SEV (CPUID 0x8000001F EDX = min_sev_asid); the platform's
+        // default gives every ASID to SEV-ES/SNP, which leaves plain SEV none.
+        let mut fw = FirmwareConfig::for_product(plan.product);
+        fw.min_sev_asid = fw.min_sev_asid.min(MIN_SEV_ASID);
+        if let Some(s) = seed {
+            fw.seed = Some(s.to_vec());
+        }
+        let mut builder = SoftPlatform::builder(plan.product).firmware_config(fw).mem(
+            (plan.memory.ram_size + top)
+                .saturating_add(1 << 30)
+                .next_multiple_of(PAGE_SIZE_2M),
+        );
+        if let Some(s) = seed {
+            builder = builder.seed(s.to_vec());
+        }
+        let platform = Arc::new(builder.build()?);
+        let vm_type = plan.kvm_init.vm_type();
+        let vm = platform
+            .create_vm(vm_type)
+            .map_err(kvm(format!("KVM_CREATE_VM({})", vm_type.0)))?;
+        let mem = vm.vmm_memory();
+        let mut slots = Vec::new();
+        for (i, r) in plan.memory.regions.iter().enumerate() {
+            let hva = mem.mmap(r.size).map_err(kvm("mmap guest memory"))?;
+            vm.set_user_memory_region2(&KvmUserspaceMemoryRegion2 {
+                slot: i as u32,
+                guest_phys_addr: r.gpa.0,
+                memory_size: r.size,
+                userspace_addr: hva.0,
+                ..Default::default()
+            })
+            .map_err(kvm("KVM_SET_USER_MEMORY_REGION2"))?;
+            slots.push(Slot {
+                gpa: r.gpa.0,
+                size: r.size,
+                hva,
+            });
+        }
+        let init = match plan.kvm_init {
+            crate::config::SevKvmInit::SevInit => SevInit::Init,
+            crate::config::SevKvmInit::SevEsInit => SevInit::EsInit,
+            // QEMU passes all-zero INIT2 arguments (sev_common_kvm_init).
+            crate::config::SevKvmInit::Init2(_) => SevInit::Init2(KvmSevInit::default()),
+        };
+        if plan.handle != 0 {
+            return Err(RunError::Platform(
+                "sev-guest handle≠0 (key sharing with a running guest) is not supported by \
+                 softsev run"
+                    .into(),
+            ));
+        }
+        let session = match (&plan.owner.dh_cert, &plan.owner.session) {
+            (None, None) => None,
+            (Some(d), Some(s)) => {
+                let cert = SevCert::read_from_bytes(d).map_err(|_| {
+                    RunError::Platform(format!(
+                        "dh-cert-file: {} bytes, an SEV certificate is 0x824",
+                        d.len()
+                    ))
+                })?;
+                let ses = SevSession::read_from_bytes(s).map_err(|_| {
+                    RunError::Platform(format!(
+                        "session-file: {} bytes, a launch session is 128",
+                        s.len()
+                    ))
+                })?;
+                Some((cert, ses))
+            }
+            _ => {
+                return Err(RunError::Platform(
+                    "sev-guest: dh-cert-file and session-file go together (the firmware \
+                     needs both for a session)"
+                        .into(),
+                ));
+            }
+        };
+        let vm: Arc<dyn Vm> = vm;
+        // QEMU: the confidential guest's kvm_init (LAUNCH_START) runs at accelerator
+        // init, before the vCPUs exist.
+        let launcher = SevLauncher::new(vm, init)?;
+        let mut l = launcher.launch_start(plan.policy, session)?;
+        for (i, state) in plan.vcpu_states.iter().enumerate() {
+            l.create_vcpu(i as u32, state)?;
+        }
+        let hva = |gpa: Gpa| {
+            slots
+                .iter()
+                .find(|s| gpa.0 >= s.gpa && gpa.0 < s.gpa + s.size)
+                .map(|s| Hva(s.hva.0 + (gpa.0 - s.gpa)))
+        };
+        for u in &plan.updates {
+            let uaddr =
+                hva(u.gpa).ok_or_else(|| RunError::Platform(format!("{u:?}: no memslot")))?;
+            l.update_data(SevUpdate {
+                gpa: u.gpa,
+                uaddr,
+                data: &u.data,
+            })?;
+        }
+        if plan.es {
+            l.update_vmsa()?;
+        }
+        let l = l.measure()?;
+        let mut measurement = [0u8; 48];
+        measurement.copy_from_slice(l.measurement().as_bytes());
+        Ok(SevVm {
+            platform,
+            mem,
+            slots,
+            stage: Stage::Measured(l),
+            measurement,
+            policy: plan.policy,
+            secret_area: plan.secret_area,
+            quit: false,
+        })
+    }
+
+    /// The LAUNCH_MEASURE blob (measure ‖ mnonce).
+    pub fn measurement(&self) -> [u8; 48] {
+        self.measurement
+    }
+
+    /// The firmware's launch digest of this guest (simulator accessor), to check the
+    /// plan's expectation.
+    pub fn firmware_launch_digest(&self) -> Option<[u8; 32]> {
+        let handle = match &self.stage {
+            Stage::Measured(l) => l.handle(),
+            Stage::Running(l) => l.handle(),
+            Stage::Gone => return None,
+        };
+        self.platform.firmware().sev_launch_digest(handle)
+    }
+
+    /// Whether LAUNCH_FINISH was issued.
+    pub fn finished(&self) -> bool {
+        matches!(self.stage, Stage::Running(_))
+    }
+
+    /// Whether `quit` was executed.
+    pub fn has_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// LAUNCH_FINISH (what the first `cont`, or a start without `-S`, does).
+    pub fn finish(&mut self) -> Result<(), LaunchError> {
+        match std::mem::replace(&mut self.stage, Stage::Gone) {
+            Stage::Measured(l) => {
+                self.stage = Stage::Running(l.finish()?.into_running());
+                Ok(())
+            }
+            other => {
+                self.stage = other;
+                Ok(())
+            }
+        }
+    }
+
+    /// The guest's firmware state byte (GUEST_STATUS).
+    pub fn guest_state(&self) -> Option<u32> {
+        match &self.stage {
+            Stage::Measured(l) => l.guest_status().ok().map(|s| s.state),
+            Stage::Running(l) => l.guest_status().ok().map(|s| s.state),
+            Stage::Gone => None,
+        }
+    }
+
+    fn hva(&self, gpa: u64, len: u64) -> Option<Hva> {
+        let s = self
+            .slots
+            .iter()
+            .find(|s| gpa >= s.gpa && gpa < s.gpa + s.size)?;
+        (gpa.checked_add(len)? <= s.gpa + s.size).then(|| Hva(s.hva.0 + (gpa - s.gpa)))
+    }
+}
+
+impl QmpGuest for SevVm {
+    fn sev_info(&self) -> SevInfo {
+        let v = self.platform.firmware().current_image().version;
+        let (state, handle) = match &self.stage {
+            Stage::Measured(l) => (SevState::LaunchSecret, l.handle()),
+            Stage::Running(l) => (SevState::Running, l.handle()),
+            Stage::Gone => (SevState::Uninit, 0),
+        };
+        SevInfo {
+            enabled: true,
+            api_major: v.major,
+            api_minor: v.minor,
+            build_id: v.build,
+            state,
+            policy: self.policy,
+            handle,
+        }
+    }
+
+    fn capabilities(&mut self) -> Result<SevCapability, QmpError> {
+        Err(QmpError::generic(
+            "SEV: Failed to open /dev/sev: the simulated ccp device (PDH_CERT_EXPORT, \
+             GET_ID2) is not wired to softsev run yet",
+        ))
+    }
+
+    fn launch_measure(&self) -> Option<Vec<u8>> {
+        Some(self.measurement.to_vec())
+    }
+
+    fn secret_area(&self) -> Option<(u32, u32)> {
+        self.secret_area
+    }
+
+    fn inject_secret(&mut self, header: &[u8], secret: &[u8], gpa: u64) -> Result<(), QmpError> {
+        let Some(uaddr) = self.hva(gpa, secret.len() as u64) else {
+            return Err(QmpError::generic(format!(
+                "SEV: Failed to calculate guest address: No memory is mapped at address {gpa:#x}"
+            )));
+        };
+        let Stage::Measured(l) = &mut self.stage else {
+            return Err(QmpError::generic(format!(
+                "SEV: failed to inject secret ret=-5 fw_error=2 '{}'",
+                fw_error_to_str(2)
+            )));
+        };
+        // The firmware's hdr_len ≠ 52 → INVALID_LENGTH (§3.5).
+        let Ok(hdr) = SevPacketHeader::read_from_bytes(header) else {
+            return Err(QmpError::generic(format!(
+                "SEV: failed to inject secret ret=-5 fw_error=4 '{}'",
+                fw_error_to_str(4)
+            )));
+        };
+        l.inject_secret(&hdr, secret, Gpa(gpa), uaddr).map_err(|e| {
+            let (ret, fw) = qemu_fw(&e);
+            QmpError::generic(format!(
+                "SEV: failed to inject secret ret={ret} fw_error={fw} '{}'",
+                fw_error_to_str(fw)
+            ))
+        })
+    }
+
+    fn attestation_report(&mut self, mnonce: &[u8; 16]) -> Result<Vec<u8>, QmpError> {
+        let r = match &self.stage {
+            Stage::Measured(l) => l.attestation_report(*mnonce),
+            Stage::Running(l) => l.attestation_report(*mnonce),
+            Stage::Gone => return Err(QmpError::generic("SEV is not enabled")),
+        };
+        r.map_err(|e| {
+            let (ret, fw) = qemu_fw(&e);
+            QmpError::generic(format!(
+                "SEV: Failed to query the attestation report length ret={ret} fw_err={fw} ({})",
+                fw_error_to_str(fw)
+            ))
+        })
+    }
+
+    fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Some(hva) = self.hva(gpa, buf.len() as u64) else {
+            return false;
+        };
+        if SevPolicy(self.policy).0 & SevPolicy::NODBG != 0 {
+            // No debug ops under NODBG: what the host sees.
+            return self.mem.read(hva, buf).is_ok();
+        }
+        let r = match &self.stage {
+            Stage::Measured(l) => l.dbg_decrypt(hva, buf.len() as u32),
+            Stage::Running(l) => l.dbg_decrypt(hva, buf.len() as u32),
+            Stage::Gone => return false,
+        };
+        match r {
+            Ok(v) if v.len() == buf.len() => {
+                buf.copy_from_slice(&v);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn translate(&mut self, _cpu: u32, _vaddr: u64) -> Option<u64> {
+        None
+    }
+
+    fn start(&mut self) -> Result<(), QmpError> {
+        self.finish().map_err(|e| {
+            let (ret, fw) = qemu_fw(&e);
+            QmpError::generic(format!(
+                "sev_launch_finish: LAUNCH_FINISH ret={ret} fw_error={fw} '{}'",
+                fw_error_to_str(fw)
+            ))
+        })
+    }
+
+    fn stop(&mut self) {}
+
+    fn quit(&mut self) {
+        self.quit = true;
+    }
+}

@@ -1,6 +1,7 @@
 //! Fuzz entry point for the `vmm_config` target (fuzz/fuzz_targets/vmm_config.rs): the
 //! QEMU command-line and TOML front ends and, when a configuration is accepted, the
-//! launch plan over the built-in firmware; and the `qmp_parser` target: the QMP monitor.
+//! launch plan over the built-in firmware; and the `qmp_parser` target: the QMP monitor
+//! over a real SEV guest.
 //! Nothing may panic.
 
 use crate::config::{from_toml, parse_args};
@@ -32,30 +33,20 @@ pub fn fuzz_config(data: &[u8]) {
 }
 
 /// Input of the `qmp_parser` target (fuzz/fuzz_targets/qmp_parser.rs): bytes a QMP
-/// client sends, fed to a [`crate::qmp::Session`] over a small launched
-/// [`crate::qmp::model::SevModel`] in pieces whose sizes come from the first byte, so
-/// values split across reads are exercised. Nothing may panic, and every line the
-/// monitor writes must be one JSON object ending in `\r\n`.
+/// client sends, fed to a [`crate::qmp::Session`] over a real guest — a
+/// [`crate::sev_run::SevVm`] launched on the software platform from the built-in
+/// firmware, one per input, up to LAUNCH_MEASURE (launch-secret) — in pieces whose
+/// sizes come from the first byte, so values split across reads are exercised. The
+/// first byte also picks the policy (bit 0: NODBG, bit 1: SEV-ES) and `-S` (bit 2).
+/// Nothing may panic, and every line the monitor writes must be one JSON object ending
+/// in `\r\n`.
 pub fn fuzz_qmp(data: &[u8]) {
-    use crate::qmp::model::{ModelConfig, SevModel};
     use crate::qmp::{QmpVersion, Session};
     let Some((&split, data)) = data.split_first() else {
         return;
     };
-    let mut model = SevModel::new(ModelConfig {
-        policy: u32::from(split & 1),
-        handle: 1,
-        api: (1, 55, 25),
-        ram_size: 64 << 10,
-        secret_area: Some((0x8000, 0xC00)),
-        session: None,
-        seed: b"fuzz".to_vec(),
-        certs: None,
-        cbitpos: 51,
-    });
-    let _ = model.launch_update_data(0, &[0x90; 0x100]);
-    let _ = model.launch_measure();
-    let mut s = Session::new(model, split & 2 != 0, QmpVersion::default());
+    let vm = fuzz_sev_guest(u32::from(split & 1) | (u32::from(split & 2) << 1));
+    let mut s = Session::new(vm, split & 4 != 0, QmpVersion::default());
     let check = |line: &str| {
         assert!(line.ends_with("\r\n"), "unterminated line {line:?}");
         let v: serde_json::Value =
@@ -63,7 +54,7 @@ pub fn fuzz_qmp(data: &[u8]) {
         assert!(v.is_object(), "{line:?}");
     };
     check(&s.connect());
-    let step = usize::from(split >> 2).max(1);
+    let step = usize::from(split >> 3).max(1);
     for chunk in data.chunks(step) {
         for line in s.feed(chunk).iter().chain(s.poll_events().iter()) {
             check(line);
@@ -75,4 +66,28 @@ pub fn fuzz_qmp(data: &[u8]) {
     for line in s.feed(b"\n") {
         check(&line);
     }
+}
+
+/// A small `sev-guest` (16 MiB, one vCPU, the built-in firmware) launched to
+/// launch-secret with `policy`. The setup does not depend on the input, so a failure
+/// is a bug of the launch path and panics with the reason.
+fn fuzz_sev_guest(policy: u32) -> crate::sev_run::SevVm {
+    let args = format!(
+        "-machine q35,confidential-guest-support=sev0 \
+         -object sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={policy:#x} \
+         -cpu EPYC-Milan -m 16M -smp 1 -S"
+    );
+    let config = parse_args(args.split_whitespace().map(str::to_string))
+        .unwrap_or_else(|e| panic!("fuzz guest arguments: {e}"));
+    let ovmf = softsev_measure::Ovmf::parse(softsev_measure::builtin::image())
+        .unwrap_or_else(|e| panic!("built-in firmware: {e}"));
+    let plan = crate::sev_plan::SevLaunchPlan::from_parts(
+        &config,
+        &ovmf,
+        None,
+        crate::config::LaunchBlobs::default(),
+    )
+    .unwrap_or_else(|e| panic!("fuzz guest plan (policy {policy:#x}): {e}"));
+    crate::sev_run::SevVm::launch(&plan, Some(b"fuzz qmp"))
+        .unwrap_or_else(|e| panic!("fuzz guest launch (policy {policy:#x}): {e}"))
 }

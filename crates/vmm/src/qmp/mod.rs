@@ -11,8 +11,10 @@
 //! * [`server`]: the Unix socket (`-qmp unix:PATH,server=on,wait=off`), one client at
 //!   a time (QEMU accepts one client per monitor chardev too; it allows several
 //!   monitors, softsev serves one).
-//! * [`model`]: [`model::SevModel`], an in-memory SEV platform model implementing
-//!   [`QmpGuest`] (state machine, measurement, secret, report, encrypted memory).
+//!
+//! The implementation of [`QmpGuest`] is [`crate::sev_run::SevVm`]: the guest launched
+//! through the host's SevLauncher on the firmware model; the monitor keeps no SEV state
+//! of its own.
 //!
 //! Commands: `qmp_capabilities`, `query-status`, `query-sev`,
 //! `query-sev-capabilities`, `query-sev-launch-measure`, `sev-inject-launch-secret`,
@@ -21,7 +23,6 @@
 
 pub mod hmp;
 pub mod json;
-pub mod model;
 pub mod server;
 mod session;
 

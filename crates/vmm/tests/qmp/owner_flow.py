@@ -1,7 +1,7 @@
 """The guest owner's QMP flow, driven by the real `qemu.qmp` client (PyPI) against
 softsev's QMP socket: paused start, measurement, owner check, secret, cont, quit.
 
-Usage: owner_flow.py SOCKET EXPECTED_MEASURE_B64 HEADER_B64 SECRET_B64 SECRET_HEX
+Usage: owner_flow.py SOCKET EXPECTED_MEASURE_B64 HEADER_B64 SECRET_B64 SECRET_HEX SECRET_GPA
 Prints one JSON object with what it saw; exits non-zero on any mismatch.
 """
 
@@ -13,7 +13,7 @@ import sys
 from qemu.qmp import ExecuteError, QMPClient
 
 
-async def main(sock, want_measure, header, secret, plain_hex):
+async def main(sock, want_measure, header, secret, plain_hex, secret_gpa):
     qmp = QMPClient("softsev-owner")
     await qmp.connect(sock)
     seen = {"greeting": dict(qmp.greeting._raw) if qmp.greeting else None}
@@ -44,7 +44,7 @@ async def main(sock, want_measure, header, secret, plain_hex):
     status = await qmp.execute("query-status")
     assert status == {"running": True, "status": "running"}, status
 
-    dump = await qmp.execute("human-monitor-command", {"command-line": "xp /16xb 0x8000"})
+    dump = await qmp.execute("human-monitor-command", {"command-line": f"xp /16xb {secret_gpa}"})
     got = "".join(t[2:] for t in dump.split() if t.startswith("0x"))
     assert got == plain_hex, (got, plain_hex)
     seen["xp"] = dump
@@ -64,4 +64,4 @@ async def main(sock, want_measure, header, secret, plain_hex):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:6]))
+    asyncio.run(main(*sys.argv[1:7]))

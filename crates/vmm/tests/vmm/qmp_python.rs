@@ -1,6 +1,6 @@
 //! The wire format is what the real client expects: `qemu.qmp` (PyPI, QEMU's own
 //! Python QMP library) runs the guest owner's flow (tests/qmp/owner_flow.py) against
-//! softsev's QMP socket served over the SEV model. Skipped with a message when the
+//! softsev's QMP socket served over a real guest (`SevVm` on the software platform). Skipped with a message when the
 //! module is not installed (scripts/install-interop-tools.sh installs it), unless
 //! SOFTSEV_REQUIRE_INTEROP=1.
 
@@ -35,9 +35,11 @@ fn qemu_qmp_client_runs_the_owner_flow() {
         return;
     }
     let policy = 0x0; // debugging allowed, so the owner's xp shows the secret
-    let guest = launched(policy);
+    let Some((plan, guest)) = launched(policy) else {
+        return;
+    };
     let blob = guest.launch_measure().unwrap();
-    let want = expected_measure(policy, &blob[32..]);
+    let want = expected_measure(&guest.sev_info(), &plan.expected_digest, &blob[32..]);
     let secret: Vec<u8> = (0xA0..0xB0u8).collect();
     let (hdr, ct) = owner_packet(&blob, &secret);
 
@@ -54,6 +56,7 @@ fn qemu_qmp_client_runs_the_owner_flow() {
         .arg(b64(&hdr))
         .arg(b64(&ct))
         .arg(hex::encode(&secret))
+        .arg(format!("{SECRET_BASE:#x}"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -69,12 +72,15 @@ fn qemu_qmp_client_runs_the_owner_flow() {
         serde_json::json!(["oob"])
     );
     t.stop().unwrap();
-    let s = session.lock().unwrap();
+    let mut s = session.lock().unwrap();
     assert!(s.guest().has_quit());
+    assert!(s.guest().finished(), "cont issued LAUNCH_FINISH");
+    assert_eq!(s.guest().guest_state(), Some(3));
+    // The firmware put the secret at the OVMF secret area (DBG_DECRYPT, debug policy).
     let mut seen_by_guest = vec![0u8; 16];
     assert!(
-        s.guest()
-            .guest_read(u64::from(SECRET_BASE), &mut seen_by_guest)
+        s.guest_mut()
+            .read_phys(u64::from(SECRET_BASE), &mut seen_by_guest)
     );
     assert_eq!(seen_by_guest, secret);
     assert_eq!(s.guest().sev_info().state.as_str(), "running");

@@ -573,12 +573,50 @@ fn states_and_firmware_refusals() {
                      "arguments": {"packet-header": "AA==", "secret": "AA==", "gpa": SECRET_BASE}})),
         generic("SEV: failed to inject secret ret=-5 fw_error=4 'Buffer too small'")
     );
+    // The firmware's own checks, in its order (§3.5): guest_paddr alignment, length,
+    // the packet MAC, then COMPRESSED (after the MAC).
+    let blob = unb64(
+        m.ok("query-sev-launch-measure", json!({}))["data"]
+            .as_str()
+            .unwrap(),
+    );
+    let inject = |m: &mut Mon, hdr: &[u8], ct: &[u8], gpa: u32| {
+        m.err(json!({"execute": "sev-inject-launch-secret",
+                     "arguments": {"packet-header": b64(hdr), "secret": b64(ct), "gpa": gpa}}))
+    };
+    let (hdr, ct) = owner_packet(&blob, &[0xAB; 16]);
+    assert_eq!(
+        inject(&mut m, &hdr, &ct, SECRET_BASE + 8),
+        generic("SEV: failed to inject secret ret=-5 fw_error=9 'Invalid address'")
+    );
+    let (hdr15, ct15) = owner_packet(&blob, &[0xAB; 15]);
+    assert_eq!(
+        inject(&mut m, &hdr15, &ct15, SECRET_BASE),
+        generic("SEV: failed to inject secret ret=-5 fw_error=4 'Buffer too small'")
+    );
+    let mut compressed = hdr.clone();
+    compressed[0] = 1;
+    let iv: [u8; 16] = hdr[4..20].try_into().unwrap();
+    let measure: [u8; 32] = blob[..32].try_into().unwrap();
+    let mac = secret_packet_mac(&[0; 16], 1, &iv, 16, 16, &ct, &measure);
+    assert_eq!(
+        inject(&mut m, &compressed, &ct, SECRET_BASE),
+        generic("SEV: failed to inject secret ret=-5 fw_error=11 'Bad measurement'"),
+        "flags are under the MAC"
+    );
+    compressed[20..52].copy_from_slice(&mac);
+    assert_eq!(
+        inject(&mut m, &compressed, &ct, SECRET_BASE),
+        generic("SEV: failed to inject secret ret=-5 fw_error=21 'Feature not supported'")
+    );
     // LAUNCH_FINISH at the first cont; the measurement stays readable, the report is
     // still given in RUNNING (§4), a secret is refused (QEMU checks the state first).
-    let blob = m.ok("query-sev-launch-measure", json!({}));
     m.raw(r#"{"execute": "cont"}"#);
     assert_eq!(m.s.guest().guest_state(), Some(3));
-    assert_eq!(m.ok("query-sev-launch-measure", json!({})), blob);
+    assert_eq!(
+        m.ok("query-sev-launch-measure", json!({}))["data"],
+        b64(&blob)
+    );
     let r = m.ok(
         "query-sev-attestation-report",
         json!({"mnonce": b64(&[7; 16])}),

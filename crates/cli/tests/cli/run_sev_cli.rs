@@ -1,6 +1,7 @@
 //! `softsev run` of a `sev-guest` (SEV / SEV-ES): without `-qmp` the launch runs to
-//! LAUNCH_FINISH and writes the measurement blob and a summary whose firmware digest
-//! equals the plan's and whose measurement verifies; with `-qmp … -S` QEMU's
+//! LAUNCH_FINISH, boots the guest model and writes the measurement blob and a summary
+//! whose firmware digest equals the plan's, whose measurement verifies and which
+//! carries the booted guest's view; with `-qmp … -S` QEMU's
 //! `qemu.qmp` client drives the owner flow (measurement, secret at the OVMF secret
 //! area, the debug read showing the secret the firmware decrypted, `cont`, `quit`).
 //! The fixture OVMF is sevctl's (../shared/fixtures/sev-legacy/sevctl).
@@ -44,6 +45,21 @@ fn sev_es_run_writes_a_verified_measurement() {
     let blob = std::fs::read(out.path().join("measurement.bin")).unwrap();
     assert_eq!(hex::encode(&blob), s["measurement"].as_str().unwrap());
     assert_eq!(blob.len(), 48);
+    // After LAUNCH_FINISH the guest booted: SEV_STATUS SEV|SEV-ES, C-bit from CPUID,
+    // GHCB, the AP started through the jump table; nothing injected, so the secret
+    // area (never written through the guest key) holds no table.
+    assert_eq!(s["guest_boot"], "booted", "{s}");
+    let g = &s["booted_guest"];
+    assert_eq!(g["mode"], "SEV-ES");
+    assert_eq!(g["sev_status"], "0x3");
+    assert_eq!(g["cbit_pos"], 51);
+    assert_eq!(g["reduced_phys_bits"], 1);
+    assert_eq!(g["secret_kind"], "no-table");
+    assert!(g["secret_sha256"].is_null());
+    assert_eq!(g["aps"].as_array().unwrap().len(), 1);
+    assert_eq!(g["aps"][0]["sev_status"], "0x3");
+    assert_eq!(g["aps"][0]["jump_table"], g["ap_jump_table"]);
+    assert_eq!(g["aps"][0]["start"], "0x9f000");
 
     // -S without a monitor cannot be continued.
     let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
@@ -56,6 +72,36 @@ fn sev_es_run_writes_a_verified_measurement() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("-S without -qmp"));
+}
+
+#[test]
+fn plain_sev_run_boots_the_guest() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let ovmf = fx.join(OVMF);
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--json", "--seed", "p", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .args(guest_args(&ovmf.to_string_lossy(), "0x1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["guest"], "SEV");
+    assert_eq!(s["guest_boot"], "booted", "{s}");
+    let g = &s["booted_guest"];
+    assert_eq!(g["mode"], "SEV");
+    assert_eq!(g["sev_status"], "0x1");
+    assert_eq!(g["ghcb_version"], 0);
+    assert_eq!(g["cbit_pos"], 51);
+    assert_eq!(g["secret_kind"], "no-table");
+    assert!(g["ap_jump_table"].is_null());
+    assert_eq!(g["aps"][0]["vcpu"], 1);
+    assert_eq!(g["aps"][0]["sev_status"], "0x1");
 }
 
 #[test]

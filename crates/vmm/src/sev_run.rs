@@ -23,7 +23,7 @@ use crate::sev_plan::SevLaunchPlan;
 use softsev_abi::kvm::{KvmSevInit, KvmUserspaceMemoryRegion2};
 use softsev_abi::sev_buf::{SevPacketHeader, SevSession};
 use softsev_abi::sev_cert::SevCert;
-use softsev_abi::{Gpa, PAGE_SIZE_2M, SevPolicy};
+use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_2M, SevPolicy};
 use softsev_firmware::FirmwareConfig;
 use softsev_guest::sev_boot::{
     SecretAreaConfig, SevApConfig, SevApReport, SevBootConfig, SevBootReport, SevMode,
@@ -32,8 +32,8 @@ use softsev_guest::sev_boot::{
 use softsev_guest::{GuestError, KernelBlobs, MemRange};
 use softsev_host::launch::{LaunchError, Measured, Running, SevInit, SevLauncher, SevUpdate};
 use softsev_host::{
-    CpuidEntry, GuestCpu, GuestEnd, Hva, Hypervisor, SoftPlatform, SoftPlatformExt, Vcpu, VcpuExit,
-    Vm, VmmMemory,
+    CpuidEntry, GuestCpu, GuestEnd, Hva, Hypervisor, SevUserGetId2, SevUserPdhCertExport,
+    SoftPlatform, SoftPlatformExt, Vcpu, VcpuExit, Vm, VmmMemory,
 };
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -161,6 +161,7 @@ pub struct SevVm {
     stage: Stage,
     measurement: [u8; 48],
     policy: u32,
+    product: softsev_abi::Product,
     secret_area: Option<(u32, u32)>,
     quit: bool,
     boot_cfg: SevBootConfig,
@@ -330,6 +331,7 @@ impl SevVm {
             stage: Stage::Measured(l),
             measurement,
             policy: plan.policy,
+            product: plan.product,
             secret_area: plan.secret_area,
             quit: false,
             boot_cfg,
@@ -534,10 +536,48 @@ impl QmpGuest for SevVm {
     }
 
     fn capabilities(&mut self) -> Result<SevCapability, QmpError> {
-        Err(QmpError::generic(
-            "SEV: Failed to open /dev/sev: the simulated ccp device (PDH_CERT_EXPORT, \
-             GET_ID2) is not wired to softsev run yet",
-        ))
+        // QEMU sev_get_capabilities: sev_get_pdh_info (SEV_PDH_CERT_EXPORT length
+        // query, then the export), sev_get_cpu0_id (SEV_GET_ID2 likewise), the host's
+        // CPUID 0x8000001F EBX[5:0] and reduced-phys-bits 1 (sev-legacy.md §1.7–1.8).
+        let host = self.platform.host();
+        let ioctl_err = |what: &str, e: &softsev_host::KvmError| {
+            let fw = e.fw.map_or(0, |s| s.0);
+            QmpError::generic(format!(
+                "SEV: Failed to {what} ret={} fw_err={fw} ({})",
+                -e.errno.0,
+                fw_error_to_str(fw)
+            ))
+        };
+        let mut pdh = SevUserPdhCertExport::default();
+        match host.sev_pdh_cert_export(&mut pdh) {
+            Err(e) if e.fw == Some(FwStatus::INVALID_LENGTH) => {}
+            Err(e) => return Err(ioctl_err("export PDH cert", &e)),
+            Ok(()) => {}
+        }
+        pdh.pdh_cert = Some(vec![0; pdh.pdh_cert_len as usize]);
+        pdh.cert_chain = Some(vec![0; pdh.cert_chain_len as usize]);
+        host.sev_pdh_cert_export(&mut pdh)
+            .map_err(|e| ioctl_err("export PDH cert", &e))?;
+        let mut id = SevUserGetId2::default();
+        match host.sev_get_id2(&mut id) {
+            Err(e) if e.fw == Some(FwStatus::INVALID_LENGTH) => {}
+            Err(e) => return Err(ioctl_err("get ID", &e)),
+            Ok(()) => {}
+        }
+        id.data = Some(vec![0; id.length as usize]);
+        host.sev_get_id2(&mut id)
+            .map_err(|e| ioctl_err("get ID", &e))?;
+        let cbitpos = crate::cpuid::qemu_cpuid_functions(self.product, 1)
+            .iter()
+            .find(|f| f.eax_in == 0x8000_001F)
+            .map_or(0, |f| f.ebx & 0x3F);
+        Ok(SevCapability {
+            pdh: pdh.pdh_cert.unwrap_or_default(),
+            cert_chain: pdh.cert_chain.unwrap_or_default(),
+            cpu0_id: id.data.unwrap_or_default(),
+            cbitpos,
+            reduced_phys_bits: 1,
+        })
     }
 
     fn launch_measure(&self) -> Option<Vec<u8>> {

@@ -143,6 +143,7 @@ fn qemu_qmp_owner_flow_against_softsev_run() {
         .arg(script)
         .arg(&sock)
         .arg(secret)
+        .arg(dir.path().join("out"))
         .output()
         .unwrap();
     let run = child.wait_with_output().unwrap();
@@ -162,13 +163,24 @@ fn qemu_qmp_owner_flow_against_softsev_run() {
         said.starts_with("{'status': 'prelaunch', 'running': False} launch-secret running RESUME"),
         "{said}"
     );
-    // The debug read shows the secret as the firmware decrypted it into the guest.
+    // The debug read shows the secret table as the firmware decrypted it into the
+    // guest (header GUID 1e74f542-71dd-4d66-… in EFI byte order).
     assert!(
-        said.contains("0x00 0x11 0x22 0x33 0x44 0x55 0x66 0x77"),
+        said.contains("0x42 0xf5 0x74 0x1e 0xdd 0x71 0x66 0x4d"),
+        "{said}"
+    );
+    // The guest booted after cont and read exactly the packet the owner built; the
+    // capabilities' PDH decoded as a PDH certificate.
+    assert!(
+        said.trim_end().ends_with("secret-sha256-ok pdh-ok"),
         "{said}"
     );
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out/summary.json")).unwrap())
             .unwrap();
     assert_eq!(s["launch_finished"], true);
+    assert_eq!(s["booted_guest"]["secret_kind"], "found");
+    let pdh = std::fs::read(dir.path().join("pdh.cert")).unwrap();
+    let cert = softsev_abi::sev_cert::SevCert::decode(&pdh).unwrap();
+    assert_eq!(cert.usage(), softsev_abi::sev_cert::SevUsage::PDH);
 }

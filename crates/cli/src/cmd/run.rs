@@ -378,6 +378,10 @@ struct SevSummary {
     kvm_init: &'static str,
     vm_type: u32,
     vcpus: u32,
+    /// Firmware API version and build (PLATFORM_STATUS), the inputs of the measurement.
+    api_major: u8,
+    api_minor: u8,
+    build_id: u8,
     /// LAUNCH_MEASURE output: measure ‖ mnonce, hex (also measurement.bin).
     measurement: String,
     expected_launch_digest: String,
@@ -549,6 +553,9 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         kvm_init: plan.kvm_init.command(),
         vm_type: plan.kvm_init.vm_type().0,
         vcpus: plan.vcpus,
+        api_major: info.api_major,
+        api_minor: info.api_minor,
+        build_id: info.build_id,
         measurement: hex::encode(blob),
         expected_launch_digest: hex::encode(plan.expected_digest),
         firmware_launch_digest: firmware_digest.map(hex::encode),

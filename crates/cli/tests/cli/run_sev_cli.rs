@@ -183,4 +183,63 @@ fn qemu_qmp_owner_flow_against_softsev_run() {
     let pdh = std::fs::read(dir.path().join("pdh.cert")).unwrap();
     let cert = softsev_abi::sev_cert::SevCert::decode(&pdh).unwrap();
     assert_eq!(cert.usage(), softsev_abi::sev_cert::SevUsage::PDH);
+
+    // An owner session on the exported PDH: `softsev sev session` makes the GODH and
+    // the session; the same seeded platform accepts them at LAUNCH_START, and the
+    // measurement verifies with the owner's TIK.
+    let sess = dir.path().join("sess");
+    std::fs::create_dir_all(&sess).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["sev", "session", "--seed", "owner", "--dir"])
+        .arg(&sess)
+        .arg(dir.path().join("pdh.cert"))
+        .arg("0x4")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut args = guest_args(&ovmf.to_string_lossy(), "0x4");
+    let obj = args
+        .iter_mut()
+        .find(|a| a.starts_with("sev-guest,"))
+        .unwrap();
+    obj.push_str(&format!(
+        ",dh-cert-file={},session-file={}",
+        sess.join("vm_godh.b64").display(),
+        sess.join("vm_session.b64").display()
+    ));
+    let out2 = dir.path().join("out2");
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--json", "--seed", "t", "--out"])
+        .arg(&out2)
+        .arg("--")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out2.join("summary.json")).unwrap()).unwrap();
+    assert!(s2["measurement_verified"].is_null(), "{s2}");
+    let check = |tik: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_softsev"))
+            .args(["sev", "measurement", "check", "--policy", "0x4"])
+            .args(["--api-major", &s2["api_major"].to_string()])
+            .args(["--api-minor", &s2["api_minor"].to_string()])
+            .args(["--build-id", &s2["build_id"].to_string()])
+            .arg("--tik")
+            .arg(tik)
+            .args([
+                "--launch-digest",
+                s2["expected_launch_digest"].as_str().unwrap(),
+            ])
+            .arg("--launch-measure-blob")
+            .arg(out2.join("measurement.bin"))
+            .output()
+            .unwrap()
+    };
+    let o = check(&sess.join("vm_tik.bin"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The all-zero TIK of a session-less launch does not verify it.
+    let zero = dir.path().join("zero_tik.bin");
+    std::fs::write(&zero, [0u8; 16]).unwrap();
+    assert!(!check(&zero).status.success());
 }

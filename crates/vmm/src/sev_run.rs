@@ -16,6 +16,11 @@
 //! 2 MiB, AP GHCBs from top − 12 MiB; SEV-ES APs start through the AP jump table
 //! (NAE 0x8000_0005, host-interfaces.md §2.7) placed at [`AP_JUMP_TABLE_GPA`], below
 //! 1 MiB as real mode requires.
+//!
+//! `query-sev-capabilities` goes to the host's `/dev/sev` ioctls as QEMU's
+//! `sev_get_capabilities` does: SEV_PDH_CERT_EXPORT and SEV_GET_ID2, each after its
+//! length query ([`softsev_host::SoftHost::sev_pdh_cert_export`],
+//! [`softsev_host::SoftHost::sev_get_id2`]).
 
 use crate::qmp::{QmpError, QmpGuest, SevCapability, SevInfo, SevState, fw_error_to_str};
 use crate::run::RunError;

@@ -3,7 +3,10 @@
 //! whose firmware digest equals the plan's, whose measurement verifies and which
 //! carries the booted guest's view; with `-qmp … -S` QEMU's
 //! `qemu.qmp` client drives the owner flow (measurement, secret at the OVMF secret
-//! area, the debug read showing the secret the firmware decrypted, `cont`, `quit`).
+//! area, the debug read showing the secret the firmware decrypted, `cont`, `quit`, the
+//! booted guest's SHA-256 of the secret table, the capabilities' PDH), then an owner
+//! session on that PDH whose measurement verifies with the owner's TIK; a run with
+//! `kernel-hashes=on` has the guest check the kernel hashes.
 //! The fixture OVMF is sevctl's (../shared/fixtures/sev-legacy/sevctl).
 
 use std::process::{Command, Stdio};
@@ -242,4 +245,44 @@ fn qemu_qmp_owner_flow_against_softsev_run() {
     let zero = dir.path().join("zero_tik.bin");
     std::fs::write(&zero, [0u8; 16]).unwrap();
     assert!(!check(&zero).status.success());
+}
+
+#[test]
+fn sev_run_with_kernel_hashes_verifies_them_in_the_guest() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let ovmf = fx.join(OVMF);
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinuz");
+    let mut k = vec![0u8; 0x3_0000];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = (i * 7 + i / 251) as u8;
+    }
+    std::fs::write(&kernel, &k).unwrap();
+    let mut args = guest_args(&ovmf.to_string_lossy(), "0x5");
+    let obj = args
+        .iter_mut()
+        .find(|a| a.starts_with("sev-guest,"))
+        .unwrap();
+    obj.push_str(",kernel-hashes=on");
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--json", "--seed", "k", "--out"])
+        .arg(&out)
+        .arg("--")
+        .args(&args)
+        .arg("-kernel")
+        .arg(&kernel)
+        .args(["-append", "console=ttyS0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["measurement_verified"], true);
+    assert_eq!(s["guest_boot"], "booted", "{s}");
+    assert_eq!(s["booted_guest"]["mode"], "SEV-ES");
+    assert_eq!(s["booted_guest"]["kernel_hashes_verified"], true);
+    assert_eq!(s["booted_guest"]["secret_kind"], "no-table");
 }

@@ -42,6 +42,7 @@ mod mem;
 mod platform;
 mod psp;
 mod sev;
+mod sev_dev;
 mod soft_platform;
 mod state;
 mod usermem;
@@ -58,6 +59,7 @@ pub use platform::{
     AsidClass, AsidCounts, AsidRange, KVM_SNP_POLICY_MASK, ModuleParams, SNP_POLICY_RSVD_MBO,
     SoftHost,
 };
+pub use sev_dev::{SevUserGetId2, SevUserPdhCertExport};
 pub use soft_platform::{
     HypervisorKind, PlatformError, SoftPlatform, SoftPlatformBuilder, SoftPlatformExt, hypervisor,
 };

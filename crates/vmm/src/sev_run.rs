@@ -7,6 +7,20 @@
 //! LAUNCH_MEASURE. The guest then waits in launch-secret: [`SevVm`] implements
 //! [`QmpGuest`], so the QMP monitor injects secrets and `cont` issues LAUNCH_FINISH
 //! (QEMU `sev_vm_state_change`); [`SevVm::finish`] does the same without a monitor.
+//!
+//! After LAUNCH_FINISH the guest boots ([`SevVm::boot`], also what `cont` does): vCPU 0
+//! runs the SEV guest model (`softsev_guest::sev_boot`, sev-legacy.md §8.1, §8.3) and
+//! each AP `sev_ap_entry` on its own vCPU, while the loop here plays QEMU's part of
+//! KVM_RUN (halt, termination). The guest's work areas are the ones the SNP runs use
+//! ([`crate::run`]): GHCB page at low-RAM top − 4 MiB, 1 MiB bounce buffers at top −
+//! 2 MiB, AP GHCBs from top − 12 MiB; SEV-ES APs start through the AP jump table
+//! (NAE 0x8000_0005, host-interfaces.md §2.7) placed at [`AP_JUMP_TABLE_GPA`], below
+//! 1 MiB as real mode requires.
+//!
+//! `query-sev-capabilities` goes to the host's `/dev/sev` ioctls as QEMU's
+//! `sev_get_capabilities` does: SEV_PDH_CERT_EXPORT and SEV_GET_ID2, each after its
+//! length query ([`softsev_host::SoftHost::sev_pdh_cert_export`],
+//! [`softsev_host::SoftHost::sev_get_id2`]).
 
 use crate::qmp::{QmpError, QmpGuest, SevCapability, SevInfo, SevState, fw_error_to_str};
 use crate::run::RunError;
@@ -14,15 +28,117 @@ use crate::sev_plan::SevLaunchPlan;
 use softsev_abi::kvm::{KvmSevInit, KvmUserspaceMemoryRegion2};
 use softsev_abi::sev_buf::{SevPacketHeader, SevSession};
 use softsev_abi::sev_cert::SevCert;
-use softsev_abi::{Gpa, PAGE_SIZE_2M, SevPolicy};
+use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_2M, SevPolicy};
 use softsev_firmware::FirmwareConfig;
+use softsev_guest::sev_boot::{
+    SecretAreaConfig, SevApConfig, SevApReport, SevBootConfig, SevBootReport, SevMode,
+    sev_ap_entry, sev_boot,
+};
+use softsev_guest::{GuestError, KernelBlobs, MemRange};
 use softsev_host::launch::{LaunchError, Measured, Running, SevInit, SevLauncher, SevUpdate};
-use softsev_host::{Hva, Hypervisor, SoftPlatform, SoftPlatformExt, Vm, VmmMemory};
+use softsev_host::{
+    CpuidEntry, GuestCpu, GuestEnd, Hva, Hypervisor, SevUserGetId2, SevUserPdhCertExport,
+    SoftPlatform, SoftPlatformExt, Vcpu, VcpuExit, Vm, VmmMemory,
+};
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// First plain-SEV ASID of the simulated host.
 pub const MIN_SEV_ASID: u32 = 100;
+
+/// SEV-ES AP jump table page: private, 4 KiB aligned, below 1 MiB (Linux places it in
+/// low memory for the real-mode trampoline; `sev_es_setup_ap_jump_table`).
+pub const AP_JUMP_TABLE_GPA: u64 = 0x9_E000;
+/// Real-mode entry of the AP trampoline the jump table points at (below 1 MiB).
+pub const AP_START_IP: u32 = 0x9_F000;
+
+/// What the booted guest reported.
+#[derive(Clone, Debug)]
+pub struct SevBootOutcome {
+    /// The BSP's report.
+    pub bsp: SevBootReport,
+    /// Each AP's report, with its vCPU id.
+    pub aps: Vec<(u32, SevApReport)>,
+}
+
+/// The guest's boot configuration for `plan`: mode from the policy's ES bit, the work
+/// areas above, the OVMF secret area from the footer, the kernel hashes check when the
+/// plan measured a hashes table (`kernel-hashes=on` with a kernel) and `blobs` are the
+/// kernel, initrd and command line QEMU loaded, and the APs for more than one vCPU.
+pub fn boot_config(
+    plan: &SevLaunchPlan,
+    blobs: Option<&crate::plan::BootBlobs>,
+) -> Result<SevBootConfig, RunError> {
+    let mode = if plan.es {
+        SevMode::SevEs
+    } else {
+        SevMode::Sev
+    };
+    let low_top = plan.memory.below_4g;
+    if low_top < 16 << 20 {
+        return Err(RunError::Platform(format!(
+            "{low_top:#x} bytes of RAM below 4 GiB: softsev's guest needs at least 16 MiB"
+        )));
+    }
+    let mut cfg = SevBootConfig::new(
+        mode,
+        Gpa(low_top - (4 << 20)),
+        MemRange::new(low_top - (2 << 20), 1 << 20),
+    );
+    cfg.secret = plan.secret_area.map(|(base, size)| SecretAreaConfig {
+        gpa: Gpa(u64::from(base)),
+        size,
+    });
+    let table = plan
+        .updates
+        .iter()
+        .find(|u| u.what == "kernel hashes table");
+    if let (Some(t), Some(b)) = (table, blobs) {
+        let mut cmdline = b.cmdline.clone().unwrap_or_default().into_bytes();
+        cmdline.push(0);
+        cfg.kernel = Some(KernelBlobs {
+            table_gpa: t.gpa,
+            area_size: 4096 - (t.gpa.0 & 0xFFF) as u32,
+            kernel: b.kernel.clone(),
+            initrd: b.initrd.clone().unwrap_or_default(),
+            cmdline,
+        });
+        cfg.kernel_load_gpa = Some(Gpa(16 << 20));
+    }
+    if plan.vcpus > 1 {
+        cfg.aps = Some(SevApConfig {
+            apic_ids: (1..plan.vcpus).collect(),
+            jump_table_gpa: Gpa(AP_JUMP_TABLE_GPA),
+            start_ip: AP_START_IP,
+            ghcb_base: plan.es.then(|| Gpa(low_top - (12 << 20))),
+        });
+    }
+    Ok(cfg)
+}
+
+/// QEMU's part of KVM_RUN for an SEV / SEV-ES vCPU: the guest model handles its own
+/// intercepts through the host, so the VMM sees only the end (halt or termination).
+fn run_vcpu(vcpu: &mut dyn Vcpu) -> Result<(), RunError> {
+    let id = vcpu.id();
+    match vcpu.run().map_err(kvm(format!("KVM_RUN vCPU {id}")))? {
+        VcpuExit::Hlt => Ok(()),
+        VcpuExit::SystemEvent { data, .. } => {
+            let v = data.first().copied().unwrap_or(0);
+            // GHCB termination request: bits 15:12 reason set, 23:16 reason code.
+            Err(RunError::Terminated {
+                set: (v >> 12) & 0xF,
+                code: (v >> 16) & 0xFF,
+                cause: None,
+            })
+        }
+        other => Err(RunError::Exit {
+            vcpu: id,
+            exit: format!("{other:?}"),
+        }),
+    }
+}
 
 /// One memslot.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +166,11 @@ pub struct SevVm {
     stage: Stage,
     measurement: [u8; 48],
     policy: u32,
+    product: softsev_abi::Product,
     secret_area: Option<(u32, u32)>,
     quit: bool,
+    boot_cfg: SevBootConfig,
+    booted: Option<Result<SevBootOutcome, String>>,
 }
 
 impl std::fmt::Debug for SevVm {
@@ -167,8 +286,26 @@ impl SevVm {
         // init, before the vCPUs exist.
         let launcher = SevLauncher::new(vm, init)?;
         let mut l = launcher.launch_start(plan.policy, session)?;
+        // KVM_CREATE_VCPU, then KVM_SET_CPUID2 with QEMU's table for the CPU model
+        // (the host answers a plain SEV guest's CPUID from it, and an SEV-ES guest's
+        // through the GHCB; not measured, sev-legacy.md §8.1).
+        let cpuid: Vec<CpuidEntry> = crate::cpuid::qemu_cpuid_functions(plan.product, plan.vcpus)
+            .iter()
+            .map(|f| CpuidEntry {
+                function: f.eax_in,
+                index: f.ecx_in,
+                eax: f.eax,
+                ebx: f.ebx,
+                ecx: f.ecx,
+                edx: f.edx,
+            })
+            .collect();
         for (i, state) in plan.vcpu_states.iter().enumerate() {
             l.create_vcpu(i as u32, state)?;
+        }
+        for v in l.vcpus() {
+            v.set_cpuid(&cpuid)
+                .map_err(kvm(format!("KVM_SET_CPUID2 vCPU {}", v.id())))?;
         }
         let hva = |gpa: Gpa| {
             slots
@@ -189,6 +326,7 @@ impl SevVm {
             l.update_vmsa()?;
         }
         let l = l.measure()?;
+        let boot_cfg = boot_config(plan, None)?;
         let mut measurement = [0u8; 48];
         measurement.copy_from_slice(l.measurement().as_bytes());
         Ok(SevVm {
@@ -198,8 +336,130 @@ impl SevVm {
             stage: Stage::Measured(l),
             measurement,
             policy: plan.policy,
+            product: plan.product,
             secret_area: plan.secret_area,
             quit: false,
+            boot_cfg,
+            booted: None,
+        })
+    }
+
+    /// Replace the guest's boot configuration (e.g. [`boot_config`] with the kernel
+    /// blobs, for the kernel hashes check).
+    pub fn set_boot_config(&mut self, cfg: SevBootConfig) {
+        self.boot_cfg = cfg;
+    }
+
+    /// The guest's boot configuration.
+    pub fn boot_config(&self) -> &SevBootConfig {
+        &self.boot_cfg
+    }
+
+    /// The boot's outcome, once [`SevVm::boot`] ran (`Err` = why it failed).
+    pub fn boot_outcome(&self) -> Option<&Result<SevBootOutcome, String>> {
+        self.booted.as_ref()
+    }
+
+    /// Boot the guest after LAUNCH_FINISH (once; later calls return the first outcome):
+    /// `sev_boot` on vCPU 0, then `sev_ap_entry` on each AP the guest started.
+    pub fn boot(&mut self) -> Result<&SevBootOutcome, RunError> {
+        if self.booted.is_none() {
+            let r = self.boot_once().map_err(|e| e.to_string());
+            self.booted = Some(r);
+        }
+        match &self.booted {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(e)) => Err(RunError::Platform(format!("SEV guest boot: {e}"))),
+            None => Err(RunError::Platform("SEV guest boot did not run".into())),
+        }
+    }
+
+    fn boot_once(&mut self) -> Result<SevBootOutcome, RunError> {
+        let Stage::Running(l) = &mut self.stage else {
+            return Err(RunError::Platform(
+                "the guest boots after LAUNCH_FINISH (cont)".into(),
+            ));
+        };
+        let cfg = self.boot_cfg.clone();
+        let mode = cfg.mode;
+        let vcpus = l.vcpus_mut();
+        let Some(bsp) = vcpus.first_mut() else {
+            return Err(RunError::Platform("no vCPUs".into()));
+        };
+        let (tx, rx) = mpsc::channel::<Result<SevBootReport, GuestError>>();
+        let guest = move |cpu: &mut GuestCpu| {
+            let r = sev_boot(&mut *cpu, &cfg);
+            let end = if r.is_ok() {
+                GuestEnd::Halt
+            } else {
+                GuestEnd::Shutdown
+            };
+            let _ = tx.send(r);
+            Ok(end)
+        };
+        self.platform
+            .set_guest(&mut **bsp, Box::new(guest))
+            .map_err(kvm("install the guest on vCPU 0"))?;
+        let ran = run_vcpu(&mut **bsp);
+        let got = rx.recv_timeout(Duration::from_secs(2)).ok();
+        let bsp_report = match (ran, got) {
+            (Ok(()), Some(Ok(r))) => r,
+            (_, Some(Err(e))) => {
+                return Err(RunError::Platform(format!(
+                    "vCPU 0: the SEV guest failed: {}",
+                    e.root()
+                )));
+            }
+            (Err(e), _) => return Err(e),
+            (Ok(()), None) => {
+                return Err(RunError::Exit {
+                    vcpu: 0,
+                    exit: "guest ended without a result".into(),
+                });
+            }
+        };
+        let mut aps = Vec::new();
+        for v in vcpus.iter_mut().skip(1) {
+            let id = v.id();
+            let Some(i) = bsp_report.aps.iter().position(|a| *a == id) else {
+                continue;
+            };
+            let ghcb = bsp_report.ap_ghcbs.get(i).copied();
+            let (tx, rx) = mpsc::channel::<Result<SevApReport, GuestError>>();
+            let ap = move |cpu: &mut GuestCpu| {
+                let r = sev_ap_entry(&mut *cpu, mode, ghcb);
+                let end = if r.is_ok() {
+                    GuestEnd::Halt
+                } else {
+                    GuestEnd::Shutdown
+                };
+                let _ = tx.send(r);
+                Ok(end)
+            };
+            self.platform
+                .set_guest(&mut **v, Box::new(ap))
+                .map_err(kvm(format!("install the guest on vCPU {id}")))?;
+            let ran = run_vcpu(&mut **v);
+            match (ran, rx.recv_timeout(Duration::from_secs(2)).ok()) {
+                (Ok(()), Some(Ok(r))) => aps.push((id, r)),
+                (_, Some(Err(e))) => {
+                    return Err(RunError::Platform(format!(
+                        "vCPU {id}: the SEV AP failed: {}",
+                        e.root()
+                    )));
+                }
+                (Err(e), _) => return Err(e),
+                (Ok(()), None) => {
+                    return Err(RunError::Exit {
+                        vcpu: id,
+                        exit: "AP ended without a result".into(),
+                    });
+                }
+            }
+        }
+        Ok(SevBootOutcome {
+            bsp: bsp_report,
+            aps,
         })
     }
 
@@ -281,10 +541,48 @@ impl QmpGuest for SevVm {
     }
 
     fn capabilities(&mut self) -> Result<SevCapability, QmpError> {
-        Err(QmpError::generic(
-            "SEV: Failed to open /dev/sev: the simulated ccp device (PDH_CERT_EXPORT, \
-             GET_ID2) is not wired to softsev run yet",
-        ))
+        // QEMU sev_get_capabilities: sev_get_pdh_info (SEV_PDH_CERT_EXPORT length
+        // query, then the export), sev_get_cpu0_id (SEV_GET_ID2 likewise), the host's
+        // CPUID 0x8000001F EBX[5:0] and reduced-phys-bits 1 (sev-legacy.md §1.7–1.8).
+        let host = self.platform.host();
+        let ioctl_err = |what: &str, e: &softsev_host::KvmError| {
+            let fw = e.fw.map_or(0, |s| s.0);
+            QmpError::generic(format!(
+                "SEV: Failed to {what} ret={} fw_err={fw} ({})",
+                -e.errno.0,
+                fw_error_to_str(fw)
+            ))
+        };
+        let mut pdh = SevUserPdhCertExport::default();
+        match host.sev_pdh_cert_export(&mut pdh) {
+            Err(e) if e.fw == Some(FwStatus::INVALID_LENGTH) => {}
+            Err(e) => return Err(ioctl_err("export PDH cert", &e)),
+            Ok(()) => {}
+        }
+        pdh.pdh_cert = Some(vec![0; pdh.pdh_cert_len as usize]);
+        pdh.cert_chain = Some(vec![0; pdh.cert_chain_len as usize]);
+        host.sev_pdh_cert_export(&mut pdh)
+            .map_err(|e| ioctl_err("export PDH cert", &e))?;
+        let mut id = SevUserGetId2::default();
+        match host.sev_get_id2(&mut id) {
+            Err(e) if e.fw == Some(FwStatus::INVALID_LENGTH) => {}
+            Err(e) => return Err(ioctl_err("get ID", &e)),
+            Ok(()) => {}
+        }
+        id.data = Some(vec![0; id.length as usize]);
+        host.sev_get_id2(&mut id)
+            .map_err(|e| ioctl_err("get ID", &e))?;
+        let cbitpos = crate::cpuid::qemu_cpuid_functions(self.product, 1)
+            .iter()
+            .find(|f| f.eax_in == 0x8000_001F)
+            .map_or(0, |f| f.ebx & 0x3F);
+        Ok(SevCapability {
+            pdh: pdh.pdh_cert.unwrap_or_default(),
+            cert_chain: pdh.cert_chain.unwrap_or_default(),
+            cpu0_id: id.data.unwrap_or_default(),
+            cbitpos,
+            reduced_phys_bits: 1,
+        })
     }
 
     fn launch_measure(&self) -> Option<Vec<u8>> {
@@ -371,7 +669,13 @@ impl QmpGuest for SevVm {
                 "sev_launch_finish: LAUNCH_FINISH ret={ret} fw_error={fw} '{}'",
                 fw_error_to_str(fw)
             ))
-        })
+        })?;
+        // The vCPUs run: the guest boots. A failed boot is the guest's business (the
+        // outcome is kept for the run's summary), not an error of `cont`.
+        if let Err(e) = self.boot() {
+            tracing::warn!(error = %e, "SEV guest boot failed");
+        }
+        Ok(())
     }
 
     fn stop(&mut self) {}

@@ -6,8 +6,11 @@
 //! A `sev-guest` (SEV / SEV-ES) is launched through the host's SEV launcher up to
 //! LAUNCH_MEASURE; with `-qmp unix:PATH,server=on,wait=off` the QMP monitor serves it
 //! as QEMU does (with `-S` the guest waits for `cont`, which issues LAUNCH_FINISH; the
-//! run ends at `quit`), without `-qmp` LAUNCH_FINISH follows at once. The measurement
-//! blob and a summary are written to the output directory.
+//! run ends at `quit`), without `-qmp` LAUNCH_FINISH follows at once. After
+//! LAUNCH_FINISH the guest model boots (`softsev_guest::sev_boot` on vCPU 0,
+//! `sev_ap_entry` on the APs). The measurement blob and a summary (with the guest's
+//! SEV_STATUS, C-bit, secret-area outcome and AP reports) are written to the output
+//! directory.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -375,6 +378,10 @@ struct SevSummary {
     kvm_init: &'static str,
     vm_type: u32,
     vcpus: u32,
+    /// Firmware API version and build (PLATFORM_STATUS), the inputs of the measurement.
+    api_major: u8,
+    api_minor: u8,
+    build_id: u8,
     /// LAUNCH_MEASURE output: measure ‖ mnonce, hex (also measurement.bin).
     measurement: String,
     expected_launch_digest: String,
@@ -384,10 +391,67 @@ struct SevSummary {
     secret_area: Option<(String, String)>,
     launch_finished: bool,
     qmp: Option<String>,
-    guest_boot: &'static str,
+    /// "booted", "failed: …", or "not run" (the run ended before `cont`).
+    guest_boot: String,
+    /// The booted guest's view (absent when it did not boot).
+    booted_guest: Option<SevGuestSummary>,
     total_ms: f64,
     out_dir: String,
     files: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SevGuestSummary {
+    mode: &'static str,
+    /// SEV_STATUS MSR as the BSP read it, `0x…`.
+    sev_status: String,
+    cbit_pos: u8,
+    reduced_phys_bits: u8,
+    ghcb_version: u16,
+    kernel_hashes_verified: bool,
+    /// `SecretStatus::kind()`: not-configured, absent, no-table, found, invalid.
+    secret_kind: &'static str,
+    /// SHA-256 of the injected packet as the guest read it (when a table was found).
+    secret_sha256: Option<String>,
+    shared_bytes: u64,
+    ap_jump_table: Option<String>,
+    aps: Vec<SevApSummary>,
+}
+
+#[derive(Serialize)]
+struct SevApSummary {
+    vcpu: u32,
+    sev_status: String,
+    ghcb_version: u16,
+    jump_table: Option<String>,
+    start: Option<String>,
+}
+
+fn sev_guest_summary(o: &softsev_vmm::sev_run::SevBootOutcome) -> SevGuestSummary {
+    let r = &o.bsp;
+    SevGuestSummary {
+        mode: r.mode.name(),
+        sev_status: format!("{:#x}", r.sev_status),
+        cbit_pos: r.cbit_pos,
+        reduced_phys_bits: r.reduced_phys_bits,
+        ghcb_version: r.ghcb_version,
+        kernel_hashes_verified: r.hashes_verified,
+        secret_kind: r.secret.kind(),
+        secret_sha256: r.secret.sha256_hex().map(str::to_string),
+        shared_bytes: r.shared_bytes,
+        ap_jump_table: r.ap_jump_table.map(|g| format!("{:#x}", g.0)),
+        aps: o
+            .aps
+            .iter()
+            .map(|(id, a)| SevApSummary {
+                vcpu: *id,
+                sev_status: format!("{:#x}", a.sev_status),
+                ghcb_version: a.ghcb_version,
+                jump_table: a.jump_table.map(|g| format!("{:#x}", g.0)),
+                start: a.start.map(|s| format!("{s:#x}")),
+            })
+            .collect(),
+    }
 }
 
 /// `softsev run` of a `sev-guest`.
@@ -410,7 +474,9 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         None => new_out_dir()?,
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let vm = SevVm::launch(&plan, a.seed.as_deref().map(str::as_bytes))?;
+    let mut vm = SevVm::launch(&plan, a.seed.as_deref().map(str::as_bytes))?;
+    let blobs = softsev_vmm::plan::BootBlobs::load(cfg)?;
+    vm.set_boot_config(softsev_vmm::sev_run::boot_config(&plan, blobs.as_ref())?);
     let blob = vm.measurement();
     let info = vm.sev_info();
     let firmware_digest = vm.firmware_launch_digest();
@@ -428,11 +494,12 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             &mnonce,
         ) == blob[..32]
     });
-    let (finished, qmp) = match &cfg.qmp {
+    let (finished, booted, qmp) = match &cfg.qmp {
         None => {
             let mut vm = vm;
             vm.finish()?;
-            (vm.finished(), None)
+            let _ = vm.boot();
+            (vm.finished(), vm.boot_outcome().cloned(), None)
         }
         Some(q) => {
             let server = QmpServer::bind(&q.path)
@@ -449,6 +516,7 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             let mut vm = vm;
             if !cfg.start_paused {
                 vm.finish()?;
+                let _ = vm.boot();
             }
             let session = Arc::new(Mutex::new(Session::new(
                 vm,
@@ -472,7 +540,11 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             let s = session
                 .lock()
                 .map_err(|_| anyhow::anyhow!("QMP session poisoned"))?;
-            (s.guest().finished(), Some(q.path.display().to_string()))
+            (
+                s.guest().finished(),
+                s.guest().boot_outcome().cloned(),
+                Some(q.path.display().to_string()),
+            )
         }
     };
     let summary = SevSummary {
@@ -481,6 +553,9 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         kvm_init: plan.kvm_init.command(),
         vm_type: plan.kvm_init.vm_type().0,
         vcpus: plan.vcpus,
+        api_major: info.api_major,
+        api_minor: info.api_minor,
+        build_id: info.build_id,
         measurement: hex::encode(blob),
         expected_launch_digest: hex::encode(plan.expected_digest),
         firmware_launch_digest: firmware_digest.map(hex::encode),
@@ -490,8 +565,15 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             .map(|(b, l)| (format!("{b:#x}"), format!("{l:#x}"))),
         launch_finished: finished,
         qmp,
-        guest_boot: "not run: the SEV / SEV-ES guest model is not wired to softsev run yet; \
-                     the run ends after LAUNCH_FINISH",
+        guest_boot: match &booted {
+            None => "not run (the run ended before cont)".to_string(),
+            Some(Ok(_)) => "booted".to_string(),
+            Some(Err(e)) => format!("failed: {e}"),
+        },
+        booted_guest: booted
+            .as_ref()
+            .and_then(|b| b.as_ref().ok())
+            .map(sev_guest_summary),
         total_ms: t0.elapsed().as_secs_f64() * 1e3,
         out_dir: out.display().to_string(),
         files: {
@@ -511,7 +593,20 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             "  policy          {} ({})",
             summary.policy, summary.kvm_init
         );
+        match &summary.booted_guest {
+            Some(g) => println!(
+                "  guest           booted: SEV_STATUS {}, C-bit {}, {} AP(s), secret {}",
+                g.sev_status,
+                g.cbit_pos,
+                g.aps.len(),
+                g.secret_kind
+            ),
+            None => println!("  guest           {}", summary.guest_boot),
+        }
         println!("  written to      {}", out.display());
+    }
+    if let Some(Err(e)) = &booted {
+        bail!("the {} guest did not boot: {e}", summary.guest);
     }
     if firmware_digest != Some(plan.expected_digest) {
         bail!(

@@ -10,6 +10,8 @@
 
 use base64::Engine;
 use serde_json::{Value, json};
+use softsev_abi::sev_cert::{SevCert, SevUsage};
+use softsev_attest::sev::{SevReportExpect, verify_report_with_pek};
 use softsev_crypto::sev::{aes128_ctr, launch_measure, secret_packet_mac};
 use softsev_measure::Ovmf;
 use softsev_vmm::config::LaunchBlobs;
@@ -311,24 +313,23 @@ fn query_sev_and_capabilities() {
                "build-id": v.build, "state": "launch-secret", "sev-type": "sev",
                "policy": 3, "handle": handle})
     );
-    // query-sev-capabilities: the PDH, PEK ‖ OCA ‖ CEK, chip id and C-bit when the
-    // host exports them; else QEMU's GenericError.
-    let c = m.one(json!({"execute": "query-sev-capabilities"}));
-    if let Some(c) = c.get("return") {
-        assert_eq!(unb64(c["pdh"].as_str().unwrap()).len(), 0x824);
-        assert_eq!(unb64(c["cert-chain"].as_str().unwrap()).len(), 3 * 0x824);
-        assert_eq!(unb64(c["cpu0-id"].as_str().unwrap()).len(), 64);
-        assert_eq!(
-            (c["cbitpos"].as_u64(), c["reduced-phys-bits"].as_u64()),
-            (Some(51), Some(1))
-        );
-    } else {
-        assert_eq!(c["error"]["class"], "GenericError", "{c}");
-        assert!(
-            c["error"]["desc"].as_str().unwrap().starts_with("SEV: "),
-            "{c}"
-        );
-    }
+    // query-sev-capabilities: the PDH, PEK ‖ OCA ‖ CEK, chip id and C-bit from the
+    // platform (SEV_PDH_CERT_EXPORT, SEV_GET_ID2, CPUID), as QEMU returns them.
+    let c = m.ok("query-sev-capabilities", json!({}));
+    let pdh = SevCert::decode(&unb64(c["pdh"].as_str().unwrap())).expect("PDH decodes");
+    assert_eq!(pdh.usage(), SevUsage::PDH);
+    let chain = unb64(c["cert-chain"].as_str().unwrap());
+    assert_eq!(chain.len(), 3 * 0x824);
+    let usages: Vec<SevUsage> = chain
+        .chunks(0x824)
+        .map(|b| SevCert::decode(b).expect("chain cert decodes").usage())
+        .collect();
+    assert_eq!(usages, [SevUsage::PEK, SevUsage::OCA, SevUsage::CEK]);
+    assert_eq!(unb64(c["cpu0-id"].as_str().unwrap()).len(), 64);
+    assert_eq!(
+        (c["cbitpos"].as_u64(), c["reduced-phys-bits"].as_u64()),
+        (Some(51), Some(1))
+    );
     assert_eq!(
         m.ok("query-version", json!({})),
         json!({"qemu": {"major": 9, "minor": 2, "micro": 0}, "package": ""})
@@ -382,6 +383,22 @@ fn the_guest_owner_flow_and_run_state_events() {
     // Signed by the PEK (usage 0x1002) with ECDSA P-384 SHA-256 (algo 0x2); §4.
     assert_eq!(r[0x34..0x38], 0x1002u32.to_le_bytes());
     assert_eq!(r[0x38..0x3C], 2u32.to_le_bytes());
+    // The signature verifies with the PEK query-sev-capabilities exports (sevctl
+    // `validate`'s check) and a flipped signed byte breaks it.
+    let caps = m.ok("query-sev-capabilities", json!({}));
+    let chain = unb64(caps["cert-chain"].as_str().unwrap());
+    let pek = SevCert::decode(&chain[..0x824]).expect("PEK decodes");
+    let expect = SevReportExpect {
+        mnonce: Some(mnonce),
+        launch_digest: Some(m.plan.expected_digest),
+        policy: Some(policy),
+        policy_required: None,
+    };
+    let v = verify_report_with_pek(&pek, &r, &expect);
+    assert!(v.passed(), "{v:?}");
+    let mut flipped = r.clone();
+    flipped[0x20] ^= 1;
+    assert!(!verify_report_with_pek(&pek, &flipped, &SevReportExpect::default()).passed());
 
     // The secret: a tampered packet is refused with the firmware's status, a good
     // one lands at the OVMF secret area (no gpa given).

@@ -6,7 +6,7 @@ use crate::digest::{SEV_DIGEST_LEN, SNP_DIGEST_LEN, SevDigest, SnpDigest};
 use crate::error::{MeasureError, Result};
 use crate::kernel_hashes::KernelHashes;
 use crate::ovmf::Ovmf;
-use crate::vmsa::{VcpuVmsas, VmmType, svsm_vmsa};
+use crate::vmsa::{EsVmsaInit, VcpuVmsas, VmmType, svsm_vmsa};
 use softsev_abi::Gpa;
 use softsev_abi::ovmf::SectionType;
 use softsev_abi::page_info::PageType;
@@ -275,7 +275,28 @@ pub fn sev_launch_digest(
     Ok(sev_common(ovmf, hashes)?.finish())
 }
 
-/// SEV-ES launch digest: the SEV stream followed by every vCPU's VMSA (SEV_FEATURES 0).
+/// The BSP/AP VMSAs of an SEV-ES launch of this image (SEV_FEATURES 0) for the KVM
+/// set-up `init` (shared/spec/sev-legacy.md §8.1).
+pub fn seves_launch_vmsas(
+    ovmf: &Ovmf,
+    vcpus: u32,
+    vcpu_sig: u32,
+    vmm: VmmType,
+    init: EsVmsaInit,
+) -> Result<VcpuVmsas> {
+    if vcpus == 0 {
+        return Err(MeasureError::VcpuCount(vcpus));
+    }
+    let eip = ovmf.sev_es_reset_eip()?;
+    if eip == 0 && vcpus > 1 {
+        return Err(MeasureError::NoApResetAddress { vcpus });
+    }
+    Ok(VcpuVmsas::new_with(eip, 0, vcpu_sig, vmm, init))
+}
+
+/// SEV-ES launch digest: the SEV stream followed by every vCPU's VMSA (SEV_FEATURES 0),
+/// the VMSAs as KVM's `KVM_SEV_INIT2` writes them ([`EsVmsaInit::Init2`], as
+/// sev-snp-measure models). [`seves_launch_digest_with`] chooses the set-up.
 pub fn seves_launch_digest(
     ovmf: &Ovmf,
     hashes: Option<&KernelHashes>,
@@ -283,7 +304,21 @@ pub fn seves_launch_digest(
     vcpu_sig: u32,
     vmm: VmmType,
 ) -> Result<[u8; SEV_DIGEST_LEN]> {
-    let vmsas = launch_vmsas(ovmf, vcpus, 0, vcpu_sig, vmm)?;
+    seves_launch_digest_with(ovmf, hashes, vcpus, vcpu_sig, vmm, EsVmsaInit::Init2)
+}
+
+/// SEV-ES launch digest for the KVM set-up `init`: SHA-256(OVMF ‖ hash table if a
+/// kernel is given ‖ VMSA of vCPU 0 ‖ … ‖ VMSA of vCPU n-1) (§8.1, §9.2). QEMU's
+/// default (`legacy-vm-type=auto`) is [`EsVmsaInit::EsInit`].
+pub fn seves_launch_digest_with(
+    ovmf: &Ovmf,
+    hashes: Option<&KernelHashes>,
+    vcpus: u32,
+    vcpu_sig: u32,
+    vmm: VmmType,
+    init: EsVmsaInit,
+) -> Result<[u8; SEV_DIGEST_LEN]> {
+    let vmsas = seves_launch_vmsas(ovmf, vcpus, vcpu_sig, vmm, init)?;
     let mut d = sev_common(ovmf, hashes)?;
     for i in 0..vcpus {
         let v = vmsas

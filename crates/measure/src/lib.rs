@@ -28,4 +28,4 @@ pub use digest::{SevDigest, SnpDigest, TraceEntry, VmplPerms};
 pub use error::MeasureError;
 pub use kernel_hashes::KernelHashes;
 pub use ovmf::Ovmf;
-pub use vmsa::VmmType;
+pub use vmsa::{EsVmsaInit, VmmType};

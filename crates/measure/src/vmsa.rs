@@ -41,8 +41,52 @@ impl VmmType {
     }
 }
 
-/// The VMSA for one vCPU of a QEMU/ec2/gce SEV-ES or SNP guest started at `eip`.
+/// How KVM set up an SEV-ES guest, which decides whether the launch VMSAs carry the
+/// vCPU's x87/SSE reset state (shared/spec/sev-legacy.md §8.1; Linux
+/// `arch/x86/kvm/svm/sev.c:sev_es_sync_vmsa`, QEMU `sev-guest` property
+/// `legacy-vm-type`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum EsVmsaInit {
+    /// `KVM_SEV_ES_INIT` on a default VM type (QEMU `legacy-vm-type=on`, and `auto`,
+    /// QEMU's default for `sev-guest`): KVM leaves the FPU fields of the VMSA zero
+    /// ("to avoid breaking older measurements"), so MXCSR and x87 FCW are 0. This is
+    /// what sevctl `vmsa build` models.
+    #[default]
+    EsInit,
+    /// `KVM_SEV_INIT2` on a `KVM_X86_SEV_ES_VM` (QEMU `legacy-vm-type=off`; always for
+    /// SNP): KVM copies the guest's reset FPU state, MXCSR 0x1F80 and x87 FCW 0x37F
+    /// (for QEMU; ec2 and gce set them 0 anyway). This is what sev-snp-measure models.
+    Init2,
+}
+
+impl EsVmsaInit {
+    /// The flavour QEMU's `legacy-vm-type` selects: `on` and `auto` → [`EsVmsaInit::EsInit`]
+    /// (QEMU's auto resolves to the legacy type for `sev-guest`, §8.1), `off` →
+    /// [`EsVmsaInit::Init2`]. `None` for any other word.
+    pub fn from_legacy_vm_type(s: &str) -> Option<EsVmsaInit> {
+        match s.to_ascii_lowercase().as_str() {
+            "on" | "auto" => Some(EsVmsaInit::EsInit),
+            "off" => Some(EsVmsaInit::Init2),
+            _ => None,
+        }
+    }
+}
+
+/// The VMSA for one vCPU of a QEMU/ec2/gce SEV-ES or SNP guest started at `eip`, as
+/// KVM's `KVM_SEV_INIT2` (and SNP) path writes it ([`EsVmsaInit::Init2`]).
 pub fn launch_vmsa(eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> Vmsa {
+    launch_vmsa_with(eip, sev_features, vcpu_sig, vmm, EsVmsaInit::Init2)
+}
+
+/// [`launch_vmsa`] for the KVM set-up `init`: with [`EsVmsaInit::EsInit`] MXCSR and
+/// x87 FCW stay 0 (§8.1).
+pub fn launch_vmsa_with(
+    eip: u32,
+    sev_features: u64,
+    vcpu_sig: u32,
+    vmm: VmmType,
+    init: EsVmsaInit,
+) -> Vmsa {
     let mut v = Vmsa::zeroed();
     let (mut cs_attr, mut ss_attr, mut tr_attr, mut rdx, mut mxcsr, mut fcw, mut g_pat) = (
         0x9B,
@@ -94,8 +138,10 @@ pub fn launch_vmsa(eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> 
     v.rdx = rdx;
     v.sev_features = sev_features;
     v.xcr0 = 0x1;
-    v.mxcsr = mxcsr;
-    v.x87_fcw = fcw;
+    if init == EsVmsaInit::Init2 {
+        v.mxcsr = mxcsr;
+        v.x87_fcw = fcw;
+    }
     v
 }
 
@@ -147,9 +193,20 @@ pub struct VcpuVmsas {
 impl VcpuVmsas {
     /// QEMU-style VMSAs: BSP at the reset vector, APs at the OVMF SEV-ES reset address.
     pub fn new(ap_eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> Self {
+        Self::new_with(ap_eip, sev_features, vcpu_sig, vmm, EsVmsaInit::Init2)
+    }
+
+    /// [`VcpuVmsas::new`] for the KVM set-up `init` (see [`launch_vmsa_with`]).
+    pub fn new_with(
+        ap_eip: u32,
+        sev_features: u64,
+        vcpu_sig: u32,
+        vmm: VmmType,
+        init: EsVmsaInit,
+    ) -> Self {
         VcpuVmsas {
-            bsp: launch_vmsa(BSP_EIP, sev_features, vcpu_sig, vmm),
-            ap: (ap_eip != 0).then(|| launch_vmsa(ap_eip, sev_features, vcpu_sig, vmm)),
+            bsp: launch_vmsa_with(BSP_EIP, sev_features, vcpu_sig, vmm, init),
+            ap: (ap_eip != 0).then(|| launch_vmsa_with(ap_eip, sev_features, vcpu_sig, vmm, init)),
         }
     }
 

@@ -5,12 +5,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use softsev_abi::product::cpuid_signature;
 use softsev_measure::launch::{
-    self, SnpParams, launch_vmsas, sev_launch_digest, seves_launch_digest, snp_launch_digest,
-    snp_launch_into,
+    self, SnpParams, launch_vmsas, sev_launch_digest, seves_launch_digest_with, seves_launch_vmsas,
+    snp_launch_digest, snp_launch_into,
 };
 use softsev_measure::qemu::vcpu_type_sig;
 use softsev_measure::vmsa::page_bytes;
-use softsev_measure::{KernelHashes, Ovmf, SnpDigest, VmmType};
+use softsev_measure::{EsVmsaInit, KernelHashes, Ovmf, SnpDigest, VmmType};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,6 +72,33 @@ fn parse_vcpu_type(s: &str) -> Result<String, String> {
     }
 }
 
+/// QEMU's `sev-guest` property `legacy-vm-type` (shared/spec/sev-legacy.md §8.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub(crate) enum LegacyVmType {
+    /// KVM_SEV_ES_INIT on a default VM: the SEV-ES VMSAs leave MXCSR and x87 FCW 0.
+    On,
+    /// KVM_SEV_INIT2 on a KVM_X86_SEV_ES_VM: MXCSR 0x1F80, x87 FCW 0x37F (as
+    /// sev-snp-measure models SEV-ES).
+    Off,
+    /// QEMU's default; resolves to `on` for `sev-guest`.
+    Auto,
+}
+
+impl LegacyVmType {
+    fn name(self) -> &'static str {
+        match self {
+            LegacyVmType::On => "on",
+            LegacyVmType::Off => "off",
+            LegacyVmType::Auto => "auto",
+        }
+    }
+
+    fn es_vmsa_init(self) -> EsVmsaInit {
+        // The same words QEMU takes; auto is on for sev-guest (§8.1).
+        EsVmsaInit::from_legacy_vm_type(self.name()).unwrap_or_default()
+    }
+}
+
 /// Output encoding of the digest.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub(crate) enum OutputFormat {
@@ -121,6 +148,12 @@ pub(crate) struct Args {
     /// Kernel command line (use with --kernel).
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = true)]
     append: Option<String>,
+    /// How QEMU's sev-guest set up KVM (its `legacy-vm-type` property; seves only):
+    /// on/auto (QEMU's default) = KVM_SEV_ES_INIT, VMSAs with MXCSR and x87 FCW 0, as
+    /// sevctl models; off = KVM_SEV_INIT2, MXCSR 0x1F80 and FCW 0x37F, as
+    /// sev-snp-measure models.
+    #[arg(long, value_enum, value_name = "on|off|auto")]
+    legacy_vm_type: Option<LegacyVmType>,
     /// Guest SEV_FEATURES (default 0x1).
     #[arg(long, value_name = "VALUE", value_parser = parse_int, default_value = "0x1")]
     guest_features: u64,
@@ -235,6 +268,11 @@ fn validate(a: &Args) -> Result<()> {
         bail!(
             "--dump-vmsa is not available in mode '{}'",
             mode_arg(a.mode)
+        );
+    }
+    if a.legacy_vm_type.is_some() && !matches!(a.mode, Mode::Sev | Mode::SevEs) {
+        bail!(
+            "--legacy-vm-type is a property of QEMU's sev-guest (modes sev, seves); an SNP guest always uses KVM_SEV_INIT2"
         );
     }
     if a.trace && matches!(a.mode, Mode::Sev | Mode::SevEs) {
@@ -382,19 +420,25 @@ fn compute(a: &Args) -> Result<Outcome> {
             d.digest().to_vec()
         }
         Mode::SevEs => {
+            let init = legacy_vm_type(a).es_vmsa_init();
             if a.dump_vmsa {
-                let v = launch_vmsas(&ovmf, vcpus, 0, sig, a.vmm_type)?;
+                let v = seves_launch_vmsas(&ovmf, vcpus, sig, a.vmm_type, init)?;
                 for i in 0..vcpus {
                     if let Some(page) = v.get(i) {
                         write_vmsa(i, page_bytes(page))?;
                     }
                 }
             }
-            seves_launch_digest(&ovmf, hashes.as_ref(), vcpus, sig, a.vmm_type)?.to_vec()
+            seves_launch_digest_with(&ovmf, hashes.as_ref(), vcpus, sig, a.vmm_type, init)?.to_vec()
         }
         Mode::Sev => sev_launch_digest(&ovmf, hashes.as_ref())?.to_vec(),
     };
     Ok(Outcome { digest, trace })
+}
+
+/// `--legacy-vm-type`, QEMU's default (`auto`) when not given.
+fn legacy_vm_type(a: &Args) -> LegacyVmType {
+    a.legacy_vm_type.unwrap_or(LegacyVmType::Auto)
 }
 
 fn encode(f: OutputFormat, b: &[u8]) -> String {
@@ -424,6 +468,9 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "vmm_type": a.vmm_type.name(),
             "guest_features": format!("{:#x}", a.guest_features),
         });
+        if a.mode == Mode::SevEs {
+            obj["legacy_vm_type"] = legacy_vm_type(&a).name().into();
+        }
         if a.trace {
             obj["pages"] = out
                 .trace

@@ -184,7 +184,10 @@ fn golden_through_the_binary() {
             "--initrd",
             &i,
             "--append",
-            c
+            c,
+            // sev-snp-measure models KVM_SEV_INIT2 VMSAs (sev-legacy.md §8.1).
+            "--legacy-vm-type",
+            "off"
         ]),
         "5b98c22931a6bf97d7143c770f633b6c8959e2161a569882241e8fe38eb868fb"
     );
@@ -228,6 +231,84 @@ fn golden_through_the_binary() {
         v,
         "Calculated SEV_SNP guest measurement: 19358ba9a7615534a9a1e2f0dfc29384dcd4dcb7062ff9c6013b26869a5fc6ecabe033c48dd6f6db5d6d76e7c5df632d"
     );
+}
+
+/// `--legacy-vm-type` (QEMU's sev-guest property, sev-legacy.md §8.1): on/auto (the
+/// default) measure the KVM_SEV_ES_INIT VMSAs sevctl models, off the INIT2 ones
+/// sev-snp-measure models (§9.2 digests on the trimmed OVMF sevctl's tests use).
+#[test]
+fn seves_legacy_vm_type() {
+    let Some(f) = fixtures() else { return };
+    let ovmf = fx(
+        &f,
+        "sev-legacy/sevctl/OVMF.amdsev.fd_trimmed_edk2-ovmf-20220126gitbb1bba3d77-4.el9",
+    );
+    let base = [
+        "--mode",
+        "seves",
+        "--vcpus",
+        "2",
+        "--vcpu-family",
+        "25",
+        "--vcpu-model",
+        "1",
+        "--vcpu-stepping",
+        "1",
+        "--ovmf",
+        &ovmf,
+    ];
+    let with = |t: Option<&str>| {
+        let mut a = base.to_vec();
+        if let Some(t) = t {
+            a.extend(["--legacy-vm-type", t]);
+        }
+        ok(&a)
+    };
+    let es_init = "2cb557f76f7533ce1f74e38a316877d169a122175b2005b8564ff08f21adeff8";
+    assert_eq!(with(None), es_init);
+    assert_eq!(with(Some("on")), es_init);
+    assert_eq!(with(Some("auto")), es_init);
+    assert_eq!(
+        with(Some("off")),
+        "da4ef7c6a087cb6bb5b6419c716bd65966c33347be9cc9cc2f9651014a770fe8"
+    );
+    let mut j = base.to_vec();
+    j.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&ok(&j)).unwrap();
+    assert_eq!(v["legacy_vm_type"], "auto");
+    assert_eq!(v["measurement"], es_init);
+    // --dump-vmsa writes the pages of the chosen flavour: sevctl's for the default.
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = base.to_vec();
+    d.push("--dump-vmsa");
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .arg("measure")
+        .args(&d)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for n in ["vmsa0.bin", "vmsa1.bin"] {
+        assert_eq!(
+            std::fs::read(dir.path().join(n)).unwrap(),
+            std::fs::read(f.join("sev-legacy/sevctl").join(n)).unwrap(),
+            "{n}"
+        );
+    }
+    fails(
+        &[
+            "--mode",
+            "snp",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--legacy-vm-type",
+            "on",
+        ],
+        "--legacy-vm-type is a property of QEMU's sev-guest",
+    );
+    fails(&[&base[..], &["--legacy-vm-type", "yes"]].concat(), "yes");
 }
 
 #[test]

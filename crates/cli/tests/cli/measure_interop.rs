@@ -79,6 +79,12 @@ impl Case {
             a.push("--vmm-type".into());
             a.push(v.clone());
         }
+        // sev-snp-measure's SEV-ES VMSAs are KVM_SEV_INIT2's; softsev's default is
+        // QEMU's (legacy-vm-type auto = KVM_SEV_ES_INIT, sev-legacy.md §8.1).
+        if ours && self.common.windows(2).any(|w| w == ["--mode", "seves"]) {
+            a.push("--legacy-vm-type".into());
+            a.push("off".into());
+        }
         a
     }
 }

@@ -6,3 +6,4 @@ mod id_block_fuzz;
 mod id_block_interop;
 mod id_block_vectors;
 mod ovmf_fuzz_replay;
+mod seves_init;

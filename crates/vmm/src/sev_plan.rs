@@ -15,8 +15,8 @@ use crate::plan::{BootBlobs, HASH_TABLE_LEN, MemoryLayout, load_firmware};
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{Gpa, Product};
 use softsev_measure::digest::SEV_DIGEST_LEN;
-use softsev_measure::launch::launch_vmsas;
-use softsev_measure::vmsa::{BSP_EIP, VmmType, launch_vmsa};
+use softsev_measure::launch::{launch_vmsas, seves_launch_vmsas};
+use softsev_measure::vmsa::{BSP_EIP, EsVmsaInit, VmmType, launch_vmsa};
 use softsev_measure::{Ovmf, SevDigest};
 use zerocopy::IntoBytes;
 
@@ -138,28 +138,28 @@ impl SevLaunchPlan {
                 what: "kernel hashes table",
             });
         }
-        let states: Vec<Vmsa> =
-            match launch_vmsas(ovmf, vcpus, 0, config.cpu.signature, VmmType::Qemu) {
-                Ok(all) => (0..vcpus).filter_map(|i| all.get(i).cloned()).collect(),
-                // A plain SEV image without an SEV-ES reset block: the APs start by
-                // INIT-SIPI inside the guest; every vCPU resets at the BSP vector.
-                Err(_) if !es => (0..vcpus)
-                    .map(|_| launch_vmsa(BSP_EIP, 0, config.cpu.signature, VmmType::Qemu))
-                    .collect(),
-                Err(e) => return Err(e.into()),
-            };
-        let states: Vec<Vmsa> = states
-            .into_iter()
-            .map(|mut v| {
-                if g.kvm_init() == SevKvmInit::SevEsInit {
-                    // KVM_SEV_ES_INIT (a DEFAULT VM): sev_es_sync_vmsa leaves the
-                    // x87/SSE state out "to avoid breaking older measurements".
-                    v.mxcsr = 0;
-                    v.x87_fcw = 0;
-                }
-                v
-            })
-            .collect();
+        // SEV-ES: the VMSAs KVM's LAUNCH_UPDATE_VMSA encrypts, in the flavour of the KVM
+        // init (ES_INIT leaves the x87/SSE state zero, INIT2 copies QEMU's reset values;
+        // softsev_measure owns that fact). Plain SEV: the register state the host sets.
+        let flavour = if g.kvm_init() == SevKvmInit::SevEsInit {
+            EsVmsaInit::EsInit
+        } else {
+            EsVmsaInit::Init2
+        };
+        let all = if es {
+            seves_launch_vmsas(ovmf, vcpus, config.cpu.signature, VmmType::Qemu, flavour)
+        } else {
+            launch_vmsas(ovmf, vcpus, 0, config.cpu.signature, VmmType::Qemu)
+        };
+        let states: Vec<Vmsa> = match all {
+            Ok(all) => (0..vcpus).filter_map(|i| all.get(i).cloned()).collect(),
+            // A plain SEV image without an SEV-ES reset block: the APs start by
+            // INIT-SIPI inside the guest; every vCPU resets at the BSP vector.
+            Err(_) if !es => (0..vcpus)
+                .map(|_| launch_vmsa(BSP_EIP, 0, config.cpu.signature, VmmType::Qemu))
+                .collect(),
+            Err(e) => return Err(e.into()),
+        };
         let vmsas = if es { states.clone() } else { Vec::new() };
         let mut d = SevDigest::new();
         for u in &updates {

@@ -54,3 +54,38 @@ pub fn fuzz_cert_table(data: &[u8]) {
     }
     let _ = CertSet::from_table(data);
 }
+
+/// Legacy SEV certificates and chains (sev-legacy.md §2): an SEV certificate, an AMD CA
+/// certificate, an ASK ‖ ARK pair, and a PDH ‖ PEK ‖ OCA ‖ CEK chain verified under the
+/// built-in CAs, then a legacy report checked against the chain's PEK. Decoding is
+/// re-encoded byte for byte; nothing may panic.
+pub fn fuzz_sev_certs(data: &[u8]) {
+    use crate::sev::{SevChainOptions, SevReportExpect, verify_report_with_pek, verify_sev_chain};
+    use softsev_abi::sev_cert::{AmdCaCert, SevCert};
+    if let Ok(c) = SevCert::decode(data) {
+        assert_eq!(c.encode(), data, "SEV certificate did not re-encode");
+        let _ = c.check_format();
+        let _ = c.ecc_pubkey();
+        let _ = c.rsa_pubkey();
+        for s in c.slots() {
+            let _ = s.ecdsa_rs_strict();
+            let _ = s.is_malformed();
+        }
+    }
+    if let Ok((ca, used)) = AmdCaCert::decode(data) {
+        assert_eq!(
+            ca.encode(),
+            data[..used],
+            "AMD CA certificate did not re-encode"
+        );
+        let _ = ca.check();
+        let _ = ca.signed_bytes();
+    }
+    let _ = AmdCaCert::decode_ask_ark(data);
+    let v = verify_sev_chain(data, &SevChainOptions::default());
+    let _ = v.verdict.passed();
+    if let Some(pek) = &v.pek {
+        let tail = data.get(4 * 0x824..).unwrap_or_default();
+        let _ = verify_report_with_pek(pek, tail, &SevReportExpect::default());
+    }
+}

@@ -2,7 +2,7 @@
 //! pseudo-random and mutated inputs through the fuzz entry points: nothing may panic.
 //! Genuine fixtures, when present, join the seeds.
 
-use softsev_attest::fuzz::{fuzz_cert, fuzz_cert_table, fuzz_report};
+use softsev_attest::fuzz::{fuzz_cert, fuzz_cert_table, fuzz_report, fuzz_sev_certs};
 use softsev_crypto::rng::Rng;
 use std::path::PathBuf;
 
@@ -92,4 +92,25 @@ fn attest_cert_corpus() {
 fn attest_cert_table_corpus() {
     let seeds = corpus("attest_cert_table");
     mutate_and_run(&seeds, "table", 4000, 400, fuzz_cert_table);
+}
+
+#[test]
+fn attest_sev_cert_corpus() {
+    let mut seeds = corpus("sev_cert");
+    let naples = fixture_files(&[
+        "sev-legacy/virtee-sev-tests/naples/pdh.cert",
+        "sev-legacy/virtee-sev-tests/naples/pek.cert",
+        "sev-legacy/virtee-sev-tests/naples/oca.cert",
+        "sev-legacy/virtee-sev-tests/naples/cek.cert",
+    ]);
+    if naples.len() == 4 {
+        // The genuine chain whole (it verifies under the built-in Naples CA), so
+        // mutations exercise every link check.
+        let chain = naples.concat();
+        let v = softsev_attest::sev::verify_sev_chain(&chain, &Default::default());
+        assert!(v.verdict.passed(), "the genuine Naples chain must verify");
+        seeds.push(chain);
+    }
+    seeds.extend(naples);
+    mutate_and_run(&seeds, "sev-cert", 1500, 9000, fuzz_sev_certs);
 }

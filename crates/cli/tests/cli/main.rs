@@ -7,4 +7,5 @@ mod measure_interop;
 mod run_cli;
 mod run_sev_cli;
 mod sev_cli;
+mod sev_sevctl_es;
 mod verify_cli;

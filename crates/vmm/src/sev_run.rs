@@ -194,6 +194,16 @@ fn qemu_fw(e: &LaunchError) -> (i32, u32) {
     (ret, fw)
 }
 
+/// The certificates a guest owner checks a platform with: see
+/// [`SevVm::owner_certificates`].
+#[derive(Clone, Debug)]
+pub struct SevOwnerCerts {
+    /// PDH ‖ PEK ‖ OCA ‖ CEK (KDS-signed), 4 × 0x824 bytes.
+    pub sev_chain: Vec<u8>,
+    /// ASK ‖ ARK in AMD's CA-certificate format.
+    pub ca: Vec<u8>,
+}
+
 impl SevVm {
     /// Build the platform and launch `plan` up to LAUNCH_MEASURE.
     pub fn launch(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<SevVm, RunError> {
@@ -466,6 +476,28 @@ impl SevVm {
     /// The LAUNCH_MEASURE blob (measure ‖ mnonce).
     pub fn measurement(&self) -> [u8; 48] {
         self.measurement
+    }
+
+    /// The platform's certificates as a guest owner collects them (sevctl `export
+    /// --full` plus AMD's KDS, sev-legacy.md §2.4, §9.4): PDH ‖ PEK ‖ OCA from
+    /// SEV_PDH_CERT_EXPORT with the CEK AMD's KDS signs for this chip in place of the
+    /// unsigned one the firmware exports (the `--sev` file of `sevctl verify`), and
+    /// ASK ‖ ARK (its `--ca` file). The KDS CEK and the AMD CA come from the simulated
+    /// AMD side of the platform (simulator accessors).
+    pub fn owner_certificates(&mut self) -> Result<SevOwnerCerts, QmpError> {
+        let caps = self.capabilities()?;
+        let (ask, ark) = self.platform.firmware().sev_ca_certs();
+        let cek = self.platform.firmware().sev_kds_cek();
+        let pek_oca = caps
+            .cert_chain
+            .get(..2 * softsev_abi::sev_buf::SEV_CERT_LEN)
+            .ok_or_else(|| QmpError::generic("SEV: PDH_CERT_EXPORT returned a short chain"))?;
+        let mut sev_chain = caps.pdh;
+        sev_chain.extend_from_slice(pek_oca);
+        sev_chain.extend_from_slice(cek.as_bytes());
+        let mut ca = ask;
+        ca.extend_from_slice(&ark);
+        Ok(SevOwnerCerts { sev_chain, ca })
     }
 
     /// The firmware's launch digest of this guest (simulator accessor), to check the

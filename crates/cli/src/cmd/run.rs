@@ -482,6 +482,15 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
     let firmware_digest = vm.firmware_launch_digest();
     let mut files = vec!["measurement.bin".to_string()];
     std::fs::write(out.join("measurement.bin"), blob)?;
+    // What the guest owner verifies the platform with: `sevctl verify --sev
+    // certs/sev-chain.cert --ca certs/ask-ark.cert`, `softsev verify --sev-chain … --sev-ca …`.
+    let certs = vm
+        .owner_certificates()
+        .map_err(|e| anyhow::anyhow!("exporting the platform's SEV certificates: {e}"))?;
+    std::fs::create_dir_all(out.join("certs"))?;
+    std::fs::write(out.join("certs/sev-chain.cert"), &certs.sev_chain)?;
+    std::fs::write(out.join("certs/ask-ark.cert"), &certs.ca)?;
+    files.extend(["certs/sev-chain.cert", "certs/ask-ark.cert"].map(String::from));
     let verified = plan.owner.session.is_none().then(|| {
         let mnonce: [u8; 16] = blob[32..].try_into().unwrap_or([0; 16]);
         softsev_crypto::sev::launch_measure(

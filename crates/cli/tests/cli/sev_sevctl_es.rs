@@ -183,3 +183,55 @@ fn sevctl_measurement_build_equals_our_launch_measure_for_es_init_and_init2() {
     // The two flavours measure differently (MXCSR / x87 FCW in every VMSA).
     assert_ne!(s["expected_launch_digest"], s2["expected_launch_digest"]);
 }
+
+/// The certificates `softsev run` writes for the guest owner verify: with `softsev
+/// verify` always, with `sevctl verify --sev … --ca …` when sevctl is installed; a
+/// flipped byte in the PEK fails both.
+#[test]
+fn run_certificates_verify_with_softsev_and_sevctl() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let ovmf = fx.join(OVMF);
+    let dir = tempfile::tempdir().unwrap();
+    let _ = launch(dir.path(), &ovmf, "on");
+    let certs = dir.path().join("run-on/certs");
+    let chain = certs.join("sev-chain.cert");
+    let ca = certs.join("ask-ark.cert");
+    let softsev_verify = |chain: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_softsev"))
+            .args(["verify", "--sev-chain"])
+            .arg(chain)
+            .arg("--sev-ca")
+            .arg(&ca)
+            .output()
+            .unwrap()
+    };
+    let o = softsev_verify(&chain);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let mut bad = std::fs::read(&chain).unwrap();
+    bad[0x824 + 0x20] ^= 1; // inside the PEK's public key
+    let bad_chain = dir.path().join("bad-chain.cert");
+    std::fs::write(&bad_chain, &bad).unwrap();
+    assert!(!softsev_verify(&bad_chain).status.success());
+    let Some(sevctl) = tool_or_skip("sevctl") else {
+        return;
+    };
+    let sevctl_verify = |chain: &Path| {
+        Command::new(&sevctl)
+            .args(["verify", "--sev"])
+            .arg(chain)
+            .arg("--ca")
+            .arg(&ca)
+            .output()
+            .unwrap()
+    };
+    let o = sevctl_verify(&chain);
+    assert!(
+        o.status.success(),
+        "sevctl verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!sevctl_verify(&bad_chain).status.success());
+}

@@ -10,9 +10,13 @@ that decodes as an SEV certificate of usage PDH (0x1003) with an ECDH key, a 3-c
 chain and a 64-byte cpu0-id (the CEK in that chain is the platform's, not the KDS's
 ASK-signed one, so the chain is not verified here). Prints one line for the test.
 
-Usage: owner_cli.py SOCKET SECRET_HEX OUT_DIR
+With a fourth argument (the sevctl binary), the packet is the one `sevctl secret build`
+makes from the measurement blob (random IV) instead, so the guest reads a secret sealed
+by sevctl itself; its decrypted payload must equal the table built here.
+
+Usage: owner_cli.py SOCKET SECRET_HEX OUT_DIR [SEVCTL]
 """
-import asyncio, base64, hmac, hashlib, json, os, sys, struct, time, uuid
+import asyncio, base64, hmac, hashlib, json, os, subprocess, sys, struct, tempfile, time, uuid
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from qemu.qmp import QMPClient
 
@@ -23,7 +27,7 @@ def secret_table(data):
     table = header_guid + struct.pack("<I", 20 + len(entry)) + entry
     return table + bytes(-len(table) % 16)
 
-async def main(sock, secret_hex, out_dir):
+async def main(sock, secret_hex, out_dir, sevctl=None):
     qmp = QMPClient("owner")
     for _ in range(100):
         try:
@@ -52,6 +56,24 @@ async def main(sock, secret_hex, out_dir):
     n = len(ct)
     mac = hmac.new(tik, b"\x01" + struct.pack("<I", 0) + iv + struct.pack("<II", n, n) + ct + blob[:32], hashlib.sha256).digest()
     hdr = struct.pack("<I", 0) + iv + mac
+    via = "script"
+    if sevctl:
+        with tempfile.TemporaryDirectory() as d:
+            p = lambda n: os.path.join(d, n)
+            for n, b in (("tik.bin", tik), ("tek.bin", tek), ("blob.bin", blob), ("s.bin", bytes.fromhex(secret_hex))):
+                with open(p(n), "wb") as f:
+                    f.write(b)
+            subprocess.run([sevctl, "secret", "build", "--tik", p("tik.bin"), "--tek", p("tek.bin"),
+                            "--launch-measure-blob", p("blob.bin"),
+                            "--secret", "736869e5-84f0-4973-92ec-06879ce3da0b:" + p("s.bin"),
+                            p("hdr.bin"), p("payload.bin")], check=True, capture_output=True)
+            hdr = open(p("hdr.bin"), "rb").read()
+            ct = open(p("payload.bin"), "rb").read()
+        dec = Cipher(algorithms.AES(tek), modes.CTR(hdr[4:20])).decryptor()
+        plain = dec.update(ct) + dec.finalize()
+        assert plain == secret, (plain.hex(), secret.hex())
+        assert hdr[4:20] != iv  # sevctl drew its own IV
+        via = "sevctl"
     await qmp.execute("sev-inject-launch-secret", {"packet-header": base64.b64encode(hdr).decode(), "secret": base64.b64encode(ct).decode()})
     dump = await qmp.execute("human-monitor-command", {"command-line": "xp /16xb 0x80c000"})
     await qmp.execute("cont")
@@ -77,6 +99,6 @@ async def main(sock, secret_hex, out_dir):
     want = hashlib.sha256(secret).hexdigest()
     got = (s.get("booted_guest") or {}).get("secret_sha256")
     assert got == want, (got, want, s.get("guest_boot"))
-    print(st, sev["state"], sev2["state"], ev["event"], repr(dump), "secret-sha256-ok pdh-ok")
+    print(st, sev["state"], sev2["state"], ev["event"], repr(dump), "packet-by-" + via, "secret-sha256-ok pdh-ok")
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+asyncio.run(main(*sys.argv[1:5]))

@@ -126,21 +126,9 @@ impl GhcbClient {
     /// Negotiate the protocol version: SEV information request, check that version 2
     /// is in the hypervisor's range, keep min(max, 2) and the C-bit position.
     pub fn negotiate<P: GuestPlatform + ?Sized>(&mut self, p: &mut P) -> Result<u16, GuestError> {
-        let v = self.msr_call(p, GhcbMsg::SevInfoReq)?;
-        match GhcbMsg::decode(v) {
-            GhcbMsg::SevInfoResp { max, min, cbit } => {
-                if max < GHCB_VERSION_SNP || min > GHCB_VERSION_MAX || min > max {
-                    return Err(GuestError::UnsupportedGhcbVersion { min, max });
-                }
-                self.version = max.min(GHCB_VERSION_MAX);
-                self.cbit = cbit;
-                Ok(self.version)
-            }
-            _ => Err(GuestError::MsrProtocol {
-                request: "SEV information",
-                response: v,
-            }),
-        }
+        self.negotiate_from(p, GHCB_VERSION_SNP, |min, max| {
+            GuestError::UnsupportedGhcbVersion { min, max }
+        })
     }
 
     /// Negotiate the protocol version as an SEV-ES guest does (Linux
@@ -151,11 +139,24 @@ impl GhcbClient {
         &mut self,
         p: &mut P,
     ) -> Result<u16, GuestError> {
+        self.negotiate_from(p, GHCB_VERSION_MIN, |min, max| {
+            GuestError::UnsupportedGhcbVersionEs { min, max }
+        })
+    }
+
+    /// The SEV information exchange: the hypervisor's `min..=max` must reach `least`
+    /// and not start above the highest version we speak; keep min(max, 2).
+    fn negotiate_from<P: GuestPlatform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        least: u16,
+        unsupported: fn(u16, u16) -> GuestError,
+    ) -> Result<u16, GuestError> {
         let v = self.msr_call(p, GhcbMsg::SevInfoReq)?;
         match GhcbMsg::decode(v) {
             GhcbMsg::SevInfoResp { max, min, cbit } => {
-                if max < GHCB_VERSION_MIN || min > GHCB_VERSION_MAX || min > max {
-                    return Err(GuestError::UnsupportedGhcbVersionEs { min, max });
+                if max < least || min > GHCB_VERSION_MAX || min > max {
+                    return Err(unsupported(min, max));
                 }
                 self.version = max.min(GHCB_VERSION_MAX);
                 self.cbit = cbit;

@@ -1,0 +1,1 @@
+//! Integration tests of the device models (each module beside this file).

@@ -752,6 +752,19 @@ impl<V: Vm + ?Sized> SevLauncher<Created, V> {
         policy: u32,
         session: Option<(SevCert, SevSession)>,
     ) -> Result<SevLauncher<Launching, V>, LaunchError> {
+        self.launch_start_sharing(policy, 0, session)
+    }
+
+    /// KVM_SEV_LAUNCH_START with `handle` ≠ 0: the new guest shares the memory
+    /// encryption key of the running guest context `handle`, which the firmware allows
+    /// only when neither policy has NOKS and both have the same DOMAIN/SEV bits
+    /// (sev-legacy.md §3.1); 0 is a new key, as [`SevLauncher::launch_start`].
+    pub fn launch_start_sharing(
+        self,
+        policy: u32,
+        handle: u32,
+        session: Option<(SevCert, SevSession)>,
+    ) -> Result<SevLauncher<Launching, V>, LaunchError> {
         let mem = self.vm.vmm_memory();
         let (dh, ses) = match &session {
             Some((cert, s)) => (
@@ -765,6 +778,7 @@ impl<V: Vm + ?Sized> SevLauncher<Created, V> {
             None => (None, None),
         };
         let mut start = KvmSevLaunchStart {
+            handle,
             policy,
             ..Default::default()
         };

@@ -259,13 +259,6 @@ impl SevVm {
             // QEMU passes all-zero INIT2 arguments (sev_common_kvm_init).
             crate::config::SevKvmInit::Init2(_) => SevInit::Init2(KvmSevInit::default()),
         };
-        if plan.handle != 0 {
-            return Err(RunError::Platform(
-                "sev-guest handle≠0 (key sharing with a running guest) is not supported by \
-                 softsev run"
-                    .into(),
-            ));
-        }
         let session = match (&plan.owner.dh_cert, &plan.owner.session) {
             (None, None) => None,
             (Some(d), Some(s)) => {
@@ -295,7 +288,18 @@ impl SevVm {
         // QEMU: the confidential guest's kvm_init (LAUNCH_START) runs at accelerator
         // init, before the vCPUs exist.
         let launcher = SevLauncher::new(vm, init)?;
-        let mut l = launcher.launch_start(plan.policy, session)?;
+        // `handle` ≠ 0 asks to share the key of a running guest context on this
+        // platform; in one `softsev run` there is none, so the firmware answers
+        // INVALID_GUEST, and QEMU fails as `sev_launch_start` reports it.
+        let mut l = launcher
+            .launch_start_sharing(plan.policy, plan.handle, session)
+            .map_err(|e| {
+                let (ret, fw) = qemu_fw(&e);
+                RunError::Platform(format!(
+                    "sev_launch_start: LAUNCH_START ret={ret} fw_error={fw} '{}'",
+                    fw_error_to_str(fw)
+                ))
+            })?;
         // KVM_CREATE_VCPU, then KVM_SET_CPUID2 with QEMU's table for the CPU model
         // (the host answers a plain SEV guest's CPUID from it, and an SEV-ES guest's
         // through the GHCB; not measured, sev-legacy.md §8.1).

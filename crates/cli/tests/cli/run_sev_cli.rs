@@ -298,3 +298,34 @@ fn sev_run_with_kernel_hashes_verifies_them_in_the_guest() {
     assert_eq!(s["booted_guest"]["kernel_hashes_verified"], true);
     assert_eq!(s["booted_guest"]["secret_kind"], "no-table");
 }
+
+/// `handle=N` asks LAUNCH_START to share the key of a running guest; one `softsev run`
+/// has none, so the firmware answers INVALID_GUEST and the run fails the way QEMU's
+/// `sev_launch_start` reports it.
+#[test]
+fn sev_guest_handle_without_that_guest_fails_as_qemu_reports() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let ovmf = fx.join(OVMF);
+    let out = tempfile::tempdir().unwrap();
+    let mut args = guest_args(&ovmf.to_string_lossy(), "0x1");
+    let obj = args
+        .iter_mut()
+        .find(|a| a.starts_with("sev-guest,"))
+        .unwrap();
+    obj.push_str(",handle=7");
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--seed", "t", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("sev_launch_start: LAUNCH_START ret=-5 fw_error=16 'Guest handle is invalid'"),
+        "{err}"
+    );
+}

@@ -274,3 +274,49 @@ fn nodbg_policy_refuses_dbg_with_policy_failure() {
         );
     }
 }
+
+/// LAUNCH_START with the handle of a running guest shares its key (sev-legacy.md §3.1):
+/// allowed for the same policy without NOKS; NOKS (bit 1) on the running guest or a
+/// different policy is POLICY_FAILURE; a handle no guest has is INVALID_GUEST; KVM
+/// returns -EIO with the status.
+#[test]
+fn launch_start_with_a_handle_shares_the_key_under_the_policy_rules() {
+    let h = host();
+    let running = |policy: u32| {
+        let (vm, _) = vm_with_memory(&h, VmType::SEV);
+        let vm: Arc<dyn Vm> = Arc::new(vm);
+        let l = SevLauncher::new(vm, SevInit::Init2(KvmSevInit::default())).unwrap();
+        let l = l.launch_start(policy, None).unwrap();
+        l.measure().unwrap().finish().unwrap().into_running()
+    };
+    let sharing = |policy: u32, handle: u32| {
+        let (vm, _) = vm_with_memory(&h, VmType::SEV);
+        let vm: Arc<dyn Vm> = Arc::new(vm);
+        let l = SevLauncher::new(vm, SevInit::Init2(KvmSevInit::default())).unwrap();
+        l.launch_start_sharing(policy, handle, None)
+    };
+    let a = running(0);
+    let b = sharing(0, a.handle()).unwrap();
+    assert_ne!(
+        b.handle(),
+        a.handle(),
+        "the sharing guest gets its own handle"
+    );
+    let b = b.measure().unwrap().finish().unwrap().into_running();
+    assert_eq!(
+        b.guest_status().unwrap().state,
+        u32::from(SevGuestState::RUNNING.0)
+    );
+
+    let noks = running(0x2);
+    let e = sharing(0x2, noks.handle()).unwrap_err();
+    assert_eq!(e.fw_status(), Some(FwStatus::POLICY_FAILURE), "{e}");
+    assert_eq!(e.kvm().map(|k| k.errno), Some(Errno::EIO), "{e}");
+    let e = sharing(0x1, a.handle()).unwrap_err();
+    assert_eq!(e.fw_status(), Some(FwStatus::POLICY_FAILURE), "{e}");
+    let nodbg = running(0x1);
+    assert!(sharing(0x1, nodbg.handle()).is_ok());
+
+    let e = sharing(0, 0xdead).unwrap_err();
+    assert_eq!(e.fw_status(), Some(FwStatus::INVALID_GUEST), "{e}");
+}

@@ -881,13 +881,23 @@ impl<V: Vm + ?Sized> SevLauncher<Measured, V> {
         gpa: Gpa,
         uaddr: Hva,
     ) -> Result<(), LaunchError> {
+        self.inject_secret_raw(header.as_bytes(), ciphertext, gpa, uaddr)
+    }
+
+    /// [`SevLauncher::inject_secret`] with the header as the bytes the guest owner
+    /// supplied, of any length: KVM copies `hdr_len` bytes (0 or more than 16 KiB is
+    /// -EINVAL) and the firmware checks the length in its own order (after the guest
+    /// address alignment, sev-legacy.md §3.5), as QEMU passes the owner's blob through.
+    pub fn inject_secret_raw(
+        &mut self,
+        header: &[u8],
+        ciphertext: &[u8],
+        gpa: Gpa,
+        uaddr: Hva,
+    ) -> Result<(), LaunchError> {
         let mem = self.vm.vmm_memory();
-        let hdr = stage(
-            &*mem,
-            Some(header.as_bytes()),
-            LaunchStep::Stage("packet header"),
-        )?
-        .unwrap_or_default();
+        let hdr =
+            stage(&*mem, Some(header), LaunchStep::Stage("packet header"))?.unwrap_or_default();
         let trans = match stage(&*mem, Some(ciphertext), LaunchStep::Stage("secret")) {
             Ok(t) => t.unwrap_or_default(),
             Err(e) => {
@@ -897,7 +907,7 @@ impl<V: Vm + ?Sized> SevLauncher<Measured, V> {
         };
         let r = self.vm.sev_launch_secret(&KvmSevLaunchSecret {
             hdr_uaddr: hdr.0,
-            hdr_len: header.as_bytes().len() as u32,
+            hdr_len: header.len() as u32,
             guest_uaddr: uaddr.0,
             guest_len: ciphertext.len() as u32,
             trans_uaddr: trans.0,

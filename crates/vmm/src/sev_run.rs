@@ -26,7 +26,7 @@ use crate::qmp::{QmpError, QmpGuest, SevCapability, SevInfo, SevState, fw_error_
 use crate::run::RunError;
 use crate::sev_plan::SevLaunchPlan;
 use softsev_abi::kvm::{KvmSevInit, KvmUserspaceMemoryRegion2};
-use softsev_abi::sev_buf::{SevPacketHeader, SevSession};
+use softsev_abi::sev_buf::SevSession;
 use softsev_abi::sev_cert::SevCert;
 use softsev_abi::{FwStatus, Gpa, PAGE_SIZE_2M, SevPolicy};
 use softsev_firmware::FirmwareConfig;
@@ -641,20 +641,16 @@ impl QmpGuest for SevVm {
                 fw_error_to_str(2)
             )));
         };
-        // The firmware's hdr_len ≠ 52 → INVALID_LENGTH (§3.5).
-        let Ok(hdr) = SevPacketHeader::read_from_bytes(header) else {
-            return Err(QmpError::generic(format!(
-                "SEV: failed to inject secret ret=-5 fw_error=4 '{}'",
-                fw_error_to_str(4)
-            )));
-        };
-        l.inject_secret(&hdr, secret, Gpa(gpa), uaddr).map_err(|e| {
-            let (ret, fw) = qemu_fw(&e);
-            QmpError::generic(format!(
-                "SEV: failed to inject secret ret={ret} fw_error={fw} '{}'",
-                fw_error_to_str(fw)
-            ))
-        })
+        // The header goes through as the owner's bytes: the firmware checks hdr_len ≠ 52
+        // (INVALID_LENGTH) after the guest address's alignment (§3.5).
+        l.inject_secret_raw(header, secret, Gpa(gpa), uaddr)
+            .map_err(|e| {
+                let (ret, fw) = qemu_fw(&e);
+                QmpError::generic(format!(
+                    "SEV: failed to inject secret ret={ret} fw_error={fw} '{}'",
+                    fw_error_to_str(fw)
+                ))
+            })
     }
 
     fn attestation_report(&mut self, mnonce: &[u8; 16]) -> Result<Vec<u8>, QmpError> {

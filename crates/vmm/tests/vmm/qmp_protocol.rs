@@ -606,6 +606,11 @@ fn states_and_firmware_refusals() {
         inject(&mut m, &hdr, &ct, SECRET_BASE + 8),
         generic("SEV: failed to inject secret ret=-5 fw_error=9 'Invalid address'")
     );
+    // The address check comes before the header length's.
+    assert_eq!(
+        inject(&mut m, &hdr[..51], &ct, SECRET_BASE + 8),
+        generic("SEV: failed to inject secret ret=-5 fw_error=9 'Invalid address'")
+    );
     let (hdr15, ct15) = owner_packet(&blob, &[0xAB; 15]);
     assert_eq!(
         inject(&mut m, &hdr15, &ct15, SECRET_BASE),

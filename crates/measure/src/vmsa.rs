@@ -19,15 +19,25 @@ pub enum VmmType {
     Ec2,
     /// Google Compute Engine.
     Gce,
+    /// libkrun, as snpguest 0.11 (the `sev` crate 8.0.0, its only published model)
+    /// computes it: EC2-like segment attributes with CS 0x9A on every vCPU, RDX, MXCSR
+    /// and x87 FCW 0, and QEMU's metadata handling (the CPUID page measured in place).
+    /// The crate's libkrun register set-up (RSI 0x7000, RBP/RSP 0x8FF0 on the BSP; CS
+    /// 0x9100:0x91000 on APs) never reaches the digest: it passes the vCPU *count*
+    /// where the set-up expects the vCPU index, so every vCPU takes the AP branch
+    /// (RIP/RSP/RBP/RSI 0), and the reset-vector CS written afterwards replaces the
+    /// AP's. softsev reproduces the tool's digest (docs/measure.md).
+    Krun,
 }
 
 impl VmmType {
-    /// Parse `QEMU`, `ec2`, `gce` (case-insensitive).
+    /// Parse `QEMU`, `ec2`, `gce`, `krun` (case-insensitive).
     pub fn parse(s: &str) -> Option<VmmType> {
         match s.to_ascii_lowercase().as_str() {
             "qemu" => Some(VmmType::Qemu),
             "ec2" => Some(VmmType::Ec2),
             "gce" => Some(VmmType::Gce),
+            "krun" => Some(VmmType::Krun),
             _ => None,
         }
     }
@@ -37,6 +47,7 @@ impl VmmType {
             VmmType::Qemu => "QEMU",
             VmmType::Ec2 => "ec2",
             VmmType::Gce => "gce",
+            VmmType::Krun => "krun",
         }
     }
 }
@@ -72,7 +83,7 @@ impl EsVmsaInit {
     }
 }
 
-/// The VMSA for one vCPU of a QEMU/ec2/gce SEV-ES or SNP guest started at `eip`, as
+/// The VMSA for one vCPU of a QEMU/ec2/gce/krun SEV-ES or SNP guest started at `eip`, as
 /// KVM's `KVM_SEV_INIT2` (and SNP) path writes it ([`EsVmsaInit::Init2`]).
 pub fn launch_vmsa(eip: u32, sev_features: u64, vcpu_sig: u32, vmm: VmmType) -> Vmsa {
     launch_vmsa_with(eip, sev_features, vcpu_sig, vmm, EsVmsaInit::Init2)
@@ -106,6 +117,14 @@ pub fn launch_vmsa_with(
             ss_attr = 0x92;
             tr_attr = 0x83;
             rdx = 0x600;
+            mxcsr = 0;
+            fcw = 0;
+        }
+        VmmType::Krun => {
+            cs_attr = 0x9A;
+            ss_attr = 0x92;
+            tr_attr = 0x83;
+            rdx = 0;
             mxcsr = 0;
             fcw = 0;
         }

@@ -60,7 +60,7 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 }
 
 fn parse_vmm(s: &str) -> Result<VmmType, String> {
-    VmmType::parse(s).ok_or_else(|| format!("unknown VMM type '{s}' (QEMU, ec2, gce)"))
+    VmmType::parse(s).ok_or_else(|| format!("unknown VMM type '{s}' (QEMU, ec2, gce, krun)"))
 }
 
 fn parse_vcpu_type(s: &str) -> Result<String, String> {
@@ -133,7 +133,7 @@ pub(crate) struct Args {
     /// Guest vCPU stepping.
     #[arg(long, value_name = "STEPPING", value_parser = parse_u32)]
     vcpu_stepping: Option<u32>,
-    /// Type of guest VMM (QEMU, ec2, gce; case-insensitive).
+    /// Type of guest VMM (QEMU, ec2, gce, krun; case-insensitive).
     #[arg(long, value_name = "VMMTYPE", value_parser = parse_vmm, default_value = "QEMU")]
     vmm_type: VmmType,
     /// OVMF file to measure (default: the built-in firmware image).

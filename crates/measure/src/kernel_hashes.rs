@@ -56,8 +56,50 @@ pub fn sha256_file(what: &'static str, path: &Path) -> Result<[u8; 32]> {
         path: path.to_owned(),
         error,
     };
+    readable_file_len(path).map_err(io)?;
     let f = std::fs::File::open(path).map_err(io)?;
-    sha256_reader(f).map_err(io)
+    let mut limited = std::io::Read::take(f, MAX_BOOT_FILE + 1);
+    let h = sha256_reader(&mut limited).map_err(io)?;
+    if limited.limit() == 0 {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {MAX_BOOT_FILE} bytes; QEMU loads a kernel or initrd below 4 GiB"),
+        )));
+    }
+    Ok(h)
+}
+
+/// The most a kernel or initrd may hold: QEMU's x86 loader places both below 4 GiB.
+pub const MAX_BOOT_FILE: u64 = 4 << 30;
+
+/// The length of `path` (0 for a character device) if it can be read as a file:
+/// a regular file or a character device (`/dev/null` is the usual empty input; reads of
+/// a device are bounded by the caller). A FIFO, a socket, a block device or a directory
+/// is an `InvalidInput` error naming what it is, so a wrong path never blocks (a FIFO
+/// without a writer).
+pub(crate) fn readable_file_len(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path)?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(meta.len());
+    } else if t.is_char_device() {
+        return Ok(0);
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file"),
+    ))
 }
 
 impl KernelHashes {

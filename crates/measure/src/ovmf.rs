@@ -10,6 +10,11 @@ use softsev_abi::ovmf::{
     SEV_SECRET_BLOCK_GUID, SVSM_INFO_GUID, SectionType, SevMetadataDesc, SevMetadataHeader,
 };
 use std::ops::Range;
+
+/// The largest firmware image file softsev reads: far above any real OVMF (QEMU's
+/// `FLASH_SIZE_LIMIT` is 8 MiB; edk2's AmdSev and OvmfX64 builds are 2–4 MiB), so a
+/// wrong path is refused instead of read whole.
+pub const MAX_IMAGE_FILE: u64 = 64 << 20;
 use std::path::Path;
 use zerocopy::FromBytes;
 
@@ -50,13 +55,37 @@ impl Ovmf {
         Ok(o)
     }
 
-    /// Read and parse an image file.
+    /// Read and parse an image file of at most [`MAX_IMAGE_FILE`] bytes (a FIFO, a
+    /// socket or a directory is refused before anything is read; a device is read up to
+    /// the limit).
     pub fn read(path: &Path) -> Result<Ovmf> {
-        let data = std::fs::read(path).map_err(|error| MeasureError::Io {
+        let io = |error| MeasureError::Io {
             what: "OVMF",
             path: path.to_owned(),
             error,
-        })?;
+        };
+        let len = crate::kernel_hashes::readable_file_len(path).map_err(io)?;
+        if len > MAX_IMAGE_FILE {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{len} bytes; a firmware image is at most {MAX_IMAGE_FILE} bytes here \
+                     (QEMU's flash limit is 8 MiB, edk2's SEV builds are 4 MiB)"
+                ),
+            )));
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_IMAGE_FILE + 1).read_to_end(&mut data))
+            .map_err(io)?;
+        if data.len() as u64 > MAX_IMAGE_FILE {
+            // A device, or a file that grew while it was read.
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("more than {MAX_IMAGE_FILE} bytes; a firmware image is at most that"),
+            )));
+        }
         Ovmf::parse(data)
     }
 

@@ -629,3 +629,57 @@ fn regression_vcpu_family_zero_is_refused() {
         "0",
     ]);
 }
+
+/// P7 (probe): a FIFO, socket or directory is refused before it is read (no hang on a
+/// FIFO without a writer), an image far larger than any firmware is refused from its
+/// size (no gigabytes read to report a missing GUID), a device is read only up to the
+/// limit (`/dev/null` stays the usual empty kernel; a `/dev/zero` kernel is cut off at
+/// 4 GiB, constant memory, not exercised here for time).
+#[test]
+fn non_regular_and_oversized_inputs_are_refused_before_reading() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.to_str().unwrap();
+    let base = ["--vcpus", "1", "--vcpu-type", "EPYC"];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    fails(
+        &with(&base, &["--ovmf", fifo]),
+        "a FIFO, not a regular file",
+    );
+    fails(
+        &with(&base, &["--ovmf", "/dev/zero"]),
+        "more than 67108864 bytes; a firmware image is at most that",
+    );
+    fails(
+        &with(&base, &["--ovmf", "/"]),
+        "a directory, not a regular file",
+    );
+    fails(
+        &with(&base, &["--kernel", fifo]),
+        "a FIFO, not a regular file",
+    );
+    let k = write(&d, "k", b"kernel");
+    fails(
+        &with(&base, &["--kernel", &k, "--initrd", "/"]),
+        "cannot read initrd '/': a directory, not a regular file",
+    );
+    // A sparse 2 GiB file: refused from its size, nothing read.
+    let big = d.path().join("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    fails(
+        &with(&base, &["--ovmf", big.to_str().unwrap()]),
+        "2147483648 bytes; a firmware image is at most 67108864 bytes",
+    );
+}

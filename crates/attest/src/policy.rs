@@ -367,9 +367,14 @@ fn check_guest_policy(max: GuestPolicy, got: GuestPolicy) -> Check {
 
 /// Parse a TCB given as a raw u64 (`0x…` or decimal, product layout) or as
 /// `bl=2,tee=0,snp=5,ucode=68[,fmc=1]`.
+///
+/// In the component form every component is required once (a missing one would
+/// silently be 0, a repeated one silently the last): `bl`, `tee`, `snp` and `ucode`,
+/// plus `fmc` when the product is Turin; `fmc` for another known product is refused.
 pub fn parse_tcb(s: &str, product: Option<Product>) -> Result<TcbSpec, String> {
     if s.contains('=') {
         let mut t = TcbVersion::default();
+        let mut seen: Vec<&'static str> = Vec::new();
         for part in s.split(',') {
             let (k, val) = part
                 .split_once('=')
@@ -378,14 +383,39 @@ pub fn parse_tcb(s: &str, product: Option<Product>) -> Result<TcbSpec, String> {
                 .trim()
                 .parse()
                 .map_err(|e| format!("TCB component {part:?}: {e}"))?;
-            match k.trim() {
-                "bl" | "bootloader" => t.bootloader = n,
-                "tee" => t.tee = n,
-                "snp" => t.snp = n,
-                "ucode" | "microcode" => t.microcode = n,
-                "fmc" => t.fmc = n,
+            let (name, slot) = match k.trim() {
+                "bl" | "bootloader" => ("bl", &mut t.bootloader),
+                "tee" => ("tee", &mut t.tee),
+                "snp" => ("snp", &mut t.snp),
+                "ucode" | "microcode" => ("ucode", &mut t.microcode),
+                "fmc" => ("fmc", &mut t.fmc),
                 other => return Err(format!("unknown TCB component {other:?}")),
+            };
+            if seen.contains(&name) {
+                return Err(format!("TCB component {name} given twice in {s:?}"));
             }
+            seen.push(name);
+            *slot = n;
+        }
+        let mut required = vec!["bl", "tee", "snp", "ucode"];
+        match product {
+            Some(Product::Turin) => required.push("fmc"),
+            Some(p) if seen.contains(&"fmc") => {
+                return Err(format!("{p} TCB has no FMC component, but {s:?} gives fmc"));
+            }
+            _ => {}
+        }
+        let missing: Vec<&str> = required.into_iter().filter(|c| !seen.contains(c)).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "TCB {s:?} lacks {} (give every component: bl=,tee=,snp=,ucode={})",
+                missing.join(", "),
+                if product == Some(Product::Turin) {
+                    ",fmc="
+                } else {
+                    ""
+                }
+            ));
         }
         return Ok(TcbSpec::Components(t));
     }
@@ -466,5 +496,19 @@ mod tests {
         assert!(parse_tcb("bl=x", None).is_err());
         assert!(parse_tcb("zz=1", None).is_err());
         assert!(raw.resolve(Product::Turin).is_err());
+        // Probe P12: a missing component is not silently 0, a repeated one not
+        // silently the last; fmc only where the product has it.
+        let e = parse_tcb("bl=3,tee=0,snp=20", None).unwrap_err();
+        assert!(e.contains("lacks ucode"), "{e}");
+        let e = parse_tcb("bl=3,bl=4,tee=0,snp=20,ucode=1", None).unwrap_err();
+        assert!(e.contains("bl given twice"), "{e}");
+        let e = parse_tcb("bootloader=3,tee=0,snp=20,ucode=1,bl=2", None).unwrap_err();
+        assert!(e.contains("bl given twice"), "{e}");
+        let e = parse_tcb("bl=3,tee=0,snp=20,ucode=1", Some(Product::Turin)).unwrap_err();
+        assert!(e.contains("lacks fmc"), "{e}");
+        let e = parse_tcb("bl=3,tee=0,snp=20,ucode=1,fmc=1", Some(Product::Milan)).unwrap_err();
+        assert!(e.contains("no FMC"), "{e}");
+        assert!(parse_tcb("fmc=1,bl=3,tee=0,snp=20,ucode=1", Some(Product::Turin)).is_ok());
+        assert!(parse_tcb("fmc=1,bl=3,tee=0,snp=20,ucode=1", None).is_ok());
     }
 }

@@ -22,9 +22,21 @@ use softsev_attest::{CertSet, Policy, TrustStore, VerifyOptions, cert::crl_from_
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Hex with at most one `0x` prefix: `0x0x00` is not hex (probe P12).
+fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if t.is_empty() {
+        return Err(format!("'{s}' is empty: give the bytes in hex"));
+    }
+    hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))
+}
+
 fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
-    let t = s.trim().trim_start_matches("0x");
-    let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
+    let v = hex_bytes(s)?;
     <[u8; N]>::try_from(v.as_slice()).map_err(|_| {
         format!(
             "'{s}' is {} bytes, expected {N} ({} hex digits)",
@@ -36,8 +48,7 @@ fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
 
 /// REPORT_DATA: up to 64 bytes of hex, zero-padded on the right (as guests pass it).
 fn parse_report_data(s: &str) -> Result<[u8; 64], String> {
-    let t = s.trim().trim_start_matches("0x");
-    let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
+    let v = hex_bytes(s)?;
     if v.len() > 64 {
         return Err(format!("report data is {} bytes, at most 64", v.len()));
     }
@@ -295,7 +306,15 @@ fn policy(a: &Args, product: Option<Product>) -> Result<Policy> {
         .chip_ids
         .iter()
         .map(|s| {
-            hex::decode(s.trim().trim_start_matches("0x")).with_context(|| format!("--chip-id {s}"))
+            // CHIP_ID is 64 bytes; Turin's KDS hwid uses its first 8 (the rest is zero).
+            let v = hex_bytes(s).map_err(|e| anyhow::anyhow!("--chip-id {e}"))?;
+            if v.len() != 64 && v.len() != 8 {
+                bail!(
+                    "--chip-id '{s}' is {} bytes: a CHIP_ID is 64 bytes (8 for Turin's hwid)",
+                    v.len()
+                );
+            }
+            Ok(v)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Policy {

@@ -75,6 +75,9 @@ fn verify_genuine_report_table_and_json() {
     assert!(j["checks"].as_array().unwrap().len() > 15);
 }
 
+/// A 64-byte CHIP_ID no report has.
+const ZERO_CHIP_ID: &str = "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+
 #[test]
 fn verify_failures_exit_nonzero_and_name_the_check() {
     let Some(fx) = fixtures() else { return };
@@ -118,7 +121,7 @@ fn verify_failures_exit_nonzero_and_name_the_check() {
             &["--report-data", "0102030406"],
             "policy.report_data:policy",
         ),
-        (&["--chip-id", "00"], "policy.chip_id:policy"),
+        (&["--chip-id", ZERO_CHIP_ID], "policy.chip_id:policy"),
         (&["--product", "genoa"], "chain.ark_pinned:cryptography"),
         (
             &["--at", "2035-01-01T00:00:00Z"],
@@ -455,5 +458,37 @@ fn regression_p7_p8_bounded_inputs_and_strict_dates() {
         let o = softsev(&["verify", s(&r), "--certs", s(&certs), "--at", at]);
         assert!(!o.status.success(), "--at {at} accepted: {}", text(&o));
         assert!(text(&o).contains(at), "{at}: {}", text(&o));
+    }
+}
+
+/// Probe P12: hex options take one `0x` prefix and no empty value; a --chip-id must be
+/// a CHIP_ID's length; a --min-tcb must give every component once.
+#[test]
+fn regression_p12_strict_hex_chip_id_and_tcb_options() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("r.bin");
+    std::fs::write(&r, [0u8; 0x4A0]).unwrap();
+    for (args, want) in [
+        (&["--report-data", "0x0x00"][..], "'0x0x00' is not hex"),
+        (&["--report-data", ""][..], "is empty"),
+        (&["--report-data", "0x"][..], "'0x' is empty"),
+        (&["--measurement", ""][..], "is empty"),
+        (
+            &["--chip-id", "00"][..],
+            "--chip-id '00' is 1 bytes: a CHIP_ID is 64 bytes",
+        ),
+        (&["--chip-id", "0x0x00"][..], "not hex"),
+        (&["--min-tcb", "bl=3,tee=0,snp=20"][..], "lacks ucode"),
+        (
+            &["--min-tcb", "bl=3,bl=4,tee=0,snp=20,ucode=1"][..],
+            "bl given twice",
+        ),
+    ] {
+        let mut a = vec!["verify", s(&r)];
+        a.extend_from_slice(args);
+        let o = softsev(&a);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
     }
 }

@@ -38,7 +38,17 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 /// A 16-byte id: 32 hex digits (bytes in order) or a GUID `xxxxxxxx-xxxx-...` (bytes
 /// in the order written, as snpguest and the report display them).
 fn parse_id16(s: &str) -> Result<[u8; 16], String> {
-    let t: String = s.trim().chars().filter(|&c| c != '-').collect();
+    let trimmed = s.trim();
+    // Dashes only where a GUID has them (8-4-4-4-12), or none (probe P12).
+    if trimmed.contains('-') {
+        let groups: Vec<usize> = trimmed.split('-').map(str::len).collect();
+        if groups != [8, 4, 4, 4, 12] {
+            return Err(format!(
+                "'{s}' is neither 32 hex digits nor a GUID xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+            ));
+        }
+    }
+    let t: String = trimmed.chars().filter(|&c| c != '-').collect();
     let t = t.strip_prefix("0x").unwrap_or(&t);
     let v = hex::decode(t).map_err(|e| format!("'{s}' is not hex: {e}"))?;
     <[u8; 16]>::try_from(v.as_slice())
@@ -130,9 +140,31 @@ fn load_key(what: &str, path: &Path) -> Result<P384SigningKey> {
     result
 }
 
+/// Write `bytes` to `path`, which must not exist: written to a temporary name beside
+/// it, then linked into place (no other file is overwritten, and a failed write leaves
+/// nothing under `path`).
 fn write_out(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes)
-        .with_context(|| format!("cannot write {what} to '{}'", path.display()))
+    if path.symlink_metadata().is_ok() {
+        bail!(
+            "cannot write {what} to '{}': it exists (not overwriting; remove it first)",
+            path.display()
+        );
+    }
+    let name = path.file_name().ok_or_else(|| {
+        anyhow!(
+            "cannot write {what} to '{}': not a file name",
+            path.display()
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let r = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::hard_link(&tmp, path))
+        .with_context(|| format!("cannot write {what} to '{}'", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    r
 }
 
 fn decode_fixed(flag: &str, s: &str, len: usize) -> Result<Vec<u8>> {
@@ -200,6 +232,20 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     };
     if params.policy != DEFAULT_POLICY {
         tracing::info!(policy = params.policy, "non-default ID block policy");
+    }
+    // The block's POLICY must equal the LAUNCH_START policy, and the firmware refuses
+    // a policy with bit 17 clear or a reserved bit set there (probe P12).
+    softsev_abi::policy::GuestPolicy(params.policy)
+        .check_reserved()
+        .map_err(|e| anyhow!("--policy: {e}; SNP_LAUNCH_START refuses it"))?;
+    if let (Some(b), Some(au)) = (&a.id_block_out, &a.id_auth_out)
+        && (b == au
+            || (b.canonicalize().ok().is_some() && b.canonicalize().ok() == au.canonicalize().ok()))
+    {
+        bail!(
+            "--id-block-out and --id-auth-out are the same file '{}'",
+            b.display()
+        );
     }
     let Some(idkey) = a.idkey.as_deref() else {
         bail!("--idkey is required to sign an ID block");

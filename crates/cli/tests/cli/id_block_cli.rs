@@ -241,6 +241,9 @@ fn bad_inputs_fail_with_one_line() {
     let short = B64.encode([5u8; 32]);
     let missing = dir.path().join("missing.pem");
     let nodir = dir.path().join("no/such/dir/x");
+    let same = dir.path().join("same.bin");
+    let existing = dir.path().join("existing.bin");
+    std::fs::write(&existing, b"keep me").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--measurement", &ld, "--idkey", s(&p256)], "P-384"),
         (
@@ -338,9 +341,74 @@ fn bad_inputs_fail_with_one_line() {
             ],
             "cannot write ID auth",
         ),
+        // Probe P12: policies the firmware refuses, dashes outside GUID positions,
+        // one file for both outputs, an existing output file.
+        (
+            vec!["--measurement", &ld, "--idkey", s(&good), "--policy", "0x0"],
+            "reserved bit 17 must be 1; SNP_LAUNCH_START refuses it",
+        ),
+        (
+            vec![
+                "--measurement",
+                &ld,
+                "--idkey",
+                s(&good),
+                "--policy",
+                "0x10000",
+            ],
+            "reserved bit 17 must be 1",
+        ),
+        (
+            vec![
+                "--measurement",
+                &ld,
+                "--idkey",
+                s(&good),
+                "--policy",
+                "0xffffffffffffffff",
+            ],
+            "reserved bits 63:26 must be 0",
+        ),
+        (
+            vec![
+                "--measurement",
+                &ld,
+                "--idkey",
+                s(&good),
+                "--family-id",
+                "0011-2233-4455-6677-8899-aabb-ccdd-eeff",
+            ],
+            "neither 32 hex digits nor a GUID",
+        ),
+        (
+            vec![
+                "--measurement",
+                &ld,
+                "--idkey",
+                s(&good),
+                "--id-block-out",
+                s(&same),
+                "--id-auth-out",
+                s(&same),
+            ],
+            "are the same file",
+        ),
+        (
+            vec![
+                "--measurement",
+                &ld,
+                "--idkey",
+                s(&good),
+                "--id-block-out",
+                s(&existing),
+            ],
+            "it exists (not overwriting",
+        ),
     ];
     for (args, needle) in cases {
         let o = softsev(&args);
+        assert!(!same.exists(), "{args:?} wrote {}", same.display());
+        assert_eq!(std::fs::read(&existing).unwrap(), b"keep me", "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(!err.contains("panicked"), "{args:?}: {err}");

@@ -6,6 +6,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod cmd;
+mod error_chain;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("softsev: error: {e:#}");
+            eprintln!("softsev: error: {}", error_chain::render(&e));
             ExitCode::FAILURE
         }
     }

@@ -56,16 +56,25 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             let (r, _) = AttestationReport::parse_prefix(&bytes)
                 .with_context(|| format!("parsing {}", s.report.display()))?;
             let product = softsev_attest::show::product_for_show(&r, s.product);
+            // Non-zero reserved bytes: a warning on stderr in both forms, and in the
+            // JSON as `warnings` (probe P13: the JSON used to drop it).
+            let warnings: Vec<String> = r
+                .check_reserved()
+                .err()
+                .map(|e| e.to_string())
+                .into_iter()
+                .collect();
             if s.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&softsev_attest::show::report_json(&r, product))?
-                );
+                let mut v = softsev_attest::show::report_json(&r, product);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("warnings".into(), serde_json::json!(warnings));
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", softsev_attest::show::report_text(&r, product));
-                if let Err(e) = r.check_reserved() {
-                    eprintln!("warning: {e}");
-                }
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
             }
             Ok(ExitCode::SUCCESS)
         }

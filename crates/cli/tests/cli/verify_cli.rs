@@ -492,3 +492,36 @@ fn regression_p12_strict_hex_chip_id_and_tcb_options() {
         assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
     }
 }
+
+/// Probe P13: `report show --json` keeps the reserved-bytes warning the text form
+/// prints (as `warnings`, and on stderr in both forms).
+#[test]
+fn regression_p13_report_show_json_keeps_the_reserved_warning() {
+    let Some(fx) = fixtures() else { return };
+    let mut r = std::fs::read(fx.join("snp/milan-virtee-sev/report_milan.bin")).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let clean = d.path().join("clean.bin");
+    std::fs::write(&clean, &r).unwrap();
+    r[0x48] |= 0x20; // KEY_INFO bit 5: reserved, must be zero
+    let dirty = d.path().join("dirty.bin");
+    std::fs::write(&dirty, &r).unwrap();
+    let json = |p: &Path| {
+        let o = softsev(&["report", "show", "--json", s(p)]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (v, err) = json(&clean);
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
+    assert!(!err.contains("warning"), "{err}");
+    let (v, err) = json(&dirty);
+    let w = v["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 1, "{v}");
+    assert!(w[0].as_str().unwrap().contains("KEY_INFO"), "{v}");
+    assert!(
+        err.contains("warning:") && err.contains("KEY_INFO"),
+        "{err}"
+    );
+    let o = softsev(&["report", "show", s(&dirty)]);
+    assert!(text(&o).contains("warning:"), "{}", text(&o));
+}

@@ -128,8 +128,10 @@ fn load_key(what: &str, path: &Path) -> Result<P384SigningKey> {
     let mut raw = softsev_attest::input::read_bounded(path, 64 << 10, "a PEM private key")
         .with_context(|| format!("cannot read {what} file '{}'", path.display()))?;
     let result = match std::str::from_utf8(&raw) {
-        Ok(pem) => P384SigningKey::from_pem(pem)
-            .map_err(|e| anyhow!("{what} file '{}': {e}", path.display())),
+        Ok(pem) => P384SigningKey::from_pem(pem).map_err(|e| {
+            let why = diagnose_pem(pem).unwrap_or_else(|| e.to_string());
+            anyhow!("{what} file '{}': {why}", path.display())
+        }),
         Err(_) => Err(anyhow!(
             "{what} file '{}' is not PEM text (P-384 private key expected)",
             path.display()
@@ -138,6 +140,80 @@ fn load_key(what: &str, path: &Path) -> Result<P384SigningKey> {
     raw.fill(0);
     std::hint::black_box(&raw);
     result
+}
+
+/// Why a PEM text is not a usable P-384 private key, when the cause can be named
+/// (probe P13: one message used to cover eight causes). `None` leaves the parser's word.
+fn diagnose_pem(pem: &str) -> Option<String> {
+    if pem.trim().is_empty() {
+        return Some("the file is empty (a P-384 private key in PEM expected)".into());
+    }
+    if pem.starts_with('\u{feff}') {
+        return Some("the file starts with a UTF-8 byte-order mark; remove it".into());
+    }
+    let begins: Vec<&str> = pem
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("-----BEGIN "))
+        .filter_map(|l| l.strip_suffix("-----"))
+        .collect();
+    match begins.as_slice() {
+        [] => return Some("no PEM block (-----BEGIN …-----) in the file".into()),
+        [_] => {}
+        many => {
+            return Some(format!(
+                "{} PEM blocks in one file ({}); give one private key",
+                many.len(),
+                many.join(", ")
+            ));
+        }
+    }
+    let label = begins[0];
+    if !pem.contains(&format!("-----END {label}-----")) {
+        return Some(format!(
+            "the {label} block is truncated (no -----END {label}----- line)"
+        ));
+    }
+    match label {
+        "ENCRYPTED PRIVATE KEY" => {
+            return Some(
+                "an encrypted PKCS#8 key; decrypt it first (openssl pkcs8 -in KEY -out plain.pem)"
+                    .into(),
+            );
+        }
+        "PUBLIC KEY" | "EC PUBLIC KEY" => {
+            return Some("a public key; the private key is needed to sign".into());
+        }
+        "RSA PRIVATE KEY" => return Some("an RSA key; ID and author keys are ECDSA P-384".into()),
+        "PRIVATE KEY" | "EC PRIVATE KEY" => {}
+        other => return Some(format!("a {other} block, not a private key")),
+    }
+    // Name the algorithm or curve from its OID in the DER body.
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .map(str::trim)
+        .collect();
+    let der = B64.decode(body).ok()?;
+    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    const P521: &[u8] = &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23];
+    const RSA: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
+    ];
+    const ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
+    if has(P256) {
+        Some("a P-256 key; ID and author keys are P-384".into())
+    } else if has(P521) {
+        Some("a P-521 key; ID and author keys are P-384".into())
+    } else if has(RSA) {
+        Some("an RSA key; ID and author keys are ECDSA P-384".into())
+    } else if has(ED25519) {
+        Some("an Ed25519 key; ID and author keys are ECDSA P-384".into())
+    } else {
+        None
+    }
 }
 
 /// Write `bytes` to `path`, which must not exist: written to a temporary name beside

@@ -241,6 +241,32 @@ fn bad_inputs_fail_with_one_line() {
     let short = B64.encode([5u8; 32]);
     let missing = dir.path().join("missing.pem");
     let nodir = dir.path().join("no/such/dir/x");
+    // Probe P13: one message per cause of an unusable key file.
+    let good_pem = P384SigningKey::generate(&mut rng).to_pkcs8_pem();
+    let key_file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let empty = key_file("empty.pem", "");
+    let bom = key_file("bom.pem", &format!("\u{feff}{}", good_pem.as_str()));
+    let two = key_file(
+        "two.pem",
+        &format!("{}{}", good_pem.as_str(), good_pem.as_str()),
+    );
+    let trunc = key_file("trunc.pem", &good_pem.as_str()[..good_pem.len() - 30]);
+    let encrypted = key_file(
+        "enc.pem",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let public = key_file(
+        "pub.pem",
+        "-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE\n-----END PUBLIC KEY-----\n",
+    );
+    let rsa = key_file(
+        "rsa.pem",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----\n",
+    );
     let same = dir.path().join("same.bin");
     let existing = dir.path().join("existing.bin");
     std::fs::write(&existing, b"keep me").unwrap();
@@ -340,6 +366,35 @@ fn bad_inputs_fail_with_one_line() {
                 s(&nodir),
             ],
             "cannot write ID auth",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&empty)],
+            "the file is empty",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&bom)],
+            "byte-order mark",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&two)],
+            "2 PEM blocks in one file",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&trunc)],
+            "is truncated",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&encrypted)],
+            "encrypted PKCS#8",
+        ),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&public)],
+            "a public key",
+        ),
+        (vec!["--measurement", &ld, "--idkey", s(&rsa)], "an RSA key"),
+        (
+            vec!["--measurement", &ld, "--idkey", s(&p256)],
+            "a P-256 key",
         ),
         // Probe P12: policies the firmware refuses, dashes outside GUID positions,
         // one file for both outputs, an existing output file.

@@ -361,11 +361,7 @@ fn transport_mac_vector_of_the_spec() {
     let o = owner_session(key, &pdh, [1; 16], [2; 16], tek, tik, 0);
     let h = b.sev_receive_start(0, &o.godh, &o.session).unwrap();
     b.sev_activate(h, SEV_ASID).unwrap();
-    let hdr = SevPacketHeader {
-        flags: 0,
-        iv,
-        mac,
-    };
+    let hdr = SevPacketHeader { flags: 0, iv, mac };
     b.sev_receive_packet(h, GMEM, &hdr, &ct, false).unwrap();
     assert_eq!(b.sev_peek(h, GMEM, 32), seq(0, 32));
     // And a source firmware's packet verifies with the same MAC function.

@@ -16,8 +16,9 @@ use crate::state::VcpuShared;
 use crate::vm::VmInner;
 use softsev_abi::ghcb::{Ghcb, MSR_GHCB, MSR_SEV_STATUS};
 use softsev_abi::rmp::RmpStatus;
+use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{Asid, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa, Vmpl};
-use softsev_guest::{CBit, GuestFault, GuestPlatform, PageSize};
+use softsev_guest::{CBit, Gpr, GuestFault, GuestPlatform, PageSize};
 use softsev_soc::{
     AccessKind, Fault, GuestAccess, GuestMode, NPF_SIZEM, PF_RMP, Paging, PvalidateReq,
     RmpAdjustReq, SocError,
@@ -40,7 +41,16 @@ pub type GuestFn = Box<dyn FnOnce(&mut GuestCpu) -> Result<GuestEnd, GuestFault>
 
 pub(crate) enum ToHost {
     Vmgexit,
-    MemoryFault { gpa: Gpa, c_bit: CBit },
+    MemoryFault {
+        gpa: Gpa,
+        c_bit: CBit,
+    },
+    /// A plain SEV guest's OUT, intercepted (IOIO): the VMM sees KVM_EXIT_IO.
+    IoOut {
+        port: u16,
+        size: u8,
+        data: u32,
+    },
     Done(Result<GuestEnd, GuestFault>),
 }
 
@@ -218,7 +228,15 @@ impl GuestCpu {
                 paging: self.paging,
             };
             match f(&self.vm.host.soc, &acc) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if kind == AccessKind::Write {
+                        // The write sets the dirty bit of the page's memslot (KVM's
+                        // dirty logging write-protects the page and marks it on the
+                        // fault, `mark_page_dirty`).
+                        self.vm.mem.lock().mark_dirty(gpa.0 / PAGE_SIZE_4K);
+                    }
+                    return Ok(());
+                }
                 Err(SocError::Fault(fault)) => {
                     if !self.fix_npf(&fault, spa, npt) {
                         return Err(self.to_guest_fault(fault, gpa));
@@ -288,6 +306,28 @@ impl GuestCpu {
             done += n;
         }
         Ok(())
+    }
+}
+
+/// The field of the register file (the VMSA layout, AMD APM vol. 2 appendix B) that
+/// holds `r`.
+fn gpr_field(regs: &mut Vmsa, r: Gpr) -> &mut u64 {
+    match r {
+        Gpr::Rax => &mut regs.rax,
+        Gpr::Rbx => &mut regs.rbx,
+        Gpr::Rcx => &mut regs.rcx,
+        Gpr::Rdx => &mut regs.rdx,
+        Gpr::Rsi => &mut regs.rsi,
+        Gpr::Rdi => &mut regs.rdi,
+        Gpr::Rbp => &mut regs.rbp,
+        Gpr::R8 => &mut regs.r8,
+        Gpr::R9 => &mut regs.r9,
+        Gpr::R10 => &mut regs.r10,
+        Gpr::R11 => &mut regs.r11,
+        Gpr::R12 => &mut regs.r12,
+        Gpr::R13 => &mut regs.r13,
+        Gpr::R14 => &mut regs.r14,
+        Gpr::R15 => &mut regs.r15,
     }
 }
 
@@ -404,6 +444,26 @@ impl GuestPlatform for GuestCpu {
         Ok([e.eax, e.ebx, e.ecx, e.edx])
     }
 
+    /// OUT. A plain SEV guest's port I/O is intercepted (IOIO) and handed to the VMM
+    /// as KVM_EXIT_IO; the guest continues at the next KVM_RUN. In an SEV-ES or SNP
+    /// guest the intercept is #VC with SVM_EXIT_IOIO (host-interfaces.md §2.1): the
+    /// guest asks through the GHCB (NAE IOIO).
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GuestFault> {
+        if self.mode() != GuestMode::Sev {
+            return Err(GuestFault::Vc {
+                code: softsev_guest::platform::VC_IOIO,
+                gpa: Gpa(0),
+            });
+        }
+        if !matches!(size, 1 | 2 | 4) {
+            // No such OUT encoding (AMD APM vol. 3, OUT: 8-, 16- or 32-bit).
+            return Err(GuestFault::Ud);
+        }
+        let mask = (1u64 << (u32::from(size) * 8)) - 1;
+        let data = (u64::from(value) & mask) as u32;
+        self.exit_to_host(ToHost::IoOut { port, size, data })
+    }
+
     /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and, in an
     /// SEV-ES or SNP guest, the GHCB MSR (#GP for the others; a plain SEV guest has no
     /// GHCB MSR).
@@ -438,5 +498,20 @@ impl GuestPlatform for GuestCpu {
             return Ok(());
         }
         self.exit_to_host(ToHost::Vmgexit)
+    }
+
+    /// A general-purpose register from the vCPU's register file (for a protected
+    /// SEV-ES vCPU, the state its VMSA holds once it exits).
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        Ok(*gpr_field(self.vcpu.state().regs_mut(), r))
+    }
+
+    /// A MOV into a general-purpose register: the vCPU's register file changes. The
+    /// guest writes its own state, so this also applies once the state is protected
+    /// (where KVM_SET_REGS no longer reaches it); an SEV-ES vCPU's next #VMEXIT saves
+    /// it into the encrypted VMSA.
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        *gpr_field(self.vcpu.state().regs_mut(), r) = v;
+        Ok(())
     }
 }

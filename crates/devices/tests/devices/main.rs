@@ -1,1 +1,3 @@
 //! Integration tests of the device models (each module beside this file).
+
+mod guest_sev_guest;

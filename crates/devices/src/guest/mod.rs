@@ -2,8 +2,15 @@
 //! offers its user space, answered by the in-process guest of a
 //! [`softsev_vmm::service::GuestService`].
 //!
-//! - [`SevGuestDevice`]: `/dev/sev-guest` (the sev-guest driver's ioctls).
+//! - `/dev/sev-guest` (the sev-guest driver's ioctls): [`SevGuestDevice`].
+//! - `/sys/kernel/config/tsm` (configfs-tsm report items): [`TsmReports`].
+//! - `/sys/devices/platform/sev-guest`: [`PlatformDir`].
+//! - SEV_STATUS for `/dev/cpu/N/msr` ([`crate::msr::MsrFile`]): [`GuestMsrs`].
 
+pub mod platform;
 pub mod sev_guest;
+pub mod tsm;
 
+pub use platform::{GuestMsrs, PlatformDir};
 pub use sev_guest::SevGuestDevice;
+pub use tsm::TsmReports;

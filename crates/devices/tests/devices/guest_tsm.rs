@@ -177,12 +177,41 @@ fn report_items_follow_configfs_tsm() {
 #[test]
 fn outblob_equals_the_ioctl_report_for_the_same_nonce() {
     let svc = service("tsm-same", 0);
-    let t = TsmReports::new(svc.clone());
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = events.clone();
+    let t =
+        TsmReports::new(svc.clone()).with_log(std::sync::Arc::new(move |e: &serde_json::Value| {
+            sink.lock().unwrap().push(e.clone())
+        }));
     let nonce = [0x42; 64];
     t.mkdir("report/a", &ROOT).unwrap();
     put(&t, "report/a/inblob", &nonce, 64).unwrap();
     let tsm = cat(&t, "report/a/outblob").unwrap();
     let aux = cat(&t, "report/a/auxblob").unwrap();
+    let ops: Vec<(String, String, i64)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap().to_string(),
+                e["path"].as_str().unwrap().to_string(),
+                e["result"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("mkdir", "report/a"),
+        ("write", "report/a/inblob"),
+        ("commit", "report/a/inblob"),
+        ("read", "report/a/outblob"),
+        ("read", "report/a/auxblob"),
+    ];
+    assert_eq!(
+        ops,
+        want.map(|(o, p)| (o.to_string(), p.to_string(), 0))
+            .to_vec()
+    );
 
     let dev = SevGuestDevice::new(svc.clone());
     let mem = BufferMemory::new(BASE, LEN);

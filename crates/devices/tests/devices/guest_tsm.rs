@@ -274,3 +274,21 @@ fn above_vmpl0_the_svsm_attributes_show() {
     put(&t, "report/s/service_provider", b"other", 64).unwrap();
     assert_eq!(cat(&t, "report/s/outblob"), Err(Errno::EINVAL));
 }
+
+#[test]
+fn without_host_certificates_auxblob_is_empty() {
+    eprintln!("seed: tsm-nocerts");
+    let svc = std::sync::Arc::new(
+        softsev_vmm::service::GuestService::boot(&softsev_vmm::service::GuestServiceConfig {
+            seed: Some(b"tsm-nocerts".to_vec()),
+            certs: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let t = TsmReports::new(svc);
+    t.mkdir("report/n", &ROOT).unwrap();
+    put(&t, "report/n/inblob", &[8; 64], 64).unwrap();
+    assert_eq!(cat(&t, "report/n/outblob").unwrap().len(), 1184);
+    assert_eq!(cat(&t, "report/n/auxblob").unwrap(), Vec::<u8>::new());
+}

@@ -109,6 +109,8 @@ def request(msg_version, req, resp):
     io.resp_data = resp if isinstance(resp, int) else ctypes.addressof(resp)
     # A marker the driver must leave alone on success.
     io.exitinfo2 = 0x1234
+    # The buffers must outlive the call: the structure only holds their addresses.
+    io.keep = (req, resp)
     return io
 
 

@@ -7,6 +7,7 @@ use softsev_firmware::Firmware;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
+use zerocopy::FromBytes;
 
 fn firmware(product: Product) -> Arc<Firmware> {
     Firmware::builder(product)
@@ -17,12 +18,24 @@ fn firmware(product: Product) -> Arc<Firmware> {
 }
 
 /// One HTTP/1.1 exchange on `s`: (status, body).
-fn exchange<S: Read + Write>(mut s: S, method: &str, target: &str, host: &str) -> (u16, Vec<u8>) {
+fn exchange<S: Read + Write>(s: S, method: &str, target: &str, host: &str) -> (u16, Vec<u8>) {
+    exchange_body(s, method, target, host, b"")
+}
+
+fn exchange_body<S: Read + Write>(
+    mut s: S,
+    method: &str,
+    target: &str,
+    host: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     write!(
         s,
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
+    s.write_all(body).unwrap();
     s.flush().unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
@@ -116,6 +129,7 @@ fn http_serves_amds_url_scheme_from_the_chip() {
     // A lower TCB is a released level too; a higher one or another hwid is 404.
     let mut lower = tcb;
     lower.snp = lower.snp.saturating_sub(1);
+    assert_ne!(lower, tcb, "the model's reported SNP SVN is above 0");
     assert_eq!(http_get(a, &vcek_target(&fw, &lower)).0, 200);
     let mut higher = tcb;
     higher.snp = higher.snp.wrapping_add(1);
@@ -153,13 +167,40 @@ fn http_serves_amds_url_scheme_from_the_chip() {
     assert_eq!(cek.len(), 0x824);
     assert_eq!(http_get(a, &format!("/cek/id/{}", "00".repeat(64))).0, 404);
 
-    // Hash sticks: a VLEK blob for this chip that SNP_VLEK_LOAD-style loading accepts.
-    let (st, blob) = http_get(a, "/vlek/v1/Milan/hash_sticks");
-    assert_eq!((st, blob.len()), (200, 432));
-    // No VLEK loaded yet: the VLEK certificate is 404.
-    let vt = vcek_target(&fw, &tcb);
-    let q = vt.split('?').nth(1).unwrap();
-    assert_eq!(http_get(a, &format!("/vlek/v1/Milan/cert?{q}")).0, 404);
+    // The GET_ID value names the chip too (snphost's VCEK URL).
+    let by_id = t.replace(&fw.chip().kds_hwid(), &hex::encode(fw.chip().sev_get_id()));
+    assert_eq!(http_get(a, &by_id), (200, want.clone()));
+
+    // Hash sticks (POST, snphost's JSON): a wrapped VLEK this chip loads.
+    let q = t.split('?').nth(1).unwrap();
+    let hs = format!("/vlek/v1/Milan/hash_sticks?{q}");
+    let id = hex::encode_upper(fw.chip().sev_get_id());
+    let req = format!(r#"{{"hwids":["{id}","{}"]}}"#, "AB".repeat(64));
+    let s = TcpStream::connect(a).unwrap();
+    let (st, body) = exchange_body(s, "POST", &hs, "kdsintf.amd.com:444", req.as_bytes());
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let blob = hex::decode(v["results"][0][&id].as_str().unwrap()).unwrap();
+    assert_eq!(blob.len(), 432);
+    assert_eq!(v["results"][0]["AB".repeat(64)], "not found");
+    let blob = softsev_abi::fw_buf::VlekWrapped::read_from_bytes(&blob).unwrap();
+    fw.chip()
+        .load_vlek_blob(&blob, &tcb)
+        .expect("the chip accepts the hash stick");
+    // Now the VLEK certificate is served at its TCB.
+    let (st, vlek) = http_get(a, &format!("/vlek/v1/Milan/cert?{q}"));
+    assert_eq!(
+        (st, vlek.as_slice()),
+        (200, fw.chip().vlek().unwrap().cert_der())
+    );
+    assert_eq!(http_get(a, &hs).0, 405, "hash_sticks is POST");
+    let s = TcpStream::connect(a).unwrap();
+    assert_eq!(exchange_body(s, "POST", &hs, "x", b"not json").0, 400);
+
+    // The VLEK certificate at another TCB: 404.
+    let lq = vcek_target(&fw, &lower);
+    let lq = lq.split('?').nth(1).unwrap();
+    assert_eq!(http_get(a, &format!("/vlek/v1/Milan/cert?{lq}")).0, 404);
 
     // Methods other than GET/HEAD: 405; HEAD has no body; garbage is 400.
     let s = TcpStream::connect(a).unwrap();

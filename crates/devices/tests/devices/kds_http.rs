@@ -350,3 +350,61 @@ fn https_with_a_per_run_ca_for_amds_host_names() {
     srv2.shutdown();
     srv.shutdown();
 }
+
+/// curl (libcurl + OpenSSL, what snphost links) fetches over HTTPS under AMD's name
+/// with the run's CA, and fails certificate verification without it.
+#[test]
+fn curl_fetches_over_https_with_the_run_ca() {
+    let Some(curl) = softsev_testkit::tool("curl") else {
+        return;
+    };
+    let fw = firmware(Product::Milan);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let srv = KdsServer::start(
+        Arc::new(Kds::new(fw.clone(), None)),
+        KdsServerConfig {
+            https: vec!["127.0.0.1:0".parse().unwrap()],
+            ca_pem_path: Some(ca.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let port = srv.https_addrs()[0].port();
+    let url = format!("https://kdsintf.amd.com:{port}/vcek/v1/Milan/crl");
+    let resolve = format!("kdsintf.amd.com:{port}:127.0.0.1");
+    let out = dir.path().join("crl.der");
+    let o = std::process::Command::new(&curl)
+        .args(["-sS", "--fail", "--resolve", &resolve, "--cacert"])
+        .arg(&ca)
+        .arg("-o")
+        .arg(&out)
+        .arg(&url)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        fw.chip().root().vcek_crl_der()
+    );
+    // Without the CA: certificate verification fails (curl exit 60).
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    let o = std::process::Command::new(&curl)
+        .args([
+            "-sS",
+            "--resolve",
+            &resolve,
+            "--capath",
+            "/nonexistent",
+            "--cacert",
+        ])
+        .arg(&empty)
+        .arg(&url)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    srv.shutdown();
+}

@@ -42,6 +42,8 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
     Sev(cmd::sev::Args),
+    /// Serve AMD's KDS (VCEK, cert_chain, CRL, VLEK, CEK) for a seeded chip on loopback.
+    Kds(cmd::kds::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
         Command::Sev(a) => cmd::sev::run(a),
+        Command::Kds(a) => cmd::kds::run(a),
     };
     match result {
         Ok(code) => code,

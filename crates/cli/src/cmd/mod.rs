@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod id_block;
+pub(crate) mod kds;
 pub(crate) mod measure;
 pub(crate) mod report;
 pub(crate) mod run;

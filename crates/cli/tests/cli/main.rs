@@ -2,6 +2,7 @@
 //! so the workspace links one binary per crate instead of one per file.
 
 mod id_block_cli;
+mod kds_cli;
 mod measure_cli;
 mod measure_interop;
 mod measure_snpguest;

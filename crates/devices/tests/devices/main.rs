@@ -3,3 +3,6 @@
 mod guest_platform;
 mod guest_sev_guest;
 mod guest_tsm;
+mod host_params;
+mod host_sev;
+mod kds_http;

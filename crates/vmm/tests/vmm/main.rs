@@ -7,6 +7,7 @@ mod cpuid;
 mod fuzz_replay;
 mod plan_digest;
 mod plan_interop;
+mod qmp_migration;
 mod qmp_protocol;
 mod qmp_python;
 mod run_e2e;

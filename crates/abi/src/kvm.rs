@@ -264,6 +264,70 @@ uapi!(
 );
 
 uapi!(
+    /// softsev extension (sev-legacy.md §7.1: upstream KVM answers id 10 with
+    /// `-EINVAL`): `struct kvm_sev_send_update_vmsa` for KVM_SEV_SEND_UPDATE_VMSA,
+    /// modelled on the out-of-tree SEV-ES/CSV2 migration series (Hygon's
+    /// `kvm_csv_send_update_vmsa`, deepin-community/kernel `arch/x86/kvm/svm/csv.c`
+    /// `csv_send_update_vmsa`). `hdr_len = 0` or `trans_len = 0` is the length query.
+    KvmSevSendUpdateVmsa, size = 0x28, {
+        /// The vCPU whose VMSA is sent (`kvm_get_vcpu_by_id`).
+        vcpu_id: u32 = 0x00,
+        /// Padding.
+        pad: u32 = 0x04,
+        /// User address of the packet header output.
+        hdr_uaddr: u64 = 0x08,
+        /// Its length.
+        hdr_len: u32 = 0x10,
+        /// Padding.
+        pad2: u32 = 0x14,
+        /// User address of the ciphertext output (4096 bytes).
+        trans_uaddr: u64 = 0x18,
+        /// Its length.
+        trans_len: u32 = 0x20,
+        /// Padding.
+        pad3: u32 = 0x24,
+    }
+);
+
+uapi!(
+    /// softsev extension (§7.1: upstream answers id 14 with `-EINVAL`):
+    /// `struct kvm_sev_receive_update_vmsa` for KVM_SEV_RECEIVE_UPDATE_VMSA, as
+    /// [`KvmSevSendUpdateVmsa`] (Hygon `csv_receive_update_vmsa`).
+    KvmSevReceiveUpdateVmsa, size = 0x28, {
+        /// The vCPU whose VMSA page receives the state.
+        vcpu_id: u32 = 0x00,
+        /// Padding.
+        pad: u32 = 0x04,
+        /// User address of the packet header.
+        hdr_uaddr: u64 = 0x08,
+        /// Its length.
+        hdr_len: u32 = 0x10,
+        /// Padding.
+        pad2: u32 = 0x14,
+        /// User address of the ciphertext.
+        trans_uaddr: u64 = 0x18,
+        /// Its length.
+        trans_len: u32 = 0x20,
+        /// Padding.
+        pad3: u32 = 0x24,
+    }
+);
+
+uapi!(
+    /// `struct kvm_dirty_log` (KVM_GET_DIRTY_LOG; Linux `include/uapi/linux/kvm.h`):
+    /// the slot (address space in bits 16+) and the user address of a bitmap with
+    /// one bit per 4 KiB page of the slot, LSB first, in u64 words.
+    KvmDirtyLog, size = 0x10, {
+        /// Slot id (bits 0–15) and address space (bits 16–31).
+        slot: u32 = 0x00,
+        /// Padding.
+        pad: u32 = 0x04,
+        /// User address of the bitmap (`ALIGN(npages, 64) / 8` bytes).
+        dirty_bitmap: u64 = 0x08,
+    }
+);
+
+uapi!(
     /// `struct kvm_sev_snp_launch_start`.
     KvmSevSnpLaunchStart, size = 0x40, {
         /// Guest policy (bit 17 must be set).
@@ -627,6 +691,9 @@ mod tests {
     fn sizes_and_names() {
         assert_eq!(KvmSevSnpLaunchFinish::LEN, 88);
         assert_eq!(KvmUserspaceMemoryRegion2::LEN, 160);
+        assert_eq!(KvmDirtyLog::LEN, 16);
+        assert_eq!(KvmSevSendUpdateVmsa::LEN, 40);
+        assert_eq!(KvmSevReceiveUpdateVmsa::LEN, 40);
         assert_eq!(format!("{:?}", SevCmdId(101)), "SNP_LAUNCH_UPDATE");
         assert_eq!(format!("{:?}", VmType(9)), "VmType(0x9)");
         assert_eq!(Errno::EINVAL.0, 22);

@@ -59,6 +59,7 @@ pub use cmd::{
 };
 pub use fw::{Firmware, FirmwareConfig, FwResult};
 pub use guest_ctx::{GuestInfo, GuestState, LaunchRecord};
+pub use sev_ctx::VmsaIntegrityError;
 pub use state::{
     AsidState, FirmwareImage, FwVersion, GuestHandle, PlatformState, SevHandle, SevPlatformState,
 };

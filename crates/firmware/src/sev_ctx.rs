@@ -259,3 +259,118 @@ impl crate::Firmware {
         id.set_pdh_scalar(scalar, &mut st.rng, api)
     }
 }
+
+// ---- the CPU's use of the TMR for SEV-ES register state (not mailbox commands) ----
+
+/// Size of a VMSA (sev-legacy.md §1.2).
+pub(crate) const VMSA_LEN: usize = 4096;
+/// VMSA offset the firmware zeroes when it stamps a VMSA (§3.3).
+pub(crate) const VMSA_STAMP_ZERO: usize = 0x380;
+/// VMSA offset holding the integrity block's physical address (§3.3).
+pub(crate) const VMSA_STAMP_CRC: usize = 0x388;
+/// Bytes of the VMSA the integrity value covers (§3.3: 0..0xFBF).
+pub(crate) const VMSA_CRC_SPAN: usize = 0xFC0;
+
+/// Why the CPU refused an SEV-ES VMSA ([`crate::Firmware::cpu_sev_es_save_vmsa`],
+/// [`crate::Firmware::cpu_sev_es_load_vmsa`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VmsaIntegrityError {
+    /// The platform has no TMR (not initialised for SEV-ES).
+    #[error("no SEV-ES trusted memory region")]
+    NoTmr,
+    /// The page's integrity pointer (offset 0x388) names no block of a guest bound
+    /// to this ASID.
+    #[error("VMSA integrity pointer {0:#x} names no block of this guest")]
+    NotOwned(u64),
+    /// The page's contents do not match its integrity block (tampered or stale).
+    #[error("VMSA integrity check failed")]
+    Mismatch,
+    /// The page could not be read or written with the guest's key.
+    #[error("VMSA access: {0}")]
+    Access(String),
+}
+
+impl crate::Firmware {
+    /// The block index the VMSA `page` points at (offset 0x388), if it lies in the
+    /// TMR and belongs to a legacy guest bound to `asid`.
+    fn es_block(
+        st: &crate::state::State,
+        asid: u32,
+        page: &[u8],
+    ) -> Result<u32, VmsaIntegrityError> {
+        let tmr = st.sev.tmr.as_ref().ok_or(VmsaIntegrityError::NoTmr)?;
+        let mut pa = [0u8; 8];
+        pa.copy_from_slice(&page[VMSA_STAMP_CRC..VMSA_STAMP_CRC + 8]);
+        let pa = u64::from_le_bytes(pa);
+        let idx = pa
+            .checked_sub(tmr.base)
+            .filter(|o| o % CRC_BLOCK_LEN == 0 && *o < tmr.len)
+            .and_then(|o| u32::try_from(o / CRC_BLOCK_LEN).ok())
+            .ok_or(VmsaIntegrityError::NotOwned(pa))?;
+        let owned = st
+            .sev
+            .guests
+            .values()
+            .any(|g| g.binding.asid() == Some(asid) && g.crc_blocks.contains(&idx));
+        if !owned {
+            return Err(VmsaIntegrityError::NotOwned(pa));
+        }
+        Ok(idx)
+    }
+
+    /// Simulator hook for the CPU, not a firmware command: the #VMEXIT of an SEV-ES
+    /// guest of `asid` saves its register state into its VMSA page at `spa`,
+    /// encrypted with the guest's key, and records the new integrity value in the TMR
+    /// block the page names (AMD APM vol. 2 §15.35 "SEV-ES": guest state is saved to
+    /// the encrypted VMSA with an integrity check value in protected memory; the
+    /// firmware's stamp at 0x380..0x38F is kept). `vmsa` is the new plaintext; its
+    /// bytes 0x380..0x38F are ignored.
+    pub fn cpu_sev_es_save_vmsa(
+        &self,
+        asid: u32,
+        spa: softsev_abi::Spa,
+        vmsa: &[u8; VMSA_LEN],
+    ) -> Result<(), VmsaIntegrityError> {
+        use softsev_soc::KeySel;
+        let key = KeySel::Guest(softsev_abi::Asid(asid));
+        let mut cur = Zeroizing::new(vec![0u8; VMSA_LEN]);
+        self.soc
+            .fw_read(spa, key, &mut cur)
+            .map_err(|e| VmsaIntegrityError::Access(e.to_string()))?;
+        let mut st = self.state.lock();
+        let idx = Self::es_block(&st, asid, &cur)?;
+        let mut new = Zeroizing::new(vmsa.to_vec());
+        new[VMSA_STAMP_ZERO..VMSA_STAMP_CRC + 8]
+            .copy_from_slice(&cur[VMSA_STAMP_ZERO..VMSA_STAMP_CRC + 8]);
+        let tmr = st.sev.tmr.as_mut().ok_or(VmsaIntegrityError::NoTmr)?;
+        tmr.blocks
+            .insert(idx, softsev_crypto::hash::sha256(&new[..VMSA_CRC_SPAN]));
+        drop(st);
+        self.soc
+            .fw_write(spa, key, &new)
+            .map_err(|e| VmsaIntegrityError::Access(e.to_string()))
+    }
+
+    /// Simulator hook for the CPU: VMRUN of an SEV-ES guest of `asid` loads its
+    /// register state from the VMSA page at `spa` (decrypted with the guest's key)
+    /// after checking it against its TMR integrity block; a mismatch fails VMRUN.
+    pub fn cpu_sev_es_load_vmsa(
+        &self,
+        asid: u32,
+        spa: softsev_abi::Spa,
+    ) -> Result<Zeroizing<Vec<u8>>, VmsaIntegrityError> {
+        use softsev_soc::KeySel;
+        let mut page = Zeroizing::new(vec![0u8; VMSA_LEN]);
+        self.soc
+            .fw_read(spa, KeySel::Guest(softsev_abi::Asid(asid)), &mut page)
+            .map_err(|e| VmsaIntegrityError::Access(e.to_string()))?;
+        let st = self.state.lock();
+        let idx = Self::es_block(&st, asid, &page)?;
+        let tmr = st.sev.tmr.as_ref().ok_or(VmsaIntegrityError::NoTmr)?;
+        let want = tmr.blocks.get(&idx).ok_or(VmsaIntegrityError::Mismatch)?;
+        if !softsev_crypto::ct::ct_eq(want, &softsev_crypto::hash::sha256(&page[..VMSA_CRC_SPAN])) {
+            return Err(VmsaIntegrityError::Mismatch);
+        }
+        Ok(page)
+    }
+}

@@ -6,7 +6,9 @@
 
 use crate::boot::{AcceptMode, ApConfig, BootConfig, boot};
 use crate::memory::MemRange;
-use crate::platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED};
+use crate::platform::{
+    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
+};
 use softsev_abi::Gpa;
 use softsev_abi::ghcb::{
     GHCB_MSR_INFO_MASK, Ghcb, GhcbField, GhcbMsg, MSR_GHCB, MSR_SEV_STATUS, PscDesc,
@@ -39,6 +41,9 @@ pub struct HostilePlatform<'a> {
     msr: u64,
     mem: HashMap<u64, Box<[u8; 4096]>>,
     bounded: bool,
+    /// The register file: the guest's own (an SNP guest's registers live in its
+    /// encrypted VMSA, out of the host's reach).
+    gprs: [u64; 15],
 }
 
 impl<'a> HostilePlatform<'a> {
@@ -51,6 +56,7 @@ impl<'a> HostilePlatform<'a> {
             msr: 0,
             mem: HashMap::new(),
             bounded: true,
+            gprs: [0; 15],
         };
         let secrets = SecretsPage::new(3, false, 0, [0; 16], &[FUZZ_VMPCK; 4], 0);
         p.poke(FUZZ_SECRETS_GPA, secrets.as_bytes());
@@ -329,6 +335,17 @@ impl GuestPlatform for HostilePlatform<'_> {
         } else {
             self.ghcb_answer();
         }
+        Ok(())
+    }
+
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        self.step()?;
+        Ok(self.gprs[r.index()])
+    }
+
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        self.step()?;
+        self.gprs[r.index()] = v;
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
 pub use hashes::KernelBlobs;
 pub use memory::{MemRange, RangeSet, Validated};
 pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
-pub use platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID};
+pub use platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID};
 pub use secret::{SecretArea, SecretEntry, SecretTable, SecretTableError, parse_secret_area};
 pub use sev_boot::{
     SecretAreaConfig, SecretStatus, SevApConfig, SevApReport, SevBootConfig, SevBootReport,

@@ -1,6 +1,7 @@
 //! The hardware a guest vCPU sees, as a trait: memory accesses with an explicit C-bit,
 //! the SNP guest instructions PVALIDATE and RMPADJUST, CPUID, the GHCB and SEV_STATUS
-//! MSRs, and VMGEXIT (host-interfaces.md §2.1, §3.3–3.4; AMD APM vol. 2 §15.36).
+//! MSRs, VMGEXIT, and the general-purpose registers (host-interfaces.md §2.1, §3.3–3.4;
+//! AMD APM vol. 2 §15.36).
 //!
 //! A host backs one [`GuestPlatform`] per vCPU; tests back it with a scripted fake.
 //! Nothing here knows about the firmware: the guest reaches it only through VMGEXIT and
@@ -18,6 +19,71 @@ pub const VC_NOT_RESTARTABLE: u64 = 0x406;
 /// #VC error code of an intercepted CPUID (SVM_EXIT_CPUID, AMD APM vol. 2 appendix C;
 /// host-interfaces.md §3.1): what CPUID raises in an SEV-ES or SNP guest.
 pub const VC_CPUID: u64 = 0x72;
+
+/// A 64-bit general-purpose register other than RSP (AMD APM vol. 1 §3.1.2), as it sits
+/// in the vCPU's register file: for SEV-ES and SNP that file is the encrypted VMSA
+/// (AMD APM vol. 2 §15.35: the hardware saves the guest state there on every
+/// #VMEXIT; layout `softsev_abi::vmsa::Vmsa`), so a moved ES guest finds its
+/// registers only if its VMSA moved with it (sev-legacy.md §5.2, §5.5).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Gpr {
+    /// RAX.
+    Rax,
+    /// RBX.
+    Rbx,
+    /// RCX.
+    Rcx,
+    /// RDX.
+    Rdx,
+    /// RSI.
+    Rsi,
+    /// RDI.
+    Rdi,
+    /// RBP.
+    Rbp,
+    /// R8.
+    R8,
+    /// R9.
+    R9,
+    /// R10.
+    R10,
+    /// R11.
+    R11,
+    /// R12.
+    R12,
+    /// R13.
+    R13,
+    /// R14.
+    R14,
+    /// R15.
+    R15,
+}
+
+impl Gpr {
+    /// Every register, in the order of the enum.
+    pub const ALL: [Gpr; 15] = [
+        Gpr::Rax,
+        Gpr::Rbx,
+        Gpr::Rcx,
+        Gpr::Rdx,
+        Gpr::Rsi,
+        Gpr::Rdi,
+        Gpr::Rbp,
+        Gpr::R8,
+        Gpr::R9,
+        Gpr::R10,
+        Gpr::R11,
+        Gpr::R12,
+        Gpr::R13,
+        Gpr::R14,
+        Gpr::R15,
+    ];
+
+    /// Position in [`Gpr::ALL`] (0..15), for register files kept as arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// What an instruction raised instead of completing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, thiserror::Error)]
@@ -115,6 +181,15 @@ pub trait GuestPlatform {
     /// VMGEXIT: exit to the hypervisor, which handles the request named by the GHCB
     /// MSR and resumes the guest.
     fn vmgexit(&mut self) -> Result<(), GuestFault>;
+
+    /// Read general-purpose register `r` (what an instruction using it as a source
+    /// sees: the vCPU's current register file).
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault>;
+
+    /// Write general-purpose register `r` (a MOV into it): the value stays in the
+    /// vCPU's register file across exits, where the host sees it for a plain SEV guest
+    /// (KVM_GET_REGS) and only inside the encrypted VMSA for SEV-ES and SNP.
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault>;
 }
 
 impl<T: GuestPlatform + ?Sized> GuestPlatform for &mut T {
@@ -146,5 +221,11 @@ impl<T: GuestPlatform + ?Sized> GuestPlatform for &mut T {
     }
     fn vmgexit(&mut self) -> Result<(), GuestFault> {
         (**self).vmgexit()
+    }
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        (**self).gpr(r)
+    }
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        (**self).set_gpr(r, v)
     }
 }

@@ -20,10 +20,12 @@ use crate::{
     CpuidEntry, Errno, Hva, KvmError, KvmResult, SoftHost, SoftVcpu, SoftVm, UserMemory, VcpuExit,
 };
 use softsev_abi::kvm::{
-    KvmCap, KvmCreateGuestMemfd, KvmMemoryAttributes, KvmSevAttestationReport, KvmSevCmd,
-    KvmSevDbg, KvmSevGuestStatus, KvmSevInit, KvmSevLaunchMeasure, KvmSevLaunchSecret,
-    KvmSevLaunchStart, KvmSevLaunchUpdateData, KvmSevSnpLaunchFinish, KvmSevSnpLaunchStart,
-    KvmSevSnpLaunchUpdate, KvmUserspaceMemoryRegion2, SevCmdId, VmType,
+    KvmCap, KvmCreateGuestMemfd, KvmDirtyLog, KvmMemoryAttributes, KvmSevAttestationReport,
+    KvmSevCmd, KvmSevDbg, KvmSevGuestStatus, KvmSevInit, KvmSevLaunchMeasure, KvmSevLaunchSecret,
+    KvmSevLaunchStart, KvmSevLaunchUpdateData, KvmSevReceiveStart, KvmSevReceiveUpdateData,
+    KvmSevReceiveUpdateVmsa, KvmSevSendStart, KvmSevSendUpdateData, KvmSevSendUpdateVmsa,
+    KvmSevSnpLaunchFinish, KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate, KvmUserspaceMemoryRegion2,
+    SevCmdId, VmType,
 };
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{FwStatus, Gpa};
@@ -44,6 +46,9 @@ pub trait VmmMemory: Send + Sync + Debug {
     fn read(&self, hva: Hva, buf: &mut [u8]) -> KvmResult;
     /// `madvise(MADV_DONTNEED)`: the pages of `[hva, hva+len)` read as zero again.
     fn discard(&self, hva: Hva, len: u64) -> KvmResult;
+    /// mincore(2): per 4 KiB page of `[hva, hva+len)` (`hva` page aligned), whether
+    /// it has been touched (has a physical page); `-ENOMEM` for an unmapped range.
+    fn mincore(&self, hva: Hva, len: u64) -> KvmResult<Vec<bool>>;
 }
 
 /// `/dev/kvm`: creates VMs and answers capability queries.
@@ -91,6 +96,10 @@ pub trait Vm: Send + Sync + Debug {
     fn set_user_memory_region2(&self, r: &KvmUserspaceMemoryRegion2) -> KvmResult;
     /// KVM_SET_MEMORY_ATTRIBUTES.
     fn set_memory_attributes(&self, a: &KvmMemoryAttributes) -> KvmResult;
+    /// KVM_GET_DIRTY_LOG: the slot's dirty bitmap written to `log.dirty_bitmap` (one
+    /// bit per 4 KiB page, LSB first, u64 words) and cleared; `-ENOENT` for a slot
+    /// without `KVM_MEM_LOG_DIRTY_PAGES`.
+    fn get_dirty_log(&self, log: &KvmDirtyLog) -> KvmResult;
     /// `fallocate(PUNCH_HOLE)` on a guest_memfd.
     fn gmem_punch_hole(&self, fd: u32, offset: u64, len: u64) -> KvmResult;
     /// KVM_PRE_FAULT_MEMORY of `[gpa, gpa+size)`.
@@ -196,6 +205,45 @@ pub trait Vm: Send + Sync + Debug {
     fn sev_get_attestation_report(&self, report: &mut KvmSevAttestationReport) -> KvmResult {
         encrypt_op_staged(self, SevCmdId::GET_ATTESTATION_REPORT, report)
     }
+    /// `KVM_SEV_SEND_START`: `session_len` 0 queries the session length (`-EIO`,
+    /// INVALID_LENGTH, 128 written back); else the session and the policy come back.
+    fn sev_send_start(&self, start: &mut KvmSevSendStart) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::SEND_START, start)
+    }
+    /// `KVM_SEV_SEND_UPDATE_DATA`: `hdr_len` or `trans_len` 0 queries the lengths.
+    fn sev_send_update_data(&self, update: &mut KvmSevSendUpdateData) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::SEND_UPDATE_DATA, update)
+    }
+    /// `KVM_SEV_SEND_UPDATE_VMSA` (softsev extension, [`crate::ModuleParams::sev_es_migration`]).
+    fn sev_send_update_vmsa(&self, update: &mut KvmSevSendUpdateVmsa) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::SEND_UPDATE_VMSA, update)
+    }
+    /// `KVM_SEV_SEND_FINISH`.
+    fn sev_send_finish(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::SEND_FINISH, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_SEND_CANCEL`.
+    fn sev_send_cancel(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::SEND_CANCEL, &mut [0u8; 8])
+    }
+    /// `KVM_SEV_RECEIVE_START`: `start.handle` receives the new handle.
+    fn sev_receive_start(&self, start: &mut KvmSevReceiveStart) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::RECEIVE_START, start)
+    }
+    /// `KVM_SEV_RECEIVE_UPDATE_DATA`.
+    fn sev_receive_update_data(&self, update: &KvmSevReceiveUpdateData) -> KvmResult {
+        let mut update = *update;
+        encrypt_op_staged(self, SevCmdId::RECEIVE_UPDATE_DATA, &mut update)
+    }
+    /// `KVM_SEV_RECEIVE_UPDATE_VMSA` (softsev extension, as SEND_UPDATE_VMSA).
+    fn sev_receive_update_vmsa(&self, update: &KvmSevReceiveUpdateVmsa) -> KvmResult {
+        let mut update = *update;
+        encrypt_op_staged(self, SevCmdId::RECEIVE_UPDATE_VMSA, &mut update)
+    }
+    /// `KVM_SEV_RECEIVE_FINISH`.
+    fn sev_receive_finish(&self) -> KvmResult {
+        encrypt_op_staged(self, SevCmdId::RECEIVE_FINISH, &mut [0u8; 8])
+    }
 }
 
 /// A vCPU file descriptor.
@@ -267,6 +315,9 @@ impl VmmMemory for UserMemory {
     fn discard(&self, hva: Hva, len: u64) -> KvmResult {
         UserMemory::discard(self, hva, len)
     }
+    fn mincore(&self, hva: Hva, len: u64) -> KvmResult<Vec<bool>> {
+        UserMemory::mincore(self, hva, len)
+    }
 }
 
 impl Hypervisor for Arc<SoftHost> {
@@ -311,6 +362,9 @@ impl Vm for SoftVm {
     }
     fn set_memory_attributes(&self, a: &KvmMemoryAttributes) -> KvmResult {
         SoftVm::set_memory_attributes(self, a)
+    }
+    fn get_dirty_log(&self, log: &KvmDirtyLog) -> KvmResult {
+        SoftVm::get_dirty_log(self, log)
     }
     fn gmem_punch_hole(&self, fd: u32, offset: u64, len: u64) -> KvmResult {
         SoftVm::gmem_punch_hole(self, fd, offset, len)

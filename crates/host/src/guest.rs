@@ -16,8 +16,9 @@ use crate::state::VcpuShared;
 use crate::vm::VmInner;
 use softsev_abi::ghcb::{Ghcb, MSR_GHCB, MSR_SEV_STATUS};
 use softsev_abi::rmp::RmpStatus;
+use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{Asid, Gpa, PAGE_SIZE_2M, PAGE_SIZE_4K, Spa, Vmpl};
-use softsev_guest::{CBit, GuestFault, GuestPlatform, PageSize};
+use softsev_guest::{CBit, Gpr, GuestFault, GuestPlatform, PageSize};
 use softsev_soc::{
     AccessKind, Fault, GuestAccess, GuestMode, NPF_SIZEM, PF_RMP, Paging, PvalidateReq,
     RmpAdjustReq, SocError,
@@ -291,6 +292,28 @@ impl GuestCpu {
     }
 }
 
+/// The field of the register file (the VMSA layout, AMD APM vol. 2 appendix B) that
+/// holds `r`.
+fn gpr_field(regs: &mut Vmsa, r: Gpr) -> &mut u64 {
+    match r {
+        Gpr::Rax => &mut regs.rax,
+        Gpr::Rbx => &mut regs.rbx,
+        Gpr::Rcx => &mut regs.rcx,
+        Gpr::Rdx => &mut regs.rdx,
+        Gpr::Rsi => &mut regs.rsi,
+        Gpr::Rdi => &mut regs.rdi,
+        Gpr::Rbp => &mut regs.rbp,
+        Gpr::R8 => &mut regs.r8,
+        Gpr::R9 => &mut regs.r9,
+        Gpr::R10 => &mut regs.r10,
+        Gpr::R11 => &mut regs.r11,
+        Gpr::R12 => &mut regs.r12,
+        Gpr::R13 => &mut regs.r13,
+        Gpr::R14 => &mut regs.r14,
+        Gpr::R15 => &mut regs.r15,
+    }
+}
+
 impl GuestPlatform for GuestCpu {
     fn read(&mut self, gpa: Gpa, c_bit: CBit, buf: &mut [u8]) -> Result<(), GuestFault> {
         self.access_pages(gpa, c_bit, AccessKind::Read, buf.len(), |soc, acc, r| {
@@ -438,5 +461,29 @@ impl GuestPlatform for GuestCpu {
             return Ok(());
         }
         self.exit_to_host(ToHost::Vmgexit)
+    }
+
+    /// A general-purpose register from the vCPU's register file (for a protected
+    /// SEV-ES / SNP vCPU, the state the VMSA holds).
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        let mut regs = self.vcpu.state().regs().clone();
+        Ok(*gpr_field(&mut regs, r))
+    }
+
+    /// A MOV into a general-purpose register: the vCPU's register file changes. The
+    /// guest writes its own state, so this also applies once the state is protected
+    /// (where KVM_SET_REGS no longer reaches it).
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        let mut st = self.vcpu.state();
+        let mut regs = st.regs().clone();
+        *gpr_field(&mut regs, r) = v;
+        if st.protected() {
+            // Same state, still protected: `protect` is the only writer of a
+            // protected register file.
+            st.protect(regs);
+        } else {
+            st.set_regs(&regs);
+        }
+        Ok(())
     }
 }

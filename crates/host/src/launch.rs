@@ -177,11 +177,14 @@ use crate::{Hva, KvmError, Vcpu, Vm, VmmMemory};
 use softsev_abi::kvm::{
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KvmMemoryAttributes, KvmSevAttestationReport, KvmSevDbg,
     KvmSevGuestStatus, KvmSevInit, KvmSevLaunchMeasure, KvmSevLaunchSecret, KvmSevLaunchStart,
-    KvmSevLaunchUpdateData, KvmSevSnpLaunchFinish, KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate,
+    KvmSevLaunchUpdateData, KvmSevReceiveStart, KvmSevReceiveUpdateData, KvmSevReceiveUpdateVmsa,
+    KvmSevSendStart, KvmSevSendUpdateData, KvmSevSendUpdateVmsa, KvmSevSnpLaunchFinish,
+    KvmSevSnpLaunchStart, KvmSevSnpLaunchUpdate,
 };
 use softsev_abi::page_info::PageType;
 use softsev_abi::sev_buf::{
-    SEV_MEASURE_LEN, SEV_REPORT_LEN, SevLaunchMeasureBlob, SevPacketHeader, SevSession,
+    SEV_MEASURE_LEN, SEV_PACKET_HEADER_LEN, SEV_REPORT_LEN, SEV_SESSION_LEN, SEV_VMSA_LEN,
+    SevLaunchMeasureBlob, SevPacketHeader, SevSession,
 };
 use softsev_abi::sev_cert::SevCert;
 use softsev_abi::vmsa::Vmsa;
@@ -285,6 +288,24 @@ pub enum LaunchStep {
     SevGuestStatus,
     /// `KVM_SEV_DBG_DECRYPT` / `KVM_SEV_DBG_ENCRYPT`.
     SevDbg,
+    /// `KVM_SEV_SEND_START` (the session-length query or the call).
+    SevSendStart,
+    /// `KVM_SEV_SEND_UPDATE_DATA` of the page at this VMM address.
+    SevSendUpdateData(Hva),
+    /// `KVM_SEV_SEND_UPDATE_VMSA` of this vCPU.
+    SevSendUpdateVmsa(u32),
+    /// `KVM_SEV_SEND_FINISH`.
+    SevSendFinish,
+    /// `KVM_SEV_SEND_CANCEL`.
+    SevSendCancel,
+    /// `KVM_SEV_RECEIVE_START`.
+    SevReceiveStart,
+    /// `KVM_SEV_RECEIVE_UPDATE_DATA` into the page at this VMM address.
+    SevReceiveUpdateData(Hva),
+    /// `KVM_SEV_RECEIVE_UPDATE_VMSA` of this vCPU.
+    SevReceiveUpdateVmsa(u32),
+    /// `KVM_SEV_RECEIVE_FINISH`.
+    SevReceiveFinish,
 }
 
 impl fmt::Display for LaunchStep {
@@ -316,6 +337,21 @@ impl fmt::Display for LaunchStep {
             LaunchStep::SevLaunchFinish => f.write_str("KVM_SEV_LAUNCH_FINISH"),
             LaunchStep::SevGuestStatus => f.write_str("KVM_SEV_GUEST_STATUS"),
             LaunchStep::SevDbg => f.write_str("KVM_SEV_DBG_DECRYPT/ENCRYPT"),
+            LaunchStep::SevSendStart => f.write_str("KVM_SEV_SEND_START"),
+            LaunchStep::SevSendUpdateData(h) => {
+                write!(f, "KVM_SEV_SEND_UPDATE_DATA of {:#x}", h.0)
+            }
+            LaunchStep::SevSendUpdateVmsa(i) => write!(f, "KVM_SEV_SEND_UPDATE_VMSA of vCPU {i}"),
+            LaunchStep::SevSendFinish => f.write_str("KVM_SEV_SEND_FINISH"),
+            LaunchStep::SevSendCancel => f.write_str("KVM_SEV_SEND_CANCEL"),
+            LaunchStep::SevReceiveStart => f.write_str("KVM_SEV_RECEIVE_START"),
+            LaunchStep::SevReceiveUpdateData(h) => {
+                write!(f, "KVM_SEV_RECEIVE_UPDATE_DATA into {:#x}", h.0)
+            }
+            LaunchStep::SevReceiveUpdateVmsa(i) => {
+                write!(f, "KVM_SEV_RECEIVE_UPDATE_VMSA of vCPU {i}")
+            }
+            LaunchStep::SevReceiveFinish => f.write_str("KVM_SEV_RECEIVE_FINISH"),
         }
     }
 }
@@ -622,6 +658,8 @@ pub struct SevLauncher<S: LaunchState, V: Vm + ?Sized = dyn Vm> {
     vcpus: Vec<Box<dyn Vcpu>>,
     handle: u32,
     measurement: Option<SevLaunchMeasureBlob>,
+    /// The SEND_UPDATE_* header length once queried (0 before).
+    send_hdr_len: u32,
     state: PhantomData<S>,
 }
 
@@ -703,6 +741,7 @@ impl<S: LaunchState, V: Vm + ?Sized> SevLauncher<S, V> {
             vcpus: self.vcpus,
             handle: self.handle,
             measurement: self.measurement,
+            send_hdr_len: self.send_hdr_len,
             state: PhantomData,
         }
     }
@@ -734,6 +773,7 @@ impl<V: Vm + ?Sized> SevLauncher<Created, V> {
             vcpus: Vec::new(),
             handle: 0,
             measurement: None,
+            send_hdr_len: 0,
             state: PhantomData,
         })
     }
@@ -955,6 +995,152 @@ impl<V: Vm + ?Sized> SevLauncher<Running, V> {
         attestation_report(&*self.vm, mnonce)
     }
 
+    /// KVM_SEV_SEND_START to the platform `target` names (sev-legacy.md §5.1, §7.2):
+    /// the session-length query first (`-EIO` with INVALID_LENGTH and 128 written
+    /// back, as QEMU's SEV migration series reads it), then the call with the target's
+    /// PDH, PEK ‖ OCA ‖ CEK and ASK ‖ ARK staged in VMM memory. The firmware checks the
+    /// policy (NOSEND, DOMAIN, SEV) and the chain before anything is sent; the guest
+    /// is in SUPDATE afterwards.
+    pub fn send_start(&mut self, target: &SevTargetCerts) -> Result<SevSendStartOut, LaunchError> {
+        let step = LaunchStep::SevSendStart;
+        let mut q = KvmSevSendStart::default();
+        let queried = self.vm.sev_send_start(&mut q);
+        if q.session_len == 0 {
+            queried.map_err(at(step.clone()))?;
+        }
+        let session_len = q.session_len.max(SEV_SESSION_LEN as u32);
+        let mem = self.vm.vmm_memory();
+        let mut staged: Vec<Hva> = Vec::new();
+        let r = (|| {
+            let mut stage_one = |bytes: &[u8], what: &'static str| -> Result<Hva, LaunchError> {
+                let hva = stage(&*mem, Some(bytes), LaunchStep::Stage(what))?.unwrap_or_default();
+                staged.push(hva);
+                Ok(hva)
+            };
+            let pdh = stage_one(target.pdh.as_bytes(), "target PDH")?;
+            let plat = stage_one(&target.plat_certs, "target platform certificates")?;
+            let amd = stage_one(&target.amd_certs, "target AMD certificates")?;
+            let ses = stage_one(&vec![0u8; session_len as usize], "session buffer")?;
+            let mut start = KvmSevSendStart {
+                pdh_cert_uaddr: pdh.0,
+                pdh_cert_len: target.pdh.as_bytes().len() as u32,
+                plat_certs_uaddr: plat.0,
+                plat_certs_len: target.plat_certs.len() as u32,
+                amd_certs_uaddr: amd.0,
+                amd_certs_len: target.amd_certs.len() as u32,
+                session_uaddr: ses.0,
+                session_len,
+                ..Default::default()
+            };
+            self.vm
+                .sev_send_start(&mut start)
+                .map_err(at(step.clone()))?;
+            let mut session = SevSession::new_zeroed();
+            mem.read(ses, session.as_mut_bytes())
+                .map_err(at(step.clone()))?;
+            Ok(SevSendStartOut {
+                policy: start.policy,
+                session,
+            })
+        })();
+        for hva in staged {
+            let _ = mem.munmap(hva);
+        }
+        r
+    }
+
+    /// KVM_SEV_SEND_UPDATE_DATA of `len` bytes of guest memory at the VMM address
+    /// `uaddr` (at most one page, not crossing it: KVM's rule, `-EINVAL`). The header
+    /// length is queried once (52) as QEMU does; the packet is the header and exactly
+    /// `len` bytes of ciphertext.
+    pub fn send_update_data(&mut self, uaddr: Hva, len: u32) -> Result<SevPacket, LaunchError> {
+        let step = LaunchStep::SevSendUpdateData(uaddr);
+        let hdr_len = self.send_hdr_len(step.clone(), |vm, q| {
+            let mut d = KvmSevSendUpdateData::default();
+            let r = vm.sev_send_update_data(&mut d);
+            *q = d.hdr_len;
+            r
+        })?;
+        let mem = self.vm.vmm_memory();
+        let bufs = SendBufs::map(&*mem, hdr_len, len, step.clone())?;
+        let r = self
+            .vm
+            .sev_send_update_data(&mut KvmSevSendUpdateData {
+                hdr_uaddr: bufs.hdr.0,
+                hdr_len,
+                guest_uaddr: uaddr.0,
+                guest_len: len,
+                trans_uaddr: bufs.trans.0,
+                trans_len: len,
+                ..Default::default()
+            })
+            .and_then(|()| bufs.packet(&*mem, len));
+        bufs.unmap(&*mem);
+        r.map_err(at(step))
+    }
+
+    /// KVM_SEV_SEND_UPDATE_VMSA of vCPU `vcpu_id` (SEV-ES; the softsev extension
+    /// behind [`crate::ModuleParams::sev_es_migration`], `-EINVAL` without it as
+    /// upstream KVM): the encrypted VMSA page, holding the registers of the vCPU's
+    /// last exit, as a 4096-byte packet.
+    pub fn send_update_vmsa(&mut self, vcpu_id: u32) -> Result<SevPacket, LaunchError> {
+        let step = LaunchStep::SevSendUpdateVmsa(vcpu_id);
+        let hdr_len = self.send_hdr_len(step.clone(), |vm, q| {
+            let mut d = KvmSevSendUpdateVmsa::default();
+            let r = vm.sev_send_update_vmsa(&mut d);
+            *q = d.hdr_len;
+            r
+        })?;
+        let mem = self.vm.vmm_memory();
+        let len = SEV_VMSA_LEN as u32;
+        let bufs = SendBufs::map(&*mem, hdr_len, len, step.clone())?;
+        let r = self
+            .vm
+            .sev_send_update_vmsa(&mut KvmSevSendUpdateVmsa {
+                vcpu_id,
+                hdr_uaddr: bufs.hdr.0,
+                hdr_len,
+                trans_uaddr: bufs.trans.0,
+                trans_len: len,
+                ..Default::default()
+            })
+            .and_then(|()| bufs.packet(&*mem, len));
+        bufs.unmap(&*mem);
+        r.map_err(at(step))
+    }
+
+    /// KVM_SEV_SEND_FINISH: the guest is SENT (it cannot run again on this platform).
+    pub fn send_finish(&mut self) -> Result<(), LaunchError> {
+        self.vm
+            .sev_send_finish()
+            .map_err(at(LaunchStep::SevSendFinish))
+    }
+
+    /// KVM_SEV_SEND_CANCEL: back to RUNNING (the guest keeps running here).
+    pub fn send_cancel(&mut self) -> Result<(), LaunchError> {
+        self.vm
+            .sev_send_cancel()
+            .map_err(at(LaunchStep::SevSendCancel))
+    }
+
+    /// The packet-header length of SEND_UPDATE_*: queried once through `query` (the
+    /// firmware's INVALID_LENGTH with 52 written back), then remembered.
+    fn send_hdr_len(
+        &mut self,
+        step: LaunchStep,
+        query: impl FnOnce(&V, &mut u32) -> Result<(), KvmError>,
+    ) -> Result<u32, LaunchError> {
+        if self.send_hdr_len == 0 {
+            let mut n = 0;
+            let r = query(&*self.vm, &mut n);
+            if n == 0 {
+                r.map_err(at(step))?;
+            }
+            self.send_hdr_len = n.max(SEV_PACKET_HEADER_LEN as u32);
+        }
+        Ok(self.send_hdr_len)
+    }
+
     /// The vCPUs, to run.
     pub fn vcpus_mut(&mut self) -> &mut [Box<dyn Vcpu>] {
         &mut self.vcpus
@@ -963,5 +1149,278 @@ impl<V: Vm + ?Sized> SevLauncher<Running, V> {
     /// The VM and its vCPUs (in creation order).
     pub fn into_parts(self) -> (Arc<V>, Vec<Box<dyn Vcpu>>) {
         (self.vm, self.vcpus)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// SEV / SEV-ES migration (sev-legacy.md §5, §7.2)
+// ---------------------------------------------------------------------------------
+
+/// The target platform's certificates SEND_START needs (sev-legacy.md §5.1; QEMU's
+/// SEV live-migration series passes them as `sev-pdh`, `sev-plat-cert`,
+/// `sev-amd-cert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SevTargetCerts {
+    /// The target's PDH certificate.
+    pub pdh: SevCert,
+    /// The target's PEK ‖ OCA ‖ CEK (0x186C bytes).
+    pub plat_certs: Vec<u8>,
+    /// The target's ASK ‖ ARK (AMD format).
+    pub amd_certs: Vec<u8>,
+}
+
+/// What SEND_START returns: the guest's policy and the session for RECEIVE_START.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SevSendStartOut {
+    /// The guest policy (RECEIVE_START must be given the same).
+    pub policy: u32,
+    /// The 128-byte session blob wrapping TEK ‖ TIK for the target.
+    pub session: SevSession,
+}
+
+/// One SEND_UPDATE_* packet: the 52-byte header (flags, IV, MAC) and the
+/// ciphertext ("trans" blob; exactly as long as the guest range sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SevPacket {
+    /// flags ‖ IV ‖ MAC (sev-legacy.md §5.3).
+    pub header: SevPacketHeader,
+    /// AES-128-CTR ciphertext.
+    pub data: Vec<u8>,
+}
+
+/// The header and transport buffers of one SEND_UPDATE_* call, in VMM memory.
+struct SendBufs {
+    hdr: Hva,
+    trans: Hva,
+}
+
+impl SendBufs {
+    fn map(
+        mem: &dyn VmmMemory,
+        hdr_len: u32,
+        trans_len: u32,
+        step: LaunchStep,
+    ) -> Result<SendBufs, LaunchError> {
+        let hdr = mem.mmap(u64::from(hdr_len)).map_err(at(step.clone()))?;
+        match mem.mmap(u64::from(trans_len).max(1)) {
+            Ok(trans) => Ok(SendBufs { hdr, trans }),
+            Err(e) => {
+                let _ = mem.munmap(hdr);
+                Err(at(step)(e))
+            }
+        }
+    }
+
+    fn packet(&self, mem: &dyn VmmMemory, len: u32) -> Result<SevPacket, KvmError> {
+        let mut header = SevPacketHeader::new_zeroed();
+        mem.read(self.hdr, header.as_mut_bytes())?;
+        let mut data = vec![0u8; len as usize];
+        mem.read(self.trans, &mut data)?;
+        Ok(SevPacket { header, data })
+    }
+
+    fn unmap(self, mem: &dyn VmmMemory) {
+        let _ = mem.munmap(self.hdr);
+        let _ = mem.munmap(self.trans);
+    }
+}
+
+/// The target side of an SEV / SEV-ES migration (or of a snapshot restore): a VM made
+/// an SEV guest, its vCPUs, RECEIVE_START with the source's PDH and session,
+/// RECEIVE_UPDATE_DATA per page and (SEV-ES) RECEIVE_UPDATE_VMSA per vCPU, then
+/// RECEIVE_FINISH hands a running launcher to the VMM. Dropping a receiver before
+/// RECEIVE_FINISH leaves no runnable guest (its context is decommissioned with the VM).
+pub struct SevReceiver<V: Vm + ?Sized = dyn Vm> {
+    vm: Arc<V>,
+    vcpus: Vec<Box<dyn Vcpu>>,
+    handle: u32,
+}
+
+impl<V: Vm + ?Sized> fmt::Debug for SevReceiver<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SevReceiver")
+            .field("vm", &self.vm)
+            .field("handle", &self.handle)
+            .field("vcpus", &self.vcpus.len())
+            .finish()
+    }
+}
+
+impl<V: Vm + ?Sized> SevReceiver<V> {
+    /// Make `vm` an SEV or SEV-ES guest to receive into (`init` as for
+    /// [`SevLauncher::new`]).
+    pub fn new(vm: Arc<V>, init: SevInit) -> Result<Self, LaunchError> {
+        match init {
+            SevInit::Init => vm.sev_init(),
+            SevInit::EsInit => vm.sev_es_init(),
+            SevInit::Init2(a) => vm.sev_init2(&a),
+        }
+        .map_err(at(LaunchStep::SevInit))?;
+        Ok(SevReceiver {
+            vm,
+            vcpus: Vec::new(),
+            handle: 0,
+        })
+    }
+
+    /// The VM.
+    pub fn vm(&self) -> &Arc<V> {
+        &self.vm
+    }
+
+    /// The vCPUs created so far.
+    pub fn vcpus(&self) -> &[Box<dyn Vcpu>] {
+        &self.vcpus
+    }
+
+    /// The firmware handle (0 before RECEIVE_START).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// KVM_SEV_GUEST_STATUS.
+    pub fn guest_status(&self) -> Result<KvmSevGuestStatus, LaunchError> {
+        self.vm
+            .sev_guest_status()
+            .map_err(at(LaunchStep::SevGuestStatus))
+    }
+
+    /// KVM_CREATE_VCPU with `vmsa` as its register state: for SEV the registers the
+    /// source sent in the clear (as QEMU migrates them); for SEV-ES the state is
+    /// replaced by [`SevReceiver::receive_update_vmsa`].
+    pub fn create_vcpu(&mut self, id: u32, vmsa: &Vmsa) -> Result<(), LaunchError> {
+        let vcpu = self
+            .vm
+            .create_vcpu(id)
+            .map_err(at(LaunchStep::CreateVcpu(id)))?;
+        vcpu.set_vmsa_state(vmsa)
+            .map_err(at(LaunchStep::VcpuState(id)))?;
+        self.vcpus.push(vcpu);
+        Ok(())
+    }
+
+    /// KVM_SEV_RECEIVE_START with the guest's `policy`, the **source** platform's
+    /// PDH and the session SEND_START made (staged in VMM memory): the firmware
+    /// checks the session and policy MACs; the new handle is returned.
+    pub fn receive_start(
+        &mut self,
+        policy: u32,
+        source_pdh: &SevCert,
+        session: &SevSession,
+    ) -> Result<u32, LaunchError> {
+        let step = LaunchStep::SevReceiveStart;
+        let mem = self.vm.vmm_memory();
+        let pdh = stage(
+            &*mem,
+            Some(source_pdh.as_bytes()),
+            LaunchStep::Stage("source PDH"),
+        )?
+        .unwrap_or_default();
+        let ses = match stage(
+            &*mem,
+            Some(session.as_bytes()),
+            LaunchStep::Stage("session"),
+        ) {
+            Ok(h) => h.unwrap_or_default(),
+            Err(e) => {
+                let _ = mem.munmap(pdh);
+                return Err(e);
+            }
+        };
+        let mut start = KvmSevReceiveStart {
+            policy,
+            pdh_uaddr: pdh.0,
+            pdh_len: source_pdh.as_bytes().len() as u32,
+            session_uaddr: ses.0,
+            session_len: session.as_bytes().len() as u32,
+            ..Default::default()
+        };
+        let r = self.vm.sev_receive_start(&mut start);
+        let _ = mem.munmap(pdh);
+        let _ = mem.munmap(ses);
+        r.map_err(at(step))?;
+        self.handle = start.handle;
+        Ok(start.handle)
+    }
+
+    /// KVM_SEV_RECEIVE_UPDATE_DATA of `packet` into guest memory at the VMM address
+    /// `uaddr` (one page, not crossing it). A packet whose MAC does not verify is
+    /// refused with BAD_MEASUREMENT (sev-legacy.md §5.5).
+    pub fn receive_update_data(
+        &mut self,
+        uaddr: Hva,
+        packet: &SevPacket,
+    ) -> Result<(), LaunchError> {
+        let step = LaunchStep::SevReceiveUpdateData(uaddr);
+        let (hdr, trans) = self.stage_packet(packet, step.clone())?;
+        let r = self.vm.sev_receive_update_data(&KvmSevReceiveUpdateData {
+            hdr_uaddr: hdr.0,
+            hdr_len: packet.header.as_bytes().len() as u32,
+            guest_uaddr: uaddr.0,
+            guest_len: packet.data.len() as u32,
+            trans_uaddr: trans.0,
+            trans_len: packet.data.len() as u32,
+            ..Default::default()
+        });
+        let mem = self.vm.vmm_memory();
+        let _ = mem.munmap(hdr);
+        let _ = mem.munmap(trans);
+        r.map_err(at(step))
+    }
+
+    /// KVM_SEV_RECEIVE_UPDATE_VMSA of `packet` into vCPU `vcpu_id`'s VMSA (SEV-ES,
+    /// the softsev extension as [`SevLauncher::send_update_vmsa`]): the vCPU continues
+    /// from the sent registers at its first KVM_RUN.
+    pub fn receive_update_vmsa(
+        &mut self,
+        vcpu_id: u32,
+        packet: &SevPacket,
+    ) -> Result<(), LaunchError> {
+        let step = LaunchStep::SevReceiveUpdateVmsa(vcpu_id);
+        let (hdr, trans) = self.stage_packet(packet, step.clone())?;
+        let r = self.vm.sev_receive_update_vmsa(&KvmSevReceiveUpdateVmsa {
+            vcpu_id,
+            hdr_uaddr: hdr.0,
+            hdr_len: packet.header.as_bytes().len() as u32,
+            trans_uaddr: trans.0,
+            trans_len: packet.data.len() as u32,
+            ..Default::default()
+        });
+        let mem = self.vm.vmm_memory();
+        let _ = mem.munmap(hdr);
+        let _ = mem.munmap(trans);
+        r.map_err(at(step))
+    }
+
+    /// KVM_SEV_RECEIVE_FINISH: the guest is RUNNING; the launcher of a running guest
+    /// is handed back (its vCPUs to run, SEND_* to migrate it on).
+    pub fn receive_finish(self) -> Result<SevLauncher<Running, V>, LaunchError> {
+        self.vm
+            .sev_receive_finish()
+            .map_err(at(LaunchStep::SevReceiveFinish))?;
+        Ok(SevLauncher {
+            vm: self.vm,
+            vcpus: self.vcpus,
+            handle: self.handle,
+            measurement: None,
+            send_hdr_len: 0,
+            state: PhantomData,
+        })
+    }
+
+    fn stage_packet(
+        &self,
+        packet: &SevPacket,
+        step: LaunchStep,
+    ) -> Result<(Hva, Hva), LaunchError> {
+        let mem = self.vm.vmm_memory();
+        let hdr = stage(&*mem, Some(packet.header.as_bytes()), step.clone())?.unwrap_or_default();
+        match stage(&*mem, Some(&packet.data), step) {
+            Ok(t) => Ok((hdr, t.unwrap_or_default())),
+            Err(e) => {
+                let _ = mem.munmap(hdr);
+                Err(e)
+            }
+        }
     }
 }

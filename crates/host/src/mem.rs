@@ -11,13 +11,19 @@ use crate::events::{Event, EventLog};
 use crate::platform::SoftHost;
 use crate::psp::rmp_ok;
 use crate::usermem::Hva;
-use softsev_abi::kvm::{KVM_MEM_GUEST_MEMFD, KvmUserspaceMemoryRegion2};
+use softsev_abi::kvm::{KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KvmUserspaceMemoryRegion2};
 use softsev_abi::rmp::{RmpStatus, RmpUpdateInput};
 use softsev_abi::{AddrRange, Gfn, Gpa, IntervalSet, PAGE_SIZE_2M, PAGE_SIZE_4K, PageSize, Spa};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 const PAGES_2M: u64 = 512;
+
+/// `KVM_USER_MEM_SLOTS` on x86 (`KVM_MEM_SLOTS_NUM` = `SHRT_MAX` less the 3
+/// internal slots): the slot ids KVM_GET_DIRTY_LOG accepts.
+const KVM_USER_MEM_SLOTS: u32 = 32764;
+/// `KVM_ADDRESS_SPACE_NUM` on x86 (normal and SMM).
+const KVM_ADDRESS_SPACE_NUM: u32 = 2;
 
 /// A memslot.
 #[derive(Debug, Clone)]
@@ -30,6 +36,8 @@ pub struct Memslot {
     pub npages: u64,
     /// Shared backing.
     pub uaddr: u64,
+    /// `KVM_MEM_*` flags (LOG_DIRTY_PAGES, GUEST_MEMFD).
+    pub flags: u32,
     /// The guest_memfd range backing the slot's private pages (private-capable slots).
     pub gmem: Option<GmemBinding>,
 }
@@ -47,6 +55,11 @@ pub struct GmemBinding {
 impl Memslot {
     fn contains(&self, gfn: u64) -> bool {
         gfn >= self.base_gfn && gfn - self.base_gfn < self.npages
+    }
+    /// Whether `uaddr` lies in the slot's shared backing; the GFN it maps.
+    fn gfn_of_uaddr(&self, uaddr: u64) -> Option<u64> {
+        let off = uaddr.checked_sub(self.uaddr)?;
+        (off / PAGE_SIZE_4K < self.npages).then_some(self.base_gfn + off / PAGE_SIZE_4K)
     }
     fn gmem_offset(&self, gfn: u64) -> Option<(u32, u64)> {
         let b = self.gmem?;
@@ -128,6 +141,9 @@ pub(crate) struct MemState {
     pub(crate) private: IntervalSet<Gfn>,
     next_fd: u32,
     log: Arc<EventLog>,
+    /// The dirty bitmaps of the slots with `KVM_MEM_LOG_DIRTY_PAGES` (one bit per
+    /// page, `memslot->dirty_bitmap`).
+    dirty: HashMap<u32, Vec<u64>>,
 }
 
 impl MemState {
@@ -170,16 +186,26 @@ impl MemState {
         Ok(fd)
     }
 
-    /// KVM_SET_USER_MEMORY_REGION2 (create or delete; moving/resizing is refused).
+    /// KVM_SET_USER_MEMORY_REGION2 (create, delete, or change only the flags of an
+    /// existing slot; moving/resizing is refused). As `check_memory_region_flags`,
+    /// dirty logging is not accepted on a guest_memfd slot ("dirty logging private
+    /// memory is not currently supported"); as `__kvm_set_memory_region`, a slot
+    /// re-registered with the same address, size and backing but other flags is a
+    /// KVM_MR_FLAGS_ONLY change (LOG_DIRTY_PAGES on allocates a clear bitmap, off frees
+    /// it), toggling GUEST_MEMFD is `-EINVAL`.
     pub(crate) fn set_region(
         &mut self,
         r: &KvmUserspaceMemoryRegion2,
         user_ok: impl Fn(u64, u64) -> bool,
     ) -> KvmResult<Option<Memslot>> {
-        if r.flags & !KVM_MEM_GUEST_MEMFD != 0 {
+        if r.flags & !(KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES) != 0 {
             return einval(format!("memslot flags {:#x}", r.flags));
         }
+        if r.flags & KVM_MEM_GUEST_MEMFD != 0 && r.flags & KVM_MEM_LOG_DIRTY_PAGES != 0 {
+            return einval("dirty logging of a guest_memfd memslot is not supported");
+        }
         if r.memory_size == 0 {
+            self.dirty.remove(&r.slot);
             let old = self.slots.remove(&r.slot);
             if let Some(s) = &old
                 && let Some(b) = s.gmem
@@ -195,11 +221,36 @@ impl MemState {
         {
             return einval("memslot address, size or userspace address not page aligned");
         }
-        if self.slots.contains_key(&r.slot) {
-            return einval(format!(
-                "memslot {} exists (moving is not supported)",
-                r.slot
-            ));
+        if let Some(old) = self.slots.get_mut(&r.slot) {
+            if r.userspace_addr != old.uaddr
+                || r.memory_size / PAGE_SIZE_4K != old.npages
+                || (r.flags ^ old.flags) & KVM_MEM_GUEST_MEMFD != 0
+            {
+                return einval(format!(
+                    "memslot {}: address, size or guest_memfd changed",
+                    r.slot
+                ));
+            }
+            if r.guest_phys_addr / PAGE_SIZE_4K != old.base_gfn {
+                return einval(format!(
+                    "memslot {} exists (moving is not supported)",
+                    r.slot
+                ));
+            }
+            let was = old.flags & KVM_MEM_LOG_DIRTY_PAGES != 0;
+            let now = r.flags & KVM_MEM_LOG_DIRTY_PAGES != 0;
+            old.flags = r.flags;
+            let words = old.npages.div_ceil(64) as usize;
+            match (was, now) {
+                (false, true) => {
+                    self.dirty.insert(r.slot, vec![0; words]);
+                }
+                (true, false) => {
+                    self.dirty.remove(&r.slot);
+                }
+                _ => {}
+            }
+            return Ok(None);
         }
         let base_gfn = r.guest_phys_addr / PAGE_SIZE_4K;
         let npages = r.memory_size / PAGE_SIZE_4K;
@@ -254,10 +305,72 @@ impl MemState {
             base_gfn,
             npages,
             uaddr: r.userspace_addr,
+            flags: r.flags,
             gmem,
         };
+        if r.flags & KVM_MEM_LOG_DIRTY_PAGES != 0 {
+            self.dirty
+                .insert(r.slot, vec![0; npages.div_ceil(64) as usize]);
+        }
         self.slots.insert(r.slot, s);
         Ok(None)
+    }
+
+    /// `mark_page_dirty`: set `gfn`'s bit if its slot logs dirty pages.
+    pub(crate) fn mark_dirty(&mut self, gfn: u64) {
+        let Some(s) = self.slots.values().find(|s| s.contains(gfn)) else {
+            return;
+        };
+        if let Some(bm) = self.dirty.get_mut(&s.slot) {
+            let i = gfn - s.base_gfn;
+            if let Some(w) = bm.get_mut((i / 64) as usize) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Mark dirty the pages of `[uaddr, uaddr+len)` that back a memslot (KVM writing
+    /// guest memory through a pinned user page: RECEIVE_UPDATE_DATA, DBG_ENCRYPT,
+    /// LAUNCH_SECRET).
+    pub(crate) fn mark_dirty_uaddr(&mut self, uaddr: u64, len: u64) {
+        if self.dirty.is_empty() || len == 0 {
+            return;
+        }
+        let first = uaddr & !(PAGE_SIZE_4K - 1);
+        let last = uaddr.saturating_add(len - 1) & !(PAGE_SIZE_4K - 1);
+        let mut page = first;
+        while page <= last {
+            let gfn = self.slots.values().find_map(|s| s.gfn_of_uaddr(page));
+            if let Some(g) = gfn {
+                self.mark_dirty(g);
+            }
+            match page.checked_add(PAGE_SIZE_4K) {
+                Some(p) => page = p,
+                None => break,
+            }
+        }
+    }
+
+    /// KVM_GET_DIRTY_LOG's bitmap of `slot` (`kvm_get_dirty_log_protect` without
+    /// manual protection): read and cleared. A slot id or address space out of range is
+    /// `-EINVAL`; no such slot, or one without `KVM_MEM_LOG_DIRTY_PAGES`, `-ENOENT`.
+    pub(crate) fn take_dirty_log(&mut self, slot: u32) -> KvmResult<Vec<u64>> {
+        let (as_id, id) = (slot >> 16, slot & 0xFFFF);
+        if as_id >= KVM_ADDRESS_SPACE_NUM || id >= KVM_USER_MEM_SLOTS {
+            return einval(format!("dirty log of slot {slot:#x}"));
+        }
+        // softsev has one address space: ids in address space 1 (SMM) do not exist.
+        let bm = (as_id == 0)
+            .then(|| self.dirty.get_mut(&id))
+            .flatten()
+            .ok_or_else(|| {
+                KvmError::new(
+                    Errno::ENOENT,
+                    format!("memslot {slot:#x} does not exist or does not log dirty pages"),
+                )
+            })?;
+        let n = bm.len();
+        Ok(std::mem::replace(bm, vec![0; n]))
     }
 
     /// The SPA of gmem page `off` of `fd`, allocating its 2 MiB chunk if needed.

@@ -57,6 +57,12 @@ pub struct ModuleParams {
     /// ccp `init_ex_path` is set: the legacy platform is initialised with INIT_EX and
     /// a 32 KiB non-volatile buffer the host keeps (else INIT).
     pub init_ex_path: bool,
+    /// softsev extension (docs/host.md, "SEV-ES migration"): accept
+    /// KVM_SEV_SEND_UPDATE_VMSA (10) and KVM_SEV_RECEIVE_UPDATE_VMSA (14) as the
+    /// out-of-tree SEV-ES migration series does (Hygon CSV2 `csv_send_update_vmsa` /
+    /// `csv_receive_update_vmsa`). `false` (the default) is upstream KVM: both ids are
+    /// `-EINVAL` (sev-legacy.md §7.1).
+    pub sev_es_migration: bool,
 }
 
 impl Default for ModuleParams {
@@ -74,6 +80,7 @@ impl Default for ModuleParams {
             launch_update_batch: None,
             kvm_exact_errors: false,
             init_ex_path: false,
+            sev_es_migration: false,
         }
     }
 }

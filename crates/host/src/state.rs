@@ -354,6 +354,9 @@ pub(crate) struct VcpuState {
     msrs: HashMap<u32, u64>,
     ap: ApState,
     ap_vmsa_gpa: Option<Gpa>,
+    /// SEV-ES: RECEIVE_UPDATE_VMSA wrote the VMSA page; the register file is loaded
+    /// from it at the next VMRUN.
+    load_vmsa: bool,
 }
 
 impl VcpuState {
@@ -370,7 +373,27 @@ impl VcpuState {
             msrs: HashMap::new(),
             ap: ApState::Launch,
             ap_vmsa_gpa: None,
+            load_vmsa: false,
         }
+    }
+
+    /// RECEIVE_UPDATE_VMSA (SEV-ES) put a migrated VMSA into the page: the state is
+    /// protected, and the next VMRUN loads the register file from the page.
+    pub(crate) fn received_vmsa(&mut self) {
+        self.protected = true;
+        self.load_vmsa = true;
+    }
+
+    /// Whether the next VMRUN must load the register file from the VMSA page
+    /// (cleared by the call).
+    pub(crate) fn take_load_vmsa(&mut self) -> bool {
+        std::mem::take(&mut self.load_vmsa)
+    }
+
+    /// The register file of a running guest (the CPU's registers: what the guest's
+    /// own instructions change, whatever the protection).
+    pub(crate) fn regs_mut(&mut self) -> &mut Vmsa {
+        &mut self.regs
     }
 
     /// The register state (as measured, once protected).

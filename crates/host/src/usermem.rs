@@ -133,6 +133,45 @@ impl UserMemory {
         st.maps.get(&base)?.pages.get(&off).copied()
     }
 
+    /// mincore(2): for each 4 KiB page of `[hva, hva+len)`, whether it is resident
+    /// (was touched and has a physical page). `hva` must be page aligned (`-EINVAL`);
+    /// a range not inside one mapping is `-ENOMEM`, as mincore answers for unmapped
+    /// memory. Costs the number of resident pages, not the range's size.
+    pub fn mincore(&self, hva: Hva, len: u64) -> KvmResult<Vec<bool>> {
+        if !hva.0.is_multiple_of(PAGE_SIZE_4K) {
+            return Err(KvmError::inval(format!(
+                "mincore of unaligned address {:#x}",
+                hva.0
+            )));
+        }
+        let pages = len.div_ceil(PAGE_SIZE_4K);
+        let st = self.st.read();
+        let (base, off) = Self::find(&st, hva.0, pages * PAGE_SIZE_4K).ok_or_else(|| {
+            KvmError::new(
+                Errno::ENOMEM,
+                format!("mincore of unmapped range {:#x}+{len:#x}", hva.0),
+            )
+        })?;
+        let n = usize::try_from(pages)
+            .map_err(|_| KvmError::new(Errno::ENOMEM, "mincore vector too large"))?;
+        let mut v = vec![false; n];
+        if let Some(m) = st.maps.get(&base) {
+            let end = off + pages * PAGE_SIZE_4K;
+            if (m.pages.len() as u64) < pages {
+                for o in m.pages.keys() {
+                    if *o >= off && *o < end {
+                        v[((o - off) / PAGE_SIZE_4K) as usize] = true;
+                    }
+                }
+            } else {
+                for (i, r) in v.iter_mut().enumerate() {
+                    *r = m.pages.contains_key(&(off + i as u64 * PAGE_SIZE_4K));
+                }
+            }
+        }
+        Ok(v)
+    }
+
     /// Discard the pages of `[hva, hva+len)` (MADV_DONTNEED / fallocate punch hole):
     /// they read as zero again.
     pub fn discard(&self, hva: Hva, len: u64) -> KvmResult {

@@ -6,7 +6,7 @@ use crate::error::{Errno, KvmError, KvmResult, einval};
 use crate::events::Event;
 use crate::ghcb::{Completion, Outcome};
 use crate::guest::{GuestCpu, GuestEnd, GuestFn, ToGuest, ToHost};
-use crate::state::{ApState, CpuidEntry, VcpuShared, VcpuState};
+use crate::state::{ApState, CpuidEntry, SevMode, VcpuShared, VcpuState};
 use crate::vm::VmInner;
 use softsev_abi::ghcb::{GHCB_VERSION_MIN, GhcbMsg};
 use softsev_abi::kvm::{ExitReason, KVM_MEMORY_EXIT_FLAG_PRIVATE, SystemEventType, VmType};
@@ -16,6 +16,7 @@ use softsev_guest::GuestFault;
 use softsev_soc::Paging;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// What the last KVM_RUN returned (`struct kvm_run`'s exit union). Fields the VMM
 /// answers (`data` of an IN / MMIO read, `ret`) are written before the next run.
@@ -310,6 +311,13 @@ impl SoftVcpu {
             return einval(format!("vCPU {} cannot run: {why}", self.shared.id()));
         }
         self.check_runnable()?;
+        if let Err(why) = self.es_vmrun_load() {
+            // VMRUN refuses a VMSA whose integrity check fails.
+            tracing::debug!(vcpu = self.shared.id(), %why, "VMRUN fails");
+            self.dead = Some(why);
+            self.exit = VcpuExit::FailEntry { reason: u64::MAX };
+            return Ok(&mut self.exit);
+        }
         let exit = match (
             self.thread.is_none(),
             crate::ghcb::check_ap_vmsa(&self.vm, &self.shared),
@@ -329,6 +337,7 @@ impl SoftVcpu {
                 if let Some(spa) = vmsa {
                     let _ = self.vm.host.soc.set_in_use(spa, false);
                 }
+                self.es_vmexit_save();
                 if let Err(e) = &r
                     && self.thread.is_some()
                 {
@@ -352,6 +361,60 @@ impl SoftVcpu {
         }
         self.exit = exit;
         Ok(&mut self.exit)
+    }
+
+    /// SEV-ES (not SNP) with protected state: the register file lives in the
+    /// encrypted VMSA page whenever the vCPU is out of KVM_RUN.
+    fn es_state_in_vmsa(&self) -> bool {
+        *self.vm.sev.lock().mode() == SevMode::SevEs && self.shared.state().protected()
+    }
+
+    /// #VMEXIT of an SEV-ES vCPU: the CPU saves the register file into the VMSA page
+    /// with the guest's key and updates its TMR integrity value
+    /// ([`softsev_firmware::Firmware::cpu_sev_es_save_vmsa`]), so SEND_UPDATE_VMSA
+    /// carries the current registers.
+    fn es_vmexit_save(&self) {
+        if !self.es_state_in_vmsa() {
+            return;
+        }
+        let (spa, page) = {
+            let st = self.shared.state();
+            let mut page = [0u8; 4096];
+            page.copy_from_slice(st.regs().as_bytes());
+            (st.vmsa_spa(), page)
+        };
+        let asid = self.vm.asid.load(std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self
+            .vm
+            .host
+            .firmware()
+            .cpu_sev_es_save_vmsa(asid, spa, &page)
+        {
+            tracing::debug!(vcpu = self.shared.id(), error = %e, "VMSA save at #VMEXIT failed");
+        }
+    }
+
+    /// VMRUN after RECEIVE_UPDATE_VMSA: the register file is loaded from the VMSA page
+    /// (decrypted with the guest's key, integrity-checked against the TMR).
+    fn es_vmrun_load(&self) -> Result<(), String> {
+        let (spa, load) = {
+            let mut st = self.shared.state();
+            (st.vmsa_spa(), st.take_load_vmsa())
+        };
+        if !load {
+            return Ok(());
+        }
+        let asid = self.vm.asid.load(std::sync::atomic::Ordering::Relaxed);
+        let page = self
+            .vm
+            .host
+            .firmware()
+            .cpu_sev_es_load_vmsa(asid, spa)
+            .map_err(|e| format!("vCPU {}: {e}", self.shared.id()))?;
+        let v = Vmsa::read_from_bytes(&page[..])
+            .map_err(|_| format!("vCPU {}: VMSA page size", self.shared.id()))?;
+        *self.shared.state().regs_mut() = v;
+        Ok(())
     }
 
     /// The SPA of the VMSA the vCPU runs from (SNP only).

@@ -418,6 +418,24 @@ impl SoftVm {
             .punch_hole(&self.inner.host, fd, off, len)
     }
 
+    /// KVM_GET_DIRTY_LOG: the slot's dirty bitmap (one bit per 4 KiB page, LSB
+    /// first, u64 words, `ALIGN(npages, 64) / 8` bytes) written to `log.dirty_bitmap`
+    /// in VMM memory, and cleared (`kvm_get_dirty_log_protect`). A bad slot id is
+    /// `-EINVAL`, a missing slot or one without `KVM_MEM_LOG_DIRTY_PAGES` `-ENOENT`,
+    /// an unmapped bitmap `-EFAULT` (the bits are lost then, as KVM has cleared them
+    /// before `copy_to_user`).
+    pub fn get_dirty_log(&self, log: &KvmDirtyLog) -> KvmResult {
+        let words = self.inner.mem.lock().take_dirty_log(log.slot)?;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.inner.host.user.write(Hva(log.dirty_bitmap), &bytes)
+    }
+
+    /// Mark the guest pages behind `[uaddr, uaddr+len)` dirty (KVM's own writes into
+    /// guest memory through pinned user pages).
+    pub(crate) fn mark_dirty_uaddr(&self, uaddr: u64, len: u64) {
+        self.inner.mem.lock().mark_dirty_uaddr(uaddr, len);
+    }
+
     /// The memslots.
     pub fn memslots(&self) -> Vec<Memslot> {
         self.inner.mem.lock().slots().cloned().collect()

@@ -31,14 +31,7 @@ use softsev_soc::KeySel;
 use zerocopy::{FromZeros, IntoBytes};
 use zeroize::{Zeroize, Zeroizing};
 
-/// Size of a VMSA (§1.2).
-const VMSA_LEN: usize = 4096;
-/// VMSA offset the firmware zeroes (§3.3).
-const VMSA_STAMP_ZERO: usize = 0x380;
-/// VMSA offset that receives the integrity block's physical address (§3.3).
-const VMSA_STAMP_CRC: usize = 0x388;
-/// Bytes of the VMSA the integrity value covers (§3.3: 0..0xFBF).
-const VMSA_CRC_SPAN: usize = 0xFC0;
+use crate::sev_ctx::{VMSA_CRC_SPAN, VMSA_LEN, VMSA_STAMP_CRC, VMSA_STAMP_ZERO};
 
 /// Which way a debug command copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{FwStatus, Gpa};
 use softsev_crypto::guest_msg_aead;
 use softsev_guest::platform::{
-    CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
+    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
 };
 use std::collections::HashMap;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -132,6 +132,8 @@ pub(crate) struct FakeHost {
     /// The VMM's CPUID table (leaf, subleaf) → [eax, ebx, ecx, edx]; absent leaves
     /// read as zero.
     pub cpuid: HashMap<(u32, u32), [u32; 4]>,
+    /// The vCPU's general-purpose registers, indexed by `Gpr::index`.
+    pub gprs: [u64; 15],
 }
 
 pub(crate) const SEV_STATUS_SNP_ALL: u64 = SEV_STATUS_SEV | SEV_STATUS_SEV_ES | SEV_STATUS_SNP;
@@ -167,6 +169,7 @@ impl FakeHost {
             aps: Vec::new(),
             derived_key_salt: 0,
             cpuid: HashMap::new(),
+            gprs: [0; 15],
         }
     }
 
@@ -640,5 +643,14 @@ impl GuestPlatform for FakeHost {
         } else {
             self.full_ghcb()
         }
+    }
+
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        Ok(self.gprs[r.index()])
+    }
+
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        self.gprs[r.index()] = v;
+        Ok(())
     }
 }

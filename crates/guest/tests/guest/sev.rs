@@ -9,7 +9,7 @@ use softsev_abi::Guid;
 use softsev_abi::ghcb::*;
 use softsev_abi::rmp::RmpStatus;
 use softsev_guest::error::{TERM_OVMF_UNEXPECTED_RESP, TERM_OVMF_VC_NOT_CPUID};
-use softsev_guest::platform::{CBit, GuestFault, GuestPlatform, PageSize, VC_CPUID};
+use softsev_guest::platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID};
 use softsev_guest::secret::{
     SECRET_TABLE_GUID, SecretArea, SecretTableError, encode_secret_table, hex, parse_secret_area,
 };
@@ -54,6 +54,8 @@ struct LegacyHost {
     msr_log: Vec<GhcbMsg>,
     ghcb_log: Vec<u64>,
     k: Knobs,
+    /// The vCPU's general-purpose registers, indexed by `Gpr::index`.
+    gprs: [u64; 15],
 }
 
 /// The toy memory cipher of the guest's ASID key: XOR with a keystream derived from the
@@ -97,6 +99,7 @@ impl LegacyHost {
                 min_ver: 1,
                 ..Knobs::default()
             },
+            gprs: [0; 15],
         }
     }
 
@@ -325,6 +328,15 @@ impl GuestPlatform for LegacyHost {
         } else {
             self.full_ghcb()
         }
+    }
+
+    fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
+        Ok(self.gprs[r.index()])
+    }
+
+    fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
+        self.gprs[r.index()] = v;
+        Ok(())
     }
 }
 

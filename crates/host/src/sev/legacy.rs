@@ -20,11 +20,13 @@ use crate::vm::SoftVm;
 use softsev_abi::kvm::{
     KvmSevAttestationReport, KvmSevCmd, KvmSevDbg, KvmSevGuestStatus, KvmSevLaunchMeasure,
     KvmSevLaunchSecret, KvmSevLaunchStart, KvmSevLaunchUpdateData, KvmSevReceiveStart,
-    KvmSevReceiveUpdateData, KvmSevSendStart, KvmSevSendUpdateData, VmType,
+    KvmSevReceiveUpdateData, KvmSevReceiveUpdateVmsa, KvmSevSendStart, KvmSevSendUpdateData,
+    KvmSevSendUpdateVmsa, VmType,
 };
 use softsev_abi::sev_buf::*;
 use softsev_abi::vmsa::Vmsa;
 use softsev_abi::{PAGE_SIZE_4K, Spa};
+use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 /// `SEV_FW_BLOB_MAX_SIZE`: the largest blob KVM copies to or from the firmware.
@@ -273,7 +275,10 @@ impl SoftVm {
             trans_len: p.trans_len,
             ..Default::default()
         };
-        self.inner.host.psp.legacy(&mut d)
+        self.inner.host.psp.legacy(&mut d)?;
+        // `sev_launch_secret` unpins the guest range dirty.
+        self.mark_dirty_uaddr(p.guest_uaddr, u64::from(p.guest_len));
+        Ok(())
     }
 
     /// KVM_SEV_LAUNCH_FINISH.
@@ -369,6 +374,8 @@ impl SoftVm {
                     Hva(dst_vaddr),
                     len,
                 )?;
+                // `sev_dbg_crypt` unpins the destination page dirty.
+                self.mark_dirty_uaddr(dst_vaddr, len);
             }
             vaddr += len;
             dst_vaddr += len;
@@ -638,7 +645,100 @@ impl SoftVm {
             trans_len: p.trans_len,
             ..Default::default()
         };
-        self.inner.host.psp.legacy(&mut d)
+        self.inner.host.psp.legacy(&mut d)?;
+        // `sev_receive_update_data` unpins with `sev_unpin_memory(.., dirty)`: the
+        // page KVM wrote for the guest is dirty.
+        self.mark_dirty_uaddr(p.guest_uaddr, u64::from(p.guest_len));
+        Ok(())
+    }
+
+    /// The vCPU `id` of this VM (`kvm_get_vcpu_by_id`), `-EINVAL` if none.
+    fn vcpu_by_id(&self, id: u32, what: &str) -> KvmResult<Arc<crate::state::VcpuShared>> {
+        self.inner
+            .vcpus
+            .lock()
+            .iter()
+            .find(|v| v.id() == id)
+            .cloned()
+            .ok_or_else(|| KvmError::inval(format!("{what}: no vCPU {id}")))
+    }
+
+    /// KVM_SEV_SEND_UPDATE_VMSA, a softsev extension modelled on the out-of-tree SEV-ES
+    /// migration series (Hygon CSV2, deepin-community/kernel `arch/x86/kvm/svm/csv.c`
+    /// `csv_send_update_vmsa`): not SEV-ES → `-ENOTTY`; `trans_len` or `hdr_len` 0 is
+    /// the length query (firmware SEND_UPDATE_VMSA with only the handle, both lengths
+    /// written back); a missing address or unknown vCPU → `-EINVAL`; the firmware
+    /// reads the vCPU's VMSA page (address with the C-bit, 4096 bytes) and the packet
+    /// goes to the caller. The page holds the registers of the vCPU's last #VMEXIT.
+    pub(super) fn sev_send_update_vmsa(&self, sev: &SevState, cmd: &KvmSevCmd) -> KvmResult {
+        if !sev.is_es() {
+            return Err(KvmError::new(Errno::ENOTTY, "SEND_UPDATE_VMSA: not SEV-ES"));
+        }
+        let mut p: KvmSevSendUpdateVmsa = self.copy_from_user(cmd.data)?;
+        let mut d = SevSendUpdateVmsa {
+            handle: sev.handle(),
+            ..Default::default()
+        };
+        if p.trans_len == 0 || p.hdr_len == 0 {
+            let r = self.inner.host.psp.legacy(&mut d);
+            p.hdr_len = d.hdr_len;
+            p.trans_len = d.trans_len;
+            self.copy_to_user(cmd.data, &p)?;
+            return r;
+        }
+        if p.trans_uaddr == 0 || p.hdr_uaddr == 0 {
+            return einval("SEND_UPDATE_VMSA: addresses are required");
+        }
+        let vcpu = self.vcpu_by_id(p.vcpu_id, "SEND_UPDATE_VMSA")?;
+        let spa = vcpu.state().vmsa_spa();
+        let hdr = self.kernel_buf(p.hdr_len)?;
+        let trans = self.kernel_buf(p.trans_len)?;
+        d.hdr_address = hdr.spa().0;
+        d.hdr_len = p.hdr_len;
+        d.trans_address = trans.spa().0;
+        d.trans_len = p.trans_len;
+        d.guest_address = spa.0 | self.me_mask();
+        d.guest_len = PAGE_SIZE_4K as u32;
+        self.inner.host.psp.legacy(&mut d)?;
+        self.copy_blob_to_user(p.trans_uaddr, &trans, p.trans_len as usize)
+            .map_err(|_| KvmError::new(Errno::EFAULT, "SEND_UPDATE_VMSA copy-out"))?;
+        self.copy_blob_to_user(p.hdr_uaddr, &hdr, p.hdr_len as usize)
+            .map_err(|_| KvmError::new(Errno::EFAULT, "SEND_UPDATE_VMSA copy-out"))
+    }
+
+    /// KVM_SEV_RECEIVE_UPDATE_VMSA, the extension's other half (`csv_receive_update_vmsa`):
+    /// not SEV-ES → `-ENOTTY`; header and transport required, unknown vCPU → `-EINVAL`;
+    /// the firmware decrypts the packet into the vCPU's VMSA page; on success the
+    /// vCPU's state is protected and its register file is loaded from that page at
+    /// its next KVM_RUN (VMRUN).
+    pub(super) fn sev_receive_update_vmsa(&self, sev: &SevState, cmd: &KvmSevCmd) -> KvmResult {
+        if !sev.is_es() {
+            return Err(KvmError::new(
+                Errno::ENOTTY,
+                "RECEIVE_UPDATE_VMSA: not SEV-ES",
+            ));
+        }
+        let p: KvmSevReceiveUpdateVmsa = self.copy_from_user(cmd.data)?;
+        if p.hdr_uaddr == 0 || p.hdr_len == 0 || p.trans_uaddr == 0 || p.trans_len == 0 {
+            return einval("RECEIVE_UPDATE_VMSA: header and transport are required");
+        }
+        let vcpu = self.vcpu_by_id(p.vcpu_id, "RECEIVE_UPDATE_VMSA")?;
+        let hdr = self.copy_user_blob(p.hdr_uaddr, p.hdr_len)?;
+        let trans = self.copy_user_blob(p.trans_uaddr, p.trans_len)?;
+        let spa = vcpu.state().vmsa_spa();
+        let mut d = SevReceiveUpdateVmsa {
+            handle: sev.handle(),
+            hdr_address: hdr.spa().0,
+            hdr_len: p.hdr_len,
+            guest_address: spa.0 | self.me_mask(),
+            guest_len: PAGE_SIZE_4K as u32,
+            trans_address: trans.spa().0,
+            trans_len: p.trans_len,
+            ..Default::default()
+        };
+        self.inner.host.psp.legacy(&mut d)?;
+        vcpu.state().received_vmsa();
+        Ok(())
     }
 
     /// SEND_FINISH, SEND_CANCEL, RECEIVE_FINISH: the handle only.

@@ -97,7 +97,10 @@ impl SoftVm {
                 let init: KvmSevInit = self.copy_from_user(cmd.data)?;
                 return self.guest_init(&mut sev, &init, self.inner.vm_type);
             }
-            // Reserved ids KVM does not implement.
+            // Reserved ids KVM does not implement; the VMSA pair is a softsev extension
+            // behind `sev_es_migration` (docs/host.md).
+            SevCmdId::SEND_UPDATE_VMSA | SevCmdId::RECEIVE_UPDATE_VMSA
+                if h.params.sev_es_migration => {}
             SevCmdId::SEND_UPDATE_VMSA | SevCmdId::RECEIVE_UPDATE_VMSA | SevCmdId::CERT_EXPORT => {
                 return einval(format!("{id:?} is not implemented by KVM"));
             }
@@ -117,6 +120,8 @@ impl SoftVm {
                 | SevCmdId::LAUNCH_FINISH
                 | SevCmdId::SEND_START
                 | SevCmdId::SEND_UPDATE_DATA
+                | SevCmdId::SEND_UPDATE_VMSA
+                | SevCmdId::RECEIVE_UPDATE_VMSA
                 | SevCmdId::SEND_FINISH
                 | SevCmdId::SEND_CANCEL
                 | SevCmdId::RECEIVE_START
@@ -162,6 +167,8 @@ impl SoftVm {
             SevCmdId::RECEIVE_START => self.sev_receive_start(&mut sev, cmd),
             SevCmdId::RECEIVE_UPDATE_DATA => self.sev_receive_update_data(&sev, cmd),
             SevCmdId::RECEIVE_FINISH => self.sev_handle_only(&sev, HandleOnly::ReceiveFinish),
+            SevCmdId::SEND_UPDATE_VMSA => self.sev_send_update_vmsa(&sev, cmd),
+            SevCmdId::RECEIVE_UPDATE_VMSA => self.sev_receive_update_vmsa(&sev, cmd),
             _ => einval(format!("unknown or unsupported command {id:?}")),
         }
     }

@@ -17,6 +17,7 @@
 //! firmware API intends and keeps QEMU's block for SEV-SNP guests
 //! ([`SNP_MIGRATION_BLOCKER`]).
 
+pub mod sev;
 pub mod stream;
 
 use serde::Serialize;

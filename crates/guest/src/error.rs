@@ -349,6 +349,15 @@ pub enum GuestError {
         /// What failed.
         what: String,
     },
+    /// The workload's ledger (private memory) is not what this workload wrote: no
+    /// ledger, another configuration's, or a header that contradicts itself.
+    #[error("workload ledger at GPA {gpa}: {what}")]
+    Workload {
+        /// GPA of the ledger.
+        gpa: Gpa,
+        /// What is wrong.
+        what: String,
+    },
     /// The boot configuration cannot be used.
     #[error("boot configuration: {0}")]
     Config(String),

@@ -7,7 +7,7 @@
 use crate::boot::{AcceptMode, ApConfig, BootConfig, boot};
 use crate::memory::MemRange;
 use crate::platform::{
-    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
+    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_IOIO, VC_PAGE_NOT_VALIDATED,
 };
 use softsev_abi::Gpa;
 use softsev_abi::ghcb::{
@@ -303,6 +303,15 @@ impl GuestPlatform for HostilePlatform<'_> {
         // An SEV-ES/SNP guest's CPUID is intercepted as #VC (host-interfaces.md §3.1).
         Err(GuestFault::Vc {
             code: VC_CPUID,
+            gpa: Gpa(0),
+        })
+    }
+
+    fn io_out(&mut self, _port: u16, _size: u8, _value: u32) -> Result<(), GuestFault> {
+        self.step()?;
+        // An SNP guest: port I/O is intercepted as #VC (host-interfaces.md §2.1).
+        Err(GuestFault::Vc {
+            code: VC_IOIO,
             gpa: Gpa(0),
         })
     }

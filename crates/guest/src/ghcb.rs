@@ -83,6 +83,28 @@ impl GhcbClient {
         Self::default()
     }
 
+    /// A client for a GHCB page `gpa` (page aligned, mapped with the C-bit clear) that
+    /// this guest already uses with the negotiated protocol `version` (1 or 2): the
+    /// state a guest keeps in its own memory, so code that resumes on a vCPU — after
+    /// the VM moved to another machine, say — goes on without a new negotiation.
+    pub(crate) fn resumed(gpa: Gpa, version: u16) -> Result<Self, GuestError> {
+        if !gpa.is_aligned(PAGE_SIZE_4K) {
+            return Err(GuestError::Config(format!(
+                "GHCB GPA {gpa} is not page aligned"
+            )));
+        }
+        if !(GHCB_VERSION_MIN..=GHCB_VERSION_MAX).contains(&version) {
+            return Err(GuestError::Config(format!(
+                "GHCB protocol version {version} (the guest speaks {GHCB_VERSION_MIN}..={GHCB_VERSION_MAX})"
+            )));
+        }
+        Ok(GhcbClient {
+            gpa: Some(gpa),
+            version,
+            ..GhcbClient::default()
+        })
+    }
+
     /// The negotiated GHCB protocol version (0 before [`GhcbClient::negotiate`]).
     pub fn version(&self) -> u16 {
         self.version

@@ -19,6 +19,9 @@
 //!   RDMSR/WRMSR, MMIO, the AP jump table).
 //! * [`secret`]: the injected secret table (sevctl / `efi_secret` format) in the OVMF
 //!   secret area.
+//! * [`workload`]: a deterministic memory workload whose state lives in guest memory,
+//!   and the check a guest makes after it was migrated or restored
+//!   ([`workload_init`], [`workload_step`], [`verify_after_move`] → [`MoveCheck`]).
 //!
 //! The guest depends only on `softsev-abi` and `softsev-crypto`: it reaches the
 //! firmware through the host, via the GHCB, as on real hardware.
@@ -37,6 +40,7 @@ pub mod platform;
 pub mod secret;
 pub mod sev_boot;
 pub mod vc;
+pub mod workload;
 
 pub use ap::{ApReport, ap_entry};
 pub use boot::{AcceptMode, ApConfig, BootConfig, BootReport, Guest, Phase, SeqnoPlace, boot};
@@ -45,10 +49,13 @@ pub use ghcb::{CertBuf, GhcbClient, GhcbStats};
 pub use hashes::KernelBlobs;
 pub use memory::{MemRange, RangeSet, Validated};
 pub use msg::{KeyRequest, MsgClient, ReportRequest, SeqnoStore};
-pub use platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID};
+pub use platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_IOIO};
 pub use secret::{SecretArea, SecretEntry, SecretTable, SecretTableError, parse_secret_area};
 pub use sev_boot::{
     SecretAreaConfig, SecretStatus, SevApConfig, SevApReport, SevBootConfig, SevBootReport,
     SevGuest, SevMode, SevPhase, sev_ap_entry, sev_boot,
 };
 pub use vc::VcStats;
+pub use workload::{
+    MoveCheck, WorkloadConfig, WorkloadProgress, verify_after_move, workload_init, workload_step,
+};

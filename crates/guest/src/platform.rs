@@ -19,6 +19,9 @@ pub const VC_NOT_RESTARTABLE: u64 = 0x406;
 /// #VC error code of an intercepted CPUID (SVM_EXIT_CPUID, AMD APM vol. 2 appendix C;
 /// host-interfaces.md §3.1): what CPUID raises in an SEV-ES or SNP guest.
 pub const VC_CPUID: u64 = 0x72;
+/// #VC error code of an intercepted IN/OUT (SVM_EXIT_IOIO, AMD APM vol. 2 appendix C):
+/// what port I/O raises in an SEV-ES or SNP guest.
+pub const VC_IOIO: u64 = 0x7B;
 
 /// A 64-bit general-purpose register other than RSP (AMD APM vol. 1 §3.1.2), as it sits
 /// in the vCPU's register file: for SEV-ES and SNP that file is the encrypted VMSA
@@ -172,6 +175,15 @@ pub trait GuestPlatform {
     /// asks through the GHCB (host-interfaces.md §3.1).
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault>;
 
+    /// OUT of `size` bytes (1, 2 or 4) of `value` to `port`.
+    ///
+    /// In a plain SEV guest the host intercepts it (IOIO intercept, SVM_EXIT_IOIO;
+    /// KVM hands it to the VMM as KVM_EXIT_IO) and resumes the guest after the VMM
+    /// ran again. In an SEV-ES or SNP guest the intercept becomes #VC
+    /// ([`GuestFault::Vc`] with code [`VC_IOIO`]) and the guest makes the same request
+    /// through the GHCB (NAE IOIO, host-interfaces.md §2.5; `crate::vc::io_out`).
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GuestFault>;
+
     /// RDMSR (the guest uses `MSR_GHCB` 0xC001_0130 and `MSR_SEV_STATUS` 0xC001_0131).
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault>;
 
@@ -212,6 +224,9 @@ impl<T: GuestPlatform + ?Sized> GuestPlatform for &mut T {
     }
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> Result<[u32; 4], GuestFault> {
         (**self).cpuid(leaf, subleaf)
+    }
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GuestFault> {
+        (**self).io_out(port, size, value)
     }
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
         (**self).rdmsr(msr)

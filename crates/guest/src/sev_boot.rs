@@ -224,6 +224,33 @@ impl SecretStatus {
     }
 }
 
+/// As JSON (for summaries): `kind` ([`SecretStatus::kind`]), `sha256` (the packet's
+/// SHA-256 when a table was found, else null), `entries` (the GUIDs of the live
+/// entries, never their data), and `error` (the parse error of an invalid table, or
+/// the first 16 bytes found where the table GUID belongs).
+impl serde::Serialize for SecretStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SecretStatus", 4)?;
+        st.serialize_field("kind", self.kind())?;
+        st.serialize_field("sha256", &self.sha256_hex())?;
+        let entries: Vec<String> = match self {
+            SecretStatus::Found(t) => t.entries.iter().map(|e| e.guid.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        st.serialize_field("entries", &entries)?;
+        let error = match self {
+            SecretStatus::Invalid(e) => Some(e.to_string()),
+            SecretStatus::NoTable { found } => Some(format!(
+                "no secret table GUID at the start of the area (found {found})"
+            )),
+            _ => None,
+        };
+        st.serialize_field("error", &error)?;
+        st.end()
+    }
+}
+
 /// Boot phases, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SevPhase {
@@ -308,6 +335,32 @@ pub fn sev_boot<P: GuestPlatform + ?Sized>(
     cfg: &SevBootConfig,
 ) -> Result<SevBootReport, GuestError> {
     SevGuest::boot(p, cfg).map(|(_, r)| r)
+}
+
+/// Read the OVMF secret area `cfg` (private) and parse the table in it (step 7 of the
+/// module documentation); `None` is [`SecretStatus::NotConfigured`].
+pub(crate) fn read_secret<P: GuestPlatform + ?Sized>(
+    p: &mut P,
+    cfg: Option<&SecretAreaConfig>,
+) -> Result<SecretStatus, GuestError> {
+    let Some(s) = cfg else {
+        return Ok(SecretStatus::NotConfigured);
+    };
+    if s.size == 0 || s.size > SECRET_AREA_MAX {
+        return Err(GuestError::Config(format!(
+            "secret area of {:#x} bytes at {} (1..={SECRET_AREA_MAX:#x})",
+            s.size, s.gpa
+        )));
+    }
+    let mut area = Zeroizing::new(vec![0u8; s.size as usize]);
+    p.read(s.gpa, CBit::Private, &mut area)
+        .map_err(|f| access_fault("secret area read", s.gpa, f))?;
+    Ok(match parse_secret_area(&area) {
+        Ok(SecretArea::Absent) => SecretStatus::Absent,
+        Ok(SecretArea::Table(t)) => SecretStatus::Found(t),
+        Err(SecretTableError::NoTableGuid { found }) => SecretStatus::NoTable { found },
+        Err(e) => SecretStatus::Invalid(e),
+    })
 }
 
 /// Check SEV_STATUS against `mode` (step 2 of the module documentation).
@@ -479,20 +532,7 @@ impl SevGuest {
         t.lap(SevPhase::Aps);
 
         // 7. Secret area.
-        let secret = match cfg.secret {
-            None => SecretStatus::NotConfigured,
-            Some(s) => {
-                let mut area = Zeroizing::new(vec![0u8; s.size as usize]);
-                p.read(s.gpa, CBit::Private, &mut area)
-                    .map_err(|f| access_fault("secret area read", s.gpa, f))?;
-                match parse_secret_area(&area) {
-                    Ok(SecretArea::Absent) => SecretStatus::Absent,
-                    Ok(SecretArea::Table(t)) => SecretStatus::Found(t),
-                    Err(SecretTableError::NoTableGuid { found }) => SecretStatus::NoTable { found },
-                    Err(e) => SecretStatus::Invalid(e),
-                }
-            }
-        };
+        let secret = read_secret(p, cfg.secret.as_ref())?;
         t.lap(SevPhase::Secret);
 
         Ok(SevBootReport {

@@ -41,7 +41,16 @@ pub type GuestFn = Box<dyn FnOnce(&mut GuestCpu) -> Result<GuestEnd, GuestFault>
 
 pub(crate) enum ToHost {
     Vmgexit,
-    MemoryFault { gpa: Gpa, c_bit: CBit },
+    MemoryFault {
+        gpa: Gpa,
+        c_bit: CBit,
+    },
+    /// A plain SEV guest's OUT, intercepted (IOIO): the VMM sees KVM_EXIT_IO.
+    IoOut {
+        port: u16,
+        size: u8,
+        data: u32,
+    },
     Done(Result<GuestEnd, GuestFault>),
 }
 
@@ -425,6 +434,26 @@ impl GuestPlatform for GuestCpu {
             subleaf,
         });
         Ok([e.eax, e.ebx, e.ecx, e.edx])
+    }
+
+    /// OUT. A plain SEV guest's port I/O is intercepted (IOIO) and handed to the VMM
+    /// as KVM_EXIT_IO; the guest continues at the next KVM_RUN. In an SEV-ES or SNP
+    /// guest the intercept is #VC with SVM_EXIT_IOIO (host-interfaces.md §2.1): the
+    /// guest asks through the GHCB (NAE IOIO).
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GuestFault> {
+        if self.mode() != GuestMode::Sev {
+            return Err(GuestFault::Vc {
+                code: softsev_guest::platform::VC_IOIO,
+                gpa: Gpa(0),
+            });
+        }
+        if !matches!(size, 1 | 2 | 4) {
+            // No such OUT encoding (AMD APM vol. 3, OUT: 8-, 16- or 32-bit).
+            return Err(GuestFault::Ud);
+        }
+        let mask = (1u64 << (u32::from(size) * 8)) - 1;
+        let data = (u64::from(value) & mask) as u32;
+        self.exit_to_host(ToHost::IoOut { port, size, data })
     }
 
     /// RDMSR of the MSRs the guest reads without intercept: SEV_STATUS and, in an

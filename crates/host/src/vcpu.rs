@@ -530,6 +530,16 @@ impl SoftVcpu {
                         size: softsev_abi::PAGE_SIZE_4K,
                     });
                 }
+                Ok(ToHost::IoOut { port, size, data }) => {
+                    // Nothing to complete for an OUT: the guest resumes at the next run.
+                    self.resume_guest = true;
+                    return Ok(VcpuExit::Io {
+                        port,
+                        size,
+                        write: true,
+                        data,
+                    });
+                }
                 Ok(ToHost::Done(r)) => {
                     self.thread = None;
                     return Ok(match r {

@@ -11,7 +11,7 @@ use softsev_abi::secrets::SecretsPage;
 use softsev_abi::{FwStatus, Gpa};
 use softsev_crypto::guest_msg_aead;
 use softsev_guest::platform::{
-    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_PAGE_NOT_VALIDATED,
+    CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_IOIO, VC_PAGE_NOT_VALIDATED,
 };
 use std::collections::HashMap;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -614,6 +614,14 @@ impl GuestPlatform for FakeHost {
             });
         }
         Ok(self.cpuid.get(&(leaf, subleaf)).copied().unwrap_or([0; 4]))
+    }
+
+    fn io_out(&mut self, _port: u16, _size: u8, _value: u32) -> Result<(), GuestFault> {
+        // An SNP guest: the intercept is a #VC (host-interfaces.md §2.1).
+        Err(GuestFault::Vc {
+            code: VC_IOIO,
+            gpa: Gpa(0),
+        })
     }
 
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {

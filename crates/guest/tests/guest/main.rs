@@ -7,3 +7,4 @@ mod fuzz_replay;
 mod ghcb;
 mod msg;
 mod sev;
+mod workload;

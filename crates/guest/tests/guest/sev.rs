@@ -9,7 +9,7 @@ use softsev_abi::Guid;
 use softsev_abi::ghcb::*;
 use softsev_abi::rmp::RmpStatus;
 use softsev_guest::error::{TERM_OVMF_UNEXPECTED_RESP, TERM_OVMF_VC_NOT_CPUID};
-use softsev_guest::platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID};
+use softsev_guest::platform::{CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_IOIO};
 use softsev_guest::secret::{
     SECRET_TABLE_GUID, SecretArea, SecretTableError, encode_secret_table, hex, parse_secret_area,
 };
@@ -20,9 +20,9 @@ use softsev_guest::{
 use std::collections::HashMap;
 use zerocopy::{FromBytes, IntoBytes};
 
-const GHCB: u64 = 0x8000;
-const SECRET: u64 = 0x80_C000;
-const SECRET_SIZE: u32 = 0xC00;
+pub(crate) const GHCB: u64 = 0x8000;
+pub(crate) const SECRET: u64 = 0x80_C000;
+pub(crate) const SECRET_SIZE: u32 = 0xC00;
 const JUMP_TABLE: u64 = 0x9_F000;
 const MMIO_BASE: u64 = 0xFEC0_0000;
 
@@ -39,23 +39,23 @@ struct Knobs {
     jump_table_get: Option<u64>,
 }
 
-struct LegacyHost {
+pub(crate) struct LegacyHost {
     /// Raw DRAM as the host sees it.
-    mem: HashMap<u64, Box<[u8; 4096]>>,
+    pub(crate) mem: HashMap<u64, Box<[u8; 4096]>>,
     sev_status: u64,
     msr: u64,
     cpuid: HashMap<(u32, u32), [u32; 4]>,
     msrs: HashMap<u32, u64>,
-    io_out: Vec<(u16, u8, u32)>,
+    pub(crate) io_out: Vec<(u16, u8, u32)>,
     io_in_value: u32,
     mmio: HashMap<u64, u8>,
     jump_table: u64,
     terminated: Option<(u8, u8)>,
-    msr_log: Vec<GhcbMsg>,
-    ghcb_log: Vec<u64>,
+    pub(crate) msr_log: Vec<GhcbMsg>,
+    pub(crate) ghcb_log: Vec<u64>,
     k: Knobs,
     /// The vCPU's general-purpose registers, indexed by `Gpr::index`.
-    gprs: [u64; 15],
+    pub(crate) gprs: [u64; 15],
 }
 
 /// The toy memory cipher of the guest's ASID key: XOR with a keystream derived from the
@@ -66,7 +66,7 @@ fn key(a: u64) -> u8 {
 }
 
 impl LegacyHost {
-    fn new(mode: SevMode) -> Self {
+    pub(crate) fn new(mode: SevMode) -> Self {
         let mut cpuid = HashMap::new();
         cpuid.insert(
             (0x8000_0000, 0),
@@ -133,7 +133,7 @@ impl LegacyHost {
     }
 
     /// Write with the guest's key, as the firmware does for LAUNCH_SECRET.
-    fn firmware_write(&mut self, gpa: u64, data: &[u8]) {
+    pub(crate) fn firmware_write(&mut self, gpa: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
             let a = gpa + i as u64;
             *self.raw(a) = *b ^ key(a);
@@ -297,6 +297,18 @@ impl GuestPlatform for LegacyHost {
         Ok(self.cpuid.get(&(leaf, subleaf)).copied().unwrap_or([0; 4]))
     }
 
+    fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GuestFault> {
+        if self.es() {
+            return Err(GuestFault::Vc {
+                code: VC_IOIO,
+                gpa: Gpa(0),
+            });
+        }
+        // Plain SEV: the IOIO intercept reaches the host directly.
+        self.io_out.push((port, size, value));
+        Ok(())
+    }
+
     fn rdmsr(&mut self, msr: u32) -> Result<u64, GuestFault> {
         match msr {
             MSR_SEV_STATUS => Ok(self.sev_status),
@@ -340,7 +352,7 @@ impl GuestPlatform for LegacyHost {
     }
 }
 
-fn cfg(mode: SevMode) -> SevBootConfig {
+pub(crate) fn cfg(mode: SevMode) -> SevBootConfig {
     let mut c = SevBootConfig::new(
         mode,
         Gpa(GHCB),

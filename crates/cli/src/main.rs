@@ -39,6 +39,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Launch, boot and attest an SNP guest on the built-in software platform.
     Run(Box<cmd::run::Args>),
+    /// Move a running SEV / SEV-ES guest live from one chip to another (one process).
+    Migrate(Box<cmd::migrate::Args>),
     /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
     Sev(cmd::sev::Args),
 }
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Migrate(a) => cmd::migrate::run(*a),
         Command::Sev(a) => cmd::sev::run(a),
     };
     match result {

@@ -120,10 +120,13 @@ pub fn boot_config(
 
 /// QEMU's part of KVM_RUN for an SEV / SEV-ES vCPU: the guest model handles its own
 /// intercepts through the host, so the VMM sees only the end (halt or termination).
-fn run_vcpu(vcpu: &mut dyn Vcpu) -> Result<(), RunError> {
+/// With `workload_port`, the exit at the end of a workload batch is the guest running
+/// on (the migration engine runs it further, [`crate::migration::sev`]).
+fn run_vcpu(vcpu: &mut dyn Vcpu, workload_port: Option<u16>) -> Result<(), RunError> {
     let id = vcpu.id();
     match vcpu.run().map_err(kvm(format!("KVM_RUN vCPU {id}")))? {
         VcpuExit::Hlt => Ok(()),
+        VcpuExit::Io { port, write: true, .. } if Some(*port) == workload_port => Ok(()),
         VcpuExit::SystemEvent { data, .. } => {
             let v = data.first().copied().unwrap_or(0);
             // GHCB termination request: bits 15:12 reason set, 23:16 reason code.
@@ -451,6 +454,28 @@ impl SevVm {
         &self.boot_cfg
     }
 
+    /// Give the guest a memory workload to run after its boot (before the boot;
+    /// [`crate::migration::sev::default_workload`] makes one), paced at `dirty_rate`
+    /// bytes per second while a migration sends.
+    pub fn set_workload(&mut self, desc: crate::migration::stream::WorkloadDesc, dirty_rate: u64) {
+        self.workload = Some(crate::migration::sev::WorkloadRun {
+            desc,
+            dirty_rate,
+            batches: 0,
+            running: false,
+        });
+    }
+
+    /// The workload, once set (or received).
+    pub fn workload(&self) -> Option<&crate::migration::sev::WorkloadRun> {
+        self.workload.as_ref()
+    }
+
+    /// The last migration of this VM.
+    pub fn migration_state(&self) -> &crate::migration::sev::MigrationState {
+        &self.migration
+    }
+
     /// The boot's outcome, once [`SevVm::boot`] ran (`Err` = why it failed).
     pub fn boot_outcome(&self) -> Option<&Result<SevBootOutcome, String>> {
         self.booted.as_ref()
@@ -478,6 +503,16 @@ impl SevVm {
         };
         let cfg = self.boot_cfg.clone();
         let mode = cfg.mode;
+        // After the boot the BSP runs the workload, if any: batch after batch, each
+        // ending in its OUT to the workload's port.
+        let workload = match &self.workload {
+            Some(w) => Some(
+                crate::migration::sev::workload_config(&cfg, &w.desc)
+                    .map_err(|e| RunError::Platform(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let port = workload.as_ref().map(|w| w.exit_port);
         let vcpus = l.vcpus_mut();
         let Some(bsp) = vcpus.first_mut() else {
             return Err(RunError::Platform("no vCPUs".into()));
@@ -485,18 +520,30 @@ impl SevVm {
         let (tx, rx) = mpsc::channel::<Result<SevBootReport, GuestError>>();
         let guest = move |cpu: &mut GuestCpu| {
             let r = sev_boot(&mut *cpu, &cfg);
-            let end = if r.is_ok() {
-                GuestEnd::Halt
-            } else {
-                GuestEnd::Shutdown
-            };
+            let ok = r.is_ok();
             let _ = tx.send(r);
-            Ok(end)
+            if !ok {
+                return Ok(GuestEnd::Shutdown);
+            }
+            if let Some(w) = workload {
+                use softsev_guest::workload::{workload_init, workload_step};
+                let e = match workload_init(&mut *cpu, &w) {
+                    Err(e) => e,
+                    Ok(()) => loop {
+                        if let Err(e) = workload_step(&mut *cpu, &w) {
+                            break e;
+                        }
+                    },
+                };
+                tracing::debug!(error = %e, "the guest's workload stopped");
+                return Ok(GuestEnd::Shutdown);
+            }
+            Ok(GuestEnd::Halt)
         };
         self.platform
             .set_guest(&mut **bsp, Box::new(guest))
             .map_err(kvm("install the guest on vCPU 0"))?;
-        let ran = run_vcpu(&mut **bsp);
+        let ran = run_vcpu(&mut **bsp, port);
         let got = rx.recv_timeout(Duration::from_secs(2)).ok();
         let bsp_report = match (ran, got) {
             (Ok(()), Some(Ok(r))) => r,
@@ -535,7 +582,7 @@ impl SevVm {
             self.platform
                 .set_guest(&mut **v, Box::new(ap))
                 .map_err(kvm(format!("install the guest on vCPU {id}")))?;
-            let ran = run_vcpu(&mut **v);
+            let ran = run_vcpu(&mut **v, None);
             match (ran, rx.recv_timeout(Duration::from_secs(2)).ok()) {
                 (Ok(()), Some(Ok(r))) => aps.push((id, r)),
                 (_, Some(Err(e))) => {
@@ -552,6 +599,11 @@ impl SevVm {
                     });
                 }
             }
+        }
+        if let Some(w) = self.workload.as_mut() {
+            // The BSP stopped at the end of its first batch.
+            w.running = true;
+            w.batches = 1;
         }
         Ok(SevBootOutcome {
             bsp: bsp_report,

@@ -33,6 +33,9 @@ use softsev_abi::sev_cert::SevCert;
 use softsev_host::launch::{LaunchError, SevInit, SevPacket, SevReceiver, SevTargetCerts};
 use softsev_host::{Hva, KvmError, VcpuExit};
 use std::io::{Read, Write};
+
+/// The target platform's certificates SEND_START takes (the host's type).
+pub use softsev_host::launch::SevTargetCerts as TargetCerts;
 use std::time::{Duration, Instant};
 use zerocopy::FromBytes;
 
@@ -911,14 +914,113 @@ pub fn resume(vm: &mut SevVm) -> Result<(), MigrationError> {
 }
 
 /// vCPU 0 of the received guest runs its check of itself (the workload's
-/// `verify_after_move`); a guest without a workload has nothing to check (`null`).
+/// `verify_after_move`, softsev_guest::workload); a guest without a workload has
+/// nothing to check (`null`).
 fn resume_guest(vm: &mut SevVm) -> Result<serde_json::Value, MigrationError> {
-    if vm.workload.is_none() {
+    use softsev_guest::workload::verify_after_move;
+    use softsev_host::{GuestCpu, GuestEnd, SoftPlatformExt};
+    let Some(w) = vm.workload.as_ref() else {
         return Ok(serde_json::Value::Null);
+    };
+    let cfg = workload_config(&vm.boot_cfg, &w.desc)?;
+    let secret = vm.boot_cfg.secret;
+    let Stage::Running(l) = &mut vm.stage else {
+        return Err(MigrationError::State("the guest is not running".into()));
+    };
+    let Some(bsp) = l.vcpus_mut().first_mut() else {
+        return Err(MigrationError::State("no vCPU 0".into()));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guest = move |cpu: &mut GuestCpu| {
+        let r = verify_after_move(&mut *cpu, &cfg, secret.as_ref());
+        let end = if r.is_ok() {
+            GuestEnd::Halt
+        } else {
+            GuestEnd::Shutdown
+        };
+        let _ = tx.send(r);
+        Ok(end)
+    };
+    vm.platform
+        .set_guest(&mut **bsp, Box::new(guest))
+        .map_err(kvm("install the guest on vCPU 0"))?;
+    let exit = bsp.run().map_err(kvm("KVM_RUN vCPU 0"))?.clone();
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| MigrationError::Guest(format!("vCPU 0 ended ({exit:?}) without a check")))?;
+    let check = got.map_err(|e| MigrationError::Guest(e.root().to_string()))?;
+    serde_json::to_value(&check).map_err(|e| MigrationError::Guest(e.to_string()))
+}
+
+/// The guest's [`WorkloadConfig`] for `desc` in a VM booted with `boot` (SEV-ES: the
+/// OUT goes through the boot's GHCB page).
+///
+/// [`WorkloadConfig`]: softsev_guest::workload::WorkloadConfig
+pub fn workload_config(
+    boot: &softsev_guest::sev_boot::SevBootConfig,
+    desc: &WorkloadDesc,
+) -> Result<softsev_guest::workload::WorkloadConfig, MigrationError> {
+    let seed = hex::decode(&desc.seed)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| MigrationError::Mismatch(format!("workload seed {:?}", desc.seed)))?;
+    let mut c = softsev_guest::workload::WorkloadConfig::new(
+        softsev_guest::MemRange::new(desc.pages_gpa, desc.pages_len),
+        softsev_abi::Gpa(desc.ledger),
+        seed,
+    );
+    c.pages_per_batch = desc.pages_per_batch;
+    c.exit_port = desc.exit_port;
+    c.ghcb = (boot.mode == softsev_guest::sev_boot::SevMode::SevEs).then_some(boot.ghcb_gpa);
+    Ok(c)
+}
+
+/// The port of the workload's batch exit (an unused ISA port).
+pub const WORKLOAD_PORT: u16 = 0x5E5;
+/// Where the workload's pages start (above the kernel load area at 16 MiB).
+pub const WORKLOAD_GPA: u64 = 32 << 20;
+/// Where its ledger is.
+pub const WORKLOAD_LEDGER_GPA: u64 = 24 << 20;
+
+/// A workload writing `bytes` of the guest's low RAM from [`WORKLOAD_GPA`], 16 pages
+/// per batch, with contents seeded by `seed`. The range must leave the guest's own
+/// work areas (the top 16 MiB below 4 GiB) alone.
+pub fn default_workload(vm: &SevVm, seed: &[u8], bytes: u64) -> Result<WorkloadDesc, MigrationError> {
+    let low_top = vm.slots.first().map_or(0, |s| s.gpa + s.size);
+    let room = low_top.saturating_sub(16 << 20).saturating_sub(WORKLOAD_GPA);
+    let bytes = bytes.next_multiple_of(PAGE_LEN as u64);
+    if bytes == 0 || bytes > room {
+        return Err(MigrationError::State(format!(
+            "a workload of {bytes:#x} bytes does not fit the guest's low RAM ({room:#x} bytes \
+             free from {WORKLOAD_GPA:#x}); give the guest more memory"
+        )));
     }
-    Err(MigrationError::Guest(
-        "this softsev build has no guest workload to continue".into(),
-    ))
+    let pages = bytes / PAGE_LEN as u64;
+    let ledger_len = 64 + 32 * pages;
+    if WORKLOAD_LEDGER_GPA + ledger_len > WORKLOAD_GPA {
+        return Err(MigrationError::State(format!(
+            "a workload of {pages} pages needs a {ledger_len:#x}-byte ledger; at most {} pages",
+            (WORKLOAD_GPA - WORKLOAD_LEDGER_GPA - 64) / 32
+        )));
+    }
+    let mut m = b"softsev workload seed ".to_vec();
+    m.extend_from_slice(seed);
+    Ok(WorkloadDesc {
+        pages_gpa: WORKLOAD_GPA,
+        pages_len: bytes,
+        ledger: WORKLOAD_LEDGER_GPA,
+        seed: hex::encode(softsev_crypto::hash::sha256(&m)),
+        pages_per_batch: 16,
+        exit_port: WORKLOAD_PORT,
+    })
+}
+
+/// Run `n` more batches of the guest's workload (the vCPU stops after each).
+pub fn run_workload(vm: &mut SevVm, n: u64) -> Result<(), MigrationError> {
+    for _ in 0..n {
+        run_batch(vm)?;
+    }
+    Ok(())
 }
 
 /// The duration in ms between two instants (0 when out of order).

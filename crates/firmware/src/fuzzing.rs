@@ -6,6 +6,10 @@
 //! * [`fuzz_commands`]: the command dispatcher (`fuzz/fuzz_targets/fw_commands.rs`);
 //! * [`fuzz_sev_commands`]: the legacy SEV commands beside SNP (replayed from
 //!   `tests/corpus/sev_commands` by `tests/firmware/sev_fuzz.rs`);
+//! * [`fuzz_sev_receive`]: the migration target side, RECEIVE_START /
+//!   RECEIVE_UPDATE_DATA / RECEIVE_UPDATE_VMSA / RECEIVE_FINISH with sealed and
+//!   arbitrary packets (`fw_sev_receive.rs`, replayed from `tests/corpus/sev_receive`
+//!   by `tests/firmware/sev_fuzz.rs`);
 //! * [`fuzz_guest_request`]: the guest-message handler (`guest_msg.rs`);
 //! * [`fuzz_cpuid_page`]: the CPUID page check (`cpuid_page.rs`);
 //! * [`fuzz_cert_table`]: the GHCB certificate-table parser (`cert_table.rs`);
@@ -38,7 +42,7 @@ use softsev_crypto::guest_msg_aead;
 use softsev_crypto::rng::Rng;
 use softsev_soc::{KeySel, KeyState, Soc};
 use std::sync::{Arc, OnceLock};
-use zerocopy::IntoBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 const CMD: u64 = 0x1000;
 const PAGES: [u64; 8] = [
@@ -551,6 +555,235 @@ fn check_sev_invariants(fw: &Firmware) {
         assert_eq!(st.asids.get(asid), Some(want), "ASID {asid} of {h:?}");
         assert!(seen.insert(asid), "ASID {asid} bound twice");
     }
+}
+
+/// The transport keys the receive fuzzer's stand-in source puts into its sessions.
+const RX_TEK: [u8; 16] = [0x11; 16];
+const RX_TIK: [u8; 16] = [0x22; 16];
+/// Policies RECEIVE_START draws from: none, ES, NOKS, ES|NOKS, NOSEND, a reserved bit,
+/// a newer API, DOMAIN|SEV.
+const RX_POLICIES: [u32; 8] = [0, 4, 2, 6, 8, 0x40, 0x00FF_0000, 0x30];
+/// Packet lengths: the §5.5 boundaries.
+const RX_LENS: [u32; 8] = [0, 16, 32, 0x1000, 0x1010, 0x5000, 0x5010, 24];
+/// Where the receive fuzzer's buffers live: header, transport, session, source PDH.
+const RX_HDR: u64 = 0x2000;
+const RX_TRANS: u64 = 0x10_0000;
+const RX_SESSION: u64 = 0x3000;
+const RX_PDH: u64 = 0x10_8000;
+
+/// Fuzz entry point for the migration target (sev-legacy.md §5.5): an ES-initialised
+/// platform receives from a stand-in source whose sessions carry known TEK/TIK, so
+/// the input reaches every check of RECEIVE_UPDATE_* — through correctly sealed
+/// packets (plaintext, length and an optional bit flip from the input), arbitrary
+/// headers and lengths, RECEIVE_START with valid or damaged sessions and key sharing,
+/// ACTIVATE / DEACTIVATE / DECOMMISSION / RECEIVE_FINISH, and raw buffers for
+/// 0x50..0x53. The legacy invariants are checked after every step (as
+/// [`fuzz_sev_commands`]). Returns the commands that succeeded, in order.
+pub fn fuzz_sev_receive(data: &[u8]) -> Vec<FwCmd> {
+    use softsev_abi::sev_buf::*;
+    let Ok(fw) = Firmware::builder(Product::Milan)
+        .seed(b"fuzz sev receive")
+        .soc_bytes(16 << 20)
+        .asid_count(8)
+        .chip(chip())
+        .configure(|c| c.min_sev_asid = 4)
+        .build()
+    else {
+        return Vec::new();
+    };
+    let soc = fw.soc().clone();
+    let call = |cmd: FwCmd, buf: &[u8]| -> bool {
+        soc.fw_write(Spa(CMD), KeySel::Plain, buf).is_ok() && fw.command(cmd, Spa(CMD)).is_ok()
+    };
+    let init = SevInit {
+        flags: 1,
+        reserved: 0,
+        tmr_address: SEV_TMR,
+        tmr_len: 0x10_0000,
+    };
+    if !call(FwCmd::INIT, init.as_bytes()) {
+        return Vec::new();
+    }
+    soc.wbinvd();
+    let _ = fw.command(FwCmd::DF_FLUSH, Spa(CMD));
+    let export = SevPdhCertExport {
+        pdh_cert_address: 0x4000,
+        pdh_cert_len: 0x824,
+        reserved: 0,
+        cert_chain_address: 0x10_2000,
+        cert_chain_len: 0x186C,
+    };
+    if !call(FwCmd::PDH_CERT_EXPORT, export.as_bytes()) {
+        return Vec::new();
+    }
+    let mut pdh = softsev_abi::sev_cert::SevCert::new_zeroed();
+    if soc
+        .fw_read(Spa(0x4000), KeySel::Plain, pdh.as_mut_bytes())
+        .is_err()
+    {
+        return Vec::new();
+    }
+    // The stand-in source: a fixed P-384 key and sessions to this platform's PDH.
+    let Ok(src) = softsev_crypto::sev::EcdhP384::from_scalar_be(&[0x5A; 48]) else {
+        return Vec::new();
+    };
+    let (x, y) = src.public_xy_be();
+    let src_pdh = softsev_abi::sev_cert::SevCert::new_ecc(
+        softsev_abi::sev_cert::SevUsage::PDH,
+        softsev_abi::sev_cert::SevAlgo::ECDH_SHA256,
+        0,
+        0,
+        &x,
+        &y,
+    );
+    let Some(p) = pdh.ecc_pubkey() else {
+        return Vec::new();
+    };
+    let Ok(z) = src.shared_x_be(&p.x, &p.y) else {
+        return Vec::new();
+    };
+    let session_for = |policy: u32, nonce: u8| {
+        let nonce = [nonce; 16];
+        let wrap_iv = [0x33; 16];
+        let s = softsev_crypto::sev::derive_session_secrets(&z, &nonce);
+        let (wrap_tk, wrap_mac) =
+            softsev_crypto::sev::wrap_transport_keys(&s.kek, &s.kik, &wrap_iv, &RX_TEK, &RX_TIK);
+        SevSession {
+            nonce,
+            wrap_tk,
+            wrap_iv,
+            wrap_mac,
+            policy_mac: softsev_crypto::sev::policy_mac(&RX_TIK, policy),
+        }
+    };
+    let mut inp = Input(data);
+    let mut ok = Vec::new();
+    let issue = |cmd: FwCmd, buf: &[u8], ok: &mut Vec<FwCmd>| {
+        if call(cmd, buf) {
+            ok.push(cmd);
+        }
+    };
+    while let Some(op) = inp.byte() {
+        let Some(x) = inp.byte() else { break };
+        let handle = u32::from(x & 3);
+        let step: Option<()> = (|| {
+            match op % 6 {
+                0 => {
+                    let policy = RX_POLICIES[(x >> 2 & 7) as usize];
+                    let mut session = session_for(policy, inp.byte()?);
+                    let damage = inp.byte()?;
+                    if damage & 0x80 != 0 {
+                        session.as_mut_bytes()[(damage & 0x7F) as usize] ^= 1;
+                    }
+                    // Occasionally the caller names another policy than the MAC's.
+                    let given = if x & 0x20 != 0 { policy ^ 1 } else { policy };
+                    soc.fw_write(Spa(RX_SESSION), KeySel::Plain, session.as_bytes())
+                        .ok()?;
+                    soc.fw_write(Spa(RX_PDH), KeySel::Plain, src_pdh.as_bytes())
+                        .ok()?;
+                    let b = SevReceiveStart {
+                        handle: u32::from(x >> 6),
+                        policy: given,
+                        pdh_cert_address: RX_PDH,
+                        pdh_cert_len: if damage & 0x40 != 0 { 0x800 } else { 0x824 },
+                        reserved1: 0,
+                        session_address: RX_SESSION,
+                        session_len: 128,
+                    };
+                    issue(FwCmd::RECEIVE_START, b.as_bytes(), &mut ok);
+                }
+                1 => {
+                    let b = SevActivate {
+                        handle,
+                        asid: u32::from(x >> 2) % 8,
+                    };
+                    issue(FwCmd::ACTIVATE, b.as_bytes(), &mut ok);
+                }
+                2 | 3 => {
+                    let vmsa = x & 4 != 0;
+                    let len = if vmsa && op % 6 == 2 {
+                        0x1000
+                    } else {
+                        RX_LENS[(x >> 3 & 7) as usize]
+                    };
+                    let fill = inp.byte()?;
+                    let flip = inp.byte()?;
+                    let mut plain: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+                    let iv = [fill; 16];
+                    let mut hdr = SevPacketHeader {
+                        flags: 0,
+                        iv,
+                        mac: [0; 32],
+                    };
+                    if op % 6 == 2 {
+                        softsev_crypto::sev::aes128_ctr(&RX_TEK, &iv, &mut plain);
+                        hdr.mac = softsev_crypto::sev::transport_packet_mac(
+                            &RX_TIK, 0, &iv, len, len, &plain,
+                        );
+                        if flip & 0x80 != 0 && !plain.is_empty() {
+                            let i = usize::from(flip & 0x7F) % plain.len();
+                            plain[i] ^= 1;
+                        }
+                    } else {
+                        hdr.flags = u32::from(flip & 1);
+                        for m in hdr.mac.iter_mut() {
+                            *m = inp.byte()?;
+                        }
+                    }
+                    soc.fw_write(Spa(RX_HDR), KeySel::Plain, hdr.as_bytes())
+                        .ok()?;
+                    soc.fw_write(Spa(RX_TRANS), KeySel::Plain, &plain).ok()?;
+                    let dst = inp.page()?;
+                    let b = SevReceiveUpdateData {
+                        handle,
+                        reserved1: 0,
+                        hdr_address: RX_HDR,
+                        hdr_len: if flip & 0x40 != 0 { 16 } else { 52 },
+                        reserved2: 0,
+                        guest_address: dst | (u64::from(flip & 0x20) << 46),
+                        guest_len: len,
+                        reserved3: 0,
+                        trans_address: RX_TRANS,
+                        trans_len: if flip & 0x10 != 0 { len + 16 } else { len },
+                    };
+                    let cmd = if vmsa {
+                        FwCmd::RECEIVE_UPDATE_VMSA
+                    } else {
+                        FwCmd::RECEIVE_UPDATE_DATA
+                    };
+                    issue(cmd, b.as_bytes(), &mut ok);
+                }
+                4 => {
+                    let cmd = [
+                        FwCmd::RECEIVE_FINISH,
+                        FwCmd::DEACTIVATE,
+                        FwCmd::DECOMMISSION,
+                        FwCmd::GUEST_STATUS,
+                    ][(x >> 2 & 3) as usize];
+                    let b = SevGuestStatus {
+                        handle,
+                        ..Default::default()
+                    };
+                    issue(cmd, b.as_bytes(), &mut ok);
+                }
+                _ => {
+                    let cmd = FwCmd(0x50 + u32::from(x & 3));
+                    let mut buf = [0u8; 0x40];
+                    for b in buf.iter_mut() {
+                        *b = inp.byte()?;
+                    }
+                    issue(cmd, &buf, &mut ok);
+                }
+            }
+            Some(())
+        })();
+        if step.is_none() {
+            break;
+        }
+        check_invariants(&fw, &soc);
+        check_sev_invariants(&fw);
+    }
+    ok
 }
 
 /// Fuzz entry point: run arbitrary bytes through the handler as a request page, then

@@ -228,7 +228,15 @@ impl GuestCpu {
                 paging: self.paging,
             };
             match f(&self.vm.host.soc, &acc) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if kind == AccessKind::Write {
+                        // The write sets the dirty bit of the page's memslot (KVM's
+                        // dirty logging write-protects the page and marks it on the
+                        // fault, `mark_page_dirty`).
+                        self.vm.mem.lock().mark_dirty(gpa.0 / PAGE_SIZE_4K);
+                    }
+                    return Ok(());
+                }
                 Err(SocError::Fault(fault)) => {
                     if !self.fix_npf(&fault, spa, npt) {
                         return Err(self.to_guest_fault(fault, gpa));
@@ -493,26 +501,17 @@ impl GuestPlatform for GuestCpu {
     }
 
     /// A general-purpose register from the vCPU's register file (for a protected
-    /// SEV-ES / SNP vCPU, the state the VMSA holds).
+    /// SEV-ES vCPU, the state its VMSA holds once it exits).
     fn gpr(&mut self, r: Gpr) -> Result<u64, GuestFault> {
-        let mut regs = self.vcpu.state().regs().clone();
-        Ok(*gpr_field(&mut regs, r))
+        Ok(*gpr_field(self.vcpu.state().regs_mut(), r))
     }
 
     /// A MOV into a general-purpose register: the vCPU's register file changes. The
     /// guest writes its own state, so this also applies once the state is protected
-    /// (where KVM_SET_REGS no longer reaches it).
+    /// (where KVM_SET_REGS no longer reaches it); an SEV-ES vCPU's next #VMEXIT saves
+    /// it into the encrypted VMSA.
     fn set_gpr(&mut self, r: Gpr, v: u64) -> Result<(), GuestFault> {
-        let mut st = self.vcpu.state();
-        let mut regs = st.regs().clone();
-        *gpr_field(&mut regs, r) = v;
-        if st.protected() {
-            // Same state, still protected: `protect` is the only writer of a
-            // protected register file.
-            st.protect(regs);
-        } else {
-            st.set_regs(&regs);
-        }
+        *gpr_field(self.vcpu.state().regs_mut(), r) = v;
         Ok(())
     }
 }

@@ -318,6 +318,9 @@ impl MemState {
 
     /// `mark_page_dirty`: set `gfn`'s bit if its slot logs dirty pages.
     pub(crate) fn mark_dirty(&mut self, gfn: u64) {
+        if self.dirty.is_empty() {
+            return;
+        }
         let Some(s) = self.slots.values().find(|s| s.contains(gfn)) else {
             return;
         };

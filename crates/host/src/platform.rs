@@ -156,7 +156,12 @@ impl SoftHost {
     pub fn new(fw: Arc<Firmware>, params: ModuleParams) -> KvmResult<Arc<SoftHost>> {
         let soc = fw.soc().clone();
         let alloc = Arc::new(PhysAlloc::new(PAGE_SIZE_2M, soc.mem_size()));
-        let psp = PspDriver::new(fw.clone(), alloc.clone(), params.init_ex_path)?;
+        let psp = PspDriver::new(
+            fw.clone(),
+            alloc.clone(),
+            params.init_ex_path,
+            1u64 << params.cbit,
+        )?;
         let min_sev_asid = params
             .min_sev_asid
             .unwrap_or(fw.config().min_sev_asid)

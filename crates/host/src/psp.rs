@@ -25,6 +25,8 @@ pub(crate) struct PspDriver {
     cmd_page: Mutex<Spa>,
     sev: Mutex<CcpSev>,
     init_ex: bool,
+    /// `sme_me_mask`: the C-bit as an address bit.
+    me_mask: u64,
 }
 
 impl std::fmt::Debug for PspDriver {
@@ -38,7 +40,12 @@ impl std::fmt::Debug for PspDriver {
 impl PspDriver {
     /// Probe: take a command page from `alloc`. With `init_ex` the legacy platform is
     /// initialised with INIT_EX and a non-volatile buffer (ccp `init_ex_path`).
-    pub(crate) fn new(fw: Arc<Firmware>, alloc: Arc<PhysAlloc>, init_ex: bool) -> KvmResult<Self> {
+    pub(crate) fn new(
+        fw: Arc<Firmware>,
+        alloc: Arc<PhysAlloc>,
+        init_ex: bool,
+        me_mask: u64,
+    ) -> KvmResult<Self> {
         let cmd = alloc
             .alloc_4k()
             .ok_or_else(|| KvmError::new(Errno::ENOMEM, "no memory for the PSP command page"))?;
@@ -49,6 +56,7 @@ impl PspDriver {
             cmd_page: Mutex::new(cmd),
             sev: Mutex::new(CcpSev::default()),
             init_ex,
+            me_mask,
         })
     }
 
@@ -418,8 +426,10 @@ impl PspDriver {
                 bytes[d.paddr..d.paddr + 8].copy_from_slice(&at.to_le_bytes());
                 (Some(b), at)
             };
-            // PAGE_ALIGN(len) pages from the page of the address, as Linux counts.
-            let first = at & !(PAGE_SIZE_4K - 1);
+            // PAGE_ALIGN(len) pages from the page of the address, as Linux counts;
+            // the C-bit KVM sets in SEND/RECEIVE guest addresses is cleared
+            // (`rmp_mark_pages_firmware(__sme_clr(paddr), ..)`).
+            let first = (at & !self.me_mask) & !(PAGE_SIZE_4K - 1);
             let npages = u64::from(len).div_ceil(PAGE_SIZE_4K);
             let mut m = Mapped {
                 desc: d,

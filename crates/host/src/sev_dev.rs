@@ -119,3 +119,35 @@ impl SoftHost {
         r
     }
 }
+
+impl SoftHost {
+    /// This platform as a migration target (simulator convenience over
+    /// SEV_PDH_CERT_EXPORT): its PDH, PEK ‖ OCA ‖ CEK with the CEK as AMD's KDS serves
+    /// it (signed by the ASK; PDH_CERT_EXPORT returns it unsigned, sev-legacy.md
+    /// §0.2-9), and its product's ASK ‖ ARK — what a source's SEND_START needs
+    /// (QEMU's `sev-pdh`, `sev-plat-cert`, `sev-amd-cert`).
+    pub fn sev_target_certs(&self) -> KvmResult<crate::launch::SevTargetCerts> {
+        use softsev_abi::sev_buf::{SEV_CERT_LEN, SEV_PDH_CHAIN_LEN};
+        use zerocopy::{FromBytes, IntoBytes};
+        let mut arg = SevUserPdhCertExport {
+            pdh_cert: Some(vec![0; SEV_CERT_LEN]),
+            pdh_cert_len: SEV_CERT_LEN as u32,
+            cert_chain: Some(vec![0; SEV_PDH_CHAIN_LEN]),
+            cert_chain_len: SEV_PDH_CHAIN_LEN as u32,
+        };
+        self.sev_pdh_cert_export(&mut arg)?;
+        let pdh_bytes = arg.pdh_cert.unwrap_or_default();
+        let pdh = softsev_abi::sev_cert::SevCert::read_from_bytes(&pdh_bytes)
+            .map_err(|_| KvmError::new(Errno::EIO, "PDH certificate size"))?;
+        let mut plat = arg.cert_chain.unwrap_or_default();
+        plat.truncate(2 * SEV_CERT_LEN);
+        let fw = self.firmware();
+        plat.extend_from_slice(fw.sev_kds_cek().as_bytes());
+        let (ask, ark) = fw.sev_ca_certs();
+        Ok(crate::launch::SevTargetCerts {
+            pdh,
+            plat_certs: plat,
+            amd_certs: [ask, ark].concat(),
+        })
+    }
+}

@@ -6,10 +6,11 @@
 //! Legacy SEV commands copy their buffer back by class (shared/spec/sev-legacy.md
 //! §1.1, ASPFW `sev_dispatch_master`): input-only buffers never, PLATFORM_STATUS /
 //! GUEST_STATUS / LAUNCH_START on success, the length-query commands (PEK_CSR,
-//! PDH_CERT_EXPORT, GET_ID, LAUNCH_MEASURE, ATTESTATION) on success and on
-//! INVALID_LENGTH. With SNP initialised the page of a buffer that is written back must
+//! PDH_CERT_EXPORT, GET_ID, LAUNCH_MEASURE, ATTESTATION, SEND_START, SEND_UPDATE_*)
+//! on success and on INVALID_LENGTH; RECEIVE_START on success. With SNP initialised the page of a buffer that is written back must
 //! be a Firmware page (INVALID_PAGE_STATE otherwise).
 
+use crate::cmd::sev_migrate::Payload;
 use crate::error::{CmdResult, soc_error};
 use crate::fw::Firmware;
 use crate::state::State;
@@ -126,6 +127,24 @@ pub(crate) enum SevCommand {
     DbgDecrypt(SevDbgDecrypt),
     /// DBG_ENCRYPT.
     DbgEncrypt(SevDbgEncrypt),
+    /// SEND_START.
+    SendStart(SevSendStart),
+    /// SEND_UPDATE_DATA.
+    SendUpdateData(SevSendUpdateData),
+    /// SEND_UPDATE_VMSA.
+    SendUpdateVmsa(SevSendUpdateVmsa),
+    /// SEND_FINISH.
+    SendFinish(SevSendFinish),
+    /// SEND_CANCEL.
+    SendCancel(SevSendCancel),
+    /// RECEIVE_START.
+    ReceiveStart(SevReceiveStart),
+    /// RECEIVE_UPDATE_DATA.
+    ReceiveUpdateData(SevReceiveUpdateData),
+    /// RECEIVE_UPDATE_VMSA.
+    ReceiveUpdateVmsa(SevReceiveUpdateVmsa),
+    /// RECEIVE_FINISH.
+    ReceiveFinish(SevReceiveFinish),
 }
 
 /// When a legacy command's buffer is copied back (§1.1).
@@ -139,7 +158,7 @@ enum CopyBack {
 
 impl Firmware {
     /// Read the buffer of `cmd` at `buf`. Not modelled, so INVALID_COMMAND: legacy
-    /// migration, swap, COPY, ACTIVATE_EX and RING_BUFFER (issue 13), SNP migration
+    /// swap, COPY, ACTIVATE_EX and RING_BUFFER, SNP migration
     /// (swap, page move, metadata), firmware download by image, HV_REPORT_REQ.
     fn read_command(&self, cmd: FwCmd, buf: Spa) -> CmdResult<Command> {
         use Command as C;
@@ -232,6 +251,15 @@ impl Firmware {
             SevAttestation::ID => S::Attestation(self.read_cmd(buf)?),
             SevDbgDecrypt::ID => S::DbgDecrypt(self.read_cmd(buf)?),
             SevDbgEncrypt::ID => S::DbgEncrypt(self.read_cmd(buf)?),
+            SevSendStart::ID => S::SendStart(self.read_cmd(buf)?),
+            SevSendUpdateData::ID => S::SendUpdateData(self.read_cmd(buf)?),
+            SevSendUpdateVmsa::ID => S::SendUpdateVmsa(self.read_cmd(buf)?),
+            SevSendFinish::ID => S::SendFinish(self.read_cmd(buf)?),
+            SevSendCancel::ID => S::SendCancel(self.read_cmd(buf)?),
+            SevReceiveStart::ID => S::ReceiveStart(self.read_cmd(buf)?),
+            SevReceiveUpdateData::ID => S::ReceiveUpdateData(self.read_cmd(buf)?),
+            SevReceiveUpdateVmsa::ID => S::ReceiveUpdateVmsa(self.read_cmd(buf)?),
+            SevReceiveFinish::ID => S::ReceiveFinish(self.read_cmd(buf)?),
             _ => return Err(FwStatus::INVALID_COMMAND.into()),
         })
     }
@@ -269,6 +297,35 @@ impl Firmware {
             S::LaunchFinish(b) => self.sev_launch_finish(st, b),
             S::DbgDecrypt(b) => self.sev_dbg_decrypt(st, b),
             S::DbgEncrypt(b) => self.sev_dbg_encrypt(st, b),
+            S::SendFinish(b) => self.sev_send_finish(st, b),
+            S::SendCancel(b) => self.sev_send_cancel(st, b),
+            S::ReceiveFinish(b) => self.sev_receive_finish(st, b),
+            S::ReceiveUpdateData(b) => self.sev_receive_update(st, (&b).into(), Payload::Data),
+            S::ReceiveUpdateVmsa(b) => self.sev_receive_update(st, (&b).into(), Payload::Vmsa),
+            S::ReceiveStart(mut b) => {
+                self.with_copy_back(st, buf, &mut b, OnSuccess, |f, st, b| {
+                    f.sev_receive_start(st, b)
+                })
+            }
+            S::SendStart(mut b) => {
+                self.with_copy_back(st, buf, &mut b, OnSuccessOrLength, |f, st, b| {
+                    f.sev_send_start(st, b)
+                })
+            }
+            S::SendUpdateData(mut b) => {
+                self.with_copy_back(st, buf, &mut b, OnSuccessOrLength, |f, st, b| {
+                    let r = f.sev_send_update(st, (&*b).into(), Payload::Data);
+                    b.hdr_len = SEV_PACKET_HEADER_LEN as u32;
+                    r.map(|_| ())
+                })
+            }
+            S::SendUpdateVmsa(mut b) => {
+                self.with_copy_back(st, buf, &mut b, OnSuccessOrLength, |f, st, b| {
+                    let r = f.sev_send_update(st, (&*b).into(), Payload::Vmsa);
+                    b.hdr_len = SEV_PACKET_HEADER_LEN as u32;
+                    r.map(|_| ())
+                })
+            }
             S::PlatformStatus(mut b) => {
                 self.with_copy_back(st, buf, &mut b, OnSuccess, |f, st, b| {
                     f.sev_platform_status(st, b)

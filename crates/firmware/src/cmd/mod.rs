@@ -11,7 +11,8 @@
 //! * `dbg`: SNP_DBG_DECRYPT, SNP_DBG_ENCRYPT;
 //! * `request`: SNP_GUEST_REQUEST;
 //! * `sev_platform`, `sev_guest`, `sev_launch`: the legacy SEV API (INIT … PDH_CERT_EXPORT,
-//!   GET_ID, ACTIVATE … GUEST_STATUS, LAUNCH_*, ATTESTATION, DBG_*; sev-legacy.md).
+//!   GET_ID, ACTIVATE … GUEST_STATUS, LAUNCH_*, ATTESTATION, DBG_*; sev-legacy.md);
+//! * `sev_migrate`: SEND_* and RECEIVE_* (sev-legacy.md §5).
 
 mod dbg;
 pub(crate) mod dispatch;
@@ -22,6 +23,7 @@ mod platform;
 mod request;
 mod sev_guest;
 mod sev_launch;
+mod sev_migrate;
 mod sev_platform;
 
 pub use guest::{APIC_ID_LIMIT, MAX_APIC_IDS};

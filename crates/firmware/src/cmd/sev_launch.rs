@@ -7,25 +7,19 @@
 
 use crate::error::CmdResult;
 use crate::fw::Firmware;
-use crate::identity::sev::sev_cert_sanity_check;
-use crate::sev_ctx::{
-    Channel, POLICY_ES, POLICY_NODBG, POLICY_NOKS, POLICY_RESERVED, SevBinding, SevGuest,
-};
+use crate::sev_ctx::{Channel, POLICY_ES, POLICY_NODBG, SevBinding, SevGuest};
 use crate::state::{AsidState, SevPlatformState, State};
 use softsev_abi::sev_buf::{
     SEV_MEASURE_LEN, SEV_PACKET_HEADER_LEN, SEV_REPORT_LEN, SEV_SCRATCH_LEN,
     SEV_SECRET_FLAG_COMPRESSED, SEV_SESSION_LEN, SevAttestation, SevDbgDecrypt, SevDbgEncrypt,
     SevGuestState, SevLaunchFinish, SevLaunchMeasure, SevLaunchSecret, SevLaunchStart,
-    SevLaunchUpdateData, SevLaunchUpdateVmsa, SevPacketHeader, SevSession,
+    SevLaunchUpdateData, SevLaunchUpdateVmsa, SevPacketHeader,
 };
-use softsev_abi::sev_cert::{SevAlgo, SevCert, SevUsage};
+use softsev_abi::sev_cert::{SevAlgo, SevUsage};
 use softsev_abi::{Asid, FwStatus};
 use softsev_crypto::ct::ct_eq;
 use softsev_crypto::hash::sha256;
-use softsev_crypto::sev::{
-    aes128_ctr, derive_session_secrets, launch_measure, policy_mac, secret_packet_mac,
-    unwrap_transport_keys,
-};
+use softsev_crypto::sev::{aes128_ctr, launch_measure, secret_packet_mac};
 use softsev_measure::SevDigest;
 use softsev_soc::KeySel;
 use zerocopy::{FromZeros, IntoBytes};
@@ -46,7 +40,6 @@ impl Firmware {
     pub(crate) fn sev_launch_start(&self, st: &mut State, b: &mut SevLaunchStart) -> CmdResult {
         self.sev_require(st, &[SevPlatformState::Init, SevPlatformState::Working])?;
         let policy = b.policy;
-        let v = st.current.version;
         // 1. the channel.
         let (tek, tik) = if b.dh_cert_address != 0 {
             if b.session_len as usize != SEV_SESSION_LEN {
@@ -55,63 +48,13 @@ impl Firmware {
             if b.dh_cert_len as usize != crate::identity::sev::CERT_LEN {
                 return Err(FwStatus::INVALID_LENGTH.into());
             }
-            let id = st
-                .sev
-                .identity
-                .as_ref()
-                .ok_or(FwStatus::INVALID_PLATFORM_STATE)?;
-            // The platform's own PDH must be a PDH key (ECDH_SHA256 or _SHA384).
-            if id.pdh.usage() != SevUsage::PDH
-                || !matches!(id.pdh.algo(), SevAlgo::ECDH_SHA256 | SevAlgo::ECDH_SHA384)
-            {
-                return Err(FwStatus::INVALID_CERTIFICATE.into());
-            }
-            let mut godh = SevCert::new_zeroed();
-            self.read_plain(b.dh_cert_address, godh.as_mut_bytes())?;
-            let mut session = SevSession::new_zeroed();
-            self.read_plain(b.session_address, session.as_mut_bytes())?;
-            sev_cert_sanity_check(&godh, SevUsage::PDH, SevAlgo::ECDH_SHA256)?;
-            let p = godh.ecc_pubkey().ok_or(FwStatus::INVALID_CERTIFICATE)?;
-            let z = id
-                .pdh_key()
-                .shared_x_be(&p.x, &p.y)
-                .map_err(|_| FwStatus::INVALID_CERTIFICATE)?;
-            let s = derive_session_secrets(&z, &session.nonce);
-            let (tek, tik) = unwrap_transport_keys(
-                &s.kek,
-                &s.kik,
-                &session.wrap_iv,
-                &session.wrap_tk,
-                &session.wrap_mac,
-            )
-            .map_err(|_| FwStatus::BAD_MEASUREMENT)?;
-            if !ct_eq(&policy_mac(&tik, policy), &session.policy_mac) {
-                return Err(FwStatus::BAD_MEASUREMENT.into());
-            }
-            let (p_major, p_minor) = ((policy >> 16) as u8, (policy >> 24) as u8);
-            if (p_major, p_minor) > (v.major, v.minor) {
-                return Err(FwStatus::POLICY_FAILURE.into());
-            }
-            if policy & POLICY_RESERVED != 0 {
-                return Err(FwStatus::POLICY_FAILURE.into());
-            }
-            (tek, tik)
+            self.sev_server_channel(st, b.dh_cert_address, b.session_address, policy)?
         } else {
             // §0.2-4: no session, all-zero channel, no policy check.
             (Zeroizing::new([0u8; 16]), Zeroizing::new([0u8; 16]))
         };
         // 2. the memory key: fresh, or shared with the guest `handle` names.
-        let vek = if b.handle == 0 {
-            let mut k = Zeroizing::new([0u8; 16]);
-            st.rng.fill(&mut k[..]);
-            k
-        } else {
-            let other = self.sev_guest(st, b.handle)?;
-            if other.policy != policy || other.policy & POLICY_NOKS != 0 {
-                return Err(FwStatus::POLICY_FAILURE.into());
-            }
-            other.vek.clone()
-        };
+        let vek = self.sev_new_vek(st, b.handle, policy)?;
         // 3. a handle.
         let handle = st.sev.handles.allocate()?;
         // 4. ES needs an ES platform.

@@ -156,8 +156,8 @@ fn probes() -> Vec<(&'static str, Probe)> {
                 },
             )
         }),
-        ("legacy SEND_START (not modelled)", |h| {
-            h.cmd0(FwCmd::SEND_START)
+        ("legacy SWAP_OUT (not modelled)", |h| {
+            h.cmd0(FwCmd::SWAP_OUT)
         }),
     ]
 }
@@ -220,7 +220,7 @@ fn state_by_command_table() {
         ("SNP_CONFIG", [OK; 8]),
         ("SNP_COMMIT", [OK; 8]),
         ("SNP_FEATURE_INFO", [OK; 8]),
-        ("legacy SEND_START (not modelled)", [S::INVALID_COMMAND; 8]),
+        ("legacy SWAP_OUT (not modelled)", [S::INVALID_COMMAND; 8]),
     ];
     let probes = probes();
     assert_eq!(probes.len(), expected.len());

@@ -61,8 +61,19 @@ impl Host {
     }
 
     fn build(product: Product, chip: Arc<Chip>, f: impl FnOnce(&mut FirmwareConfig)) -> Host {
+        Self::custom(product, chip, b"fw-tests", f)
+    }
+
+    /// A host on `chip` whose firmware RNG is seeded with `seed` (a second platform:
+    /// its own OCA, PEK and PDH).
+    pub(crate) fn custom(
+        product: Product,
+        chip: Arc<Chip>,
+        seed: &[u8],
+        f: impl FnOnce(&mut FirmwareConfig),
+    ) -> Host {
         let fw = Firmware::builder(product)
-            .seed(b"fw-tests")
+            .seed(seed)
             .soc_bytes(64 << 20)
             .asid_count(16)
             .chip(chip)

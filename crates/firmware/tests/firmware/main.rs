@@ -21,6 +21,7 @@ mod identity_roots;
 mod sev_certs;
 mod sev_fuzz;
 mod sev_launch;
+mod sev_migrate;
 mod sev_platform;
 mod sev_sevctl;
 mod sev_state_table;

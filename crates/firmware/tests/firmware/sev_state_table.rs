@@ -1,7 +1,8 @@
 //! Every (legacy platform state × command) over sev-legacy.md §1.3 and every (legacy
 //! guest state × command) over §3.7, each cell on a fresh platform, as
-//! `fw_state_table.rs` does for SNP. SEND/RECEIVE/SWAP (and so SUPDATE, RUPDATE, SENT)
-//! are not modelled yet: they are INVALID_COMMAND in every state.
+//! `fw_state_table.rs` does for SNP, SEND_* and RECEIVE_* included (§5; the guest table
+//! covers SUPDATE, RUPDATE and SENT). SWAP_OUT/SWAP_IN are not modelled:
+//! INVALID_COMMAND in every state.
 
 use crate::sevcommon::*;
 use softsev_abi::sev_buf::*;
@@ -62,6 +63,49 @@ fn attestation(h: &Host) -> FwResult {
         mnonce: [0; 16],
         len: 0xD0,
     })
+}
+
+/// This platform's own certificates as a migration target (PDH_CERT_EXPORT; zero
+/// certificates when the platform cannot export them, e.g. UNINIT).
+fn own_target(h: &Host) -> TargetCerts {
+    let mut b = SevPdhCertExport {
+        pdh_cert_address: OUT,
+        pdh_cert_len: SEV_CERT_LEN as u32,
+        reserved: 0,
+        cert_chain_address: CHAIN,
+        cert_chain_len: SEV_PDH_CHAIN_LEN as u32,
+    };
+    if h.sev(&mut b).is_ok() {
+        h.target_certs()
+    } else {
+        TargetCerts {
+            pdh: <softsev_abi::sev_cert::SevCert as zerocopy::FromZeros>::new_zeroed(),
+            plat: vec![0; SEV_PDH_CHAIN_LEN],
+            amd: vec![0; 0x680],
+        }
+    }
+}
+
+fn send_start(h: &Host) -> FwResult {
+    let t = own_target(h);
+    h.sev_send_start(G, &t).map(|_| ())
+}
+
+/// RECEIVE_START of a new ES guest with a session to this platform's own PDH.
+fn receive_start(h: &Host) -> FwResult {
+    let pdh = own_target(h).pdh;
+    if pdh.ecc_pubkey().is_none() {
+        return h
+            .sev_receive_start(
+                0x4,
+                &pdh,
+                &<SevSession as zerocopy::FromZeros>::new_zeroed(),
+            )
+            .map(|_| ());
+    }
+    let key = softsev_crypto::sev::EcdhP384::from_scalar_be(&[7; 48]).unwrap();
+    let o = owner_session(key, &pdh, [1; 16], [2; 16], [3; 16], [4; 16], 0x4);
+    h.sev_receive_start(0x4, &o.godh, &o.session).map(|_| ())
 }
 
 fn commands() -> Vec<(&'static str, Probe)> {
@@ -128,9 +172,37 @@ fn commands() -> Vec<(&'static str, Probe)> {
         ("ATTESTATION", attestation),
         ("DBG_DECRYPT", dbg_decrypt),
         ("DBG_ENCRYPT", dbg_encrypt),
-        ("SEND_START (not modelled)", |h| h.cmd0(FwCmd::SEND_START)),
-        ("RECEIVE_START (not modelled)", |h| {
-            h.cmd0(FwCmd::RECEIVE_START)
+        ("SEND_START", send_start),
+        ("SEND_UPDATE_DATA", |h| {
+            h.sev_send_packet(G, GMEM, 4096, false).map(|_| ())
+        }),
+        ("SEND_UPDATE_VMSA", |h| {
+            h.sev_send_packet(G, GMEM + 0x1000, 4096, true).map(|_| ())
+        }),
+        ("SEND_FINISH", |h| h.sev(&mut SevSendFinish { handle: G })),
+        ("SEND_CANCEL", |h| h.sev(&mut SevSendCancel { handle: G })),
+        ("RECEIVE_START", receive_start),
+        // A zero header: its MAC fails once the state, ASID and lengths are right.
+        ("RECEIVE_UPDATE_DATA", |h| {
+            h.sev_receive_packet(
+                G,
+                GMEM,
+                &<SevPacketHeader as zerocopy::FromZeros>::new_zeroed(),
+                &[0; 4096],
+                false,
+            )
+        }),
+        ("RECEIVE_UPDATE_VMSA", |h| {
+            h.sev_receive_packet(
+                G,
+                GMEM + 0x1000,
+                &<SevPacketHeader as zerocopy::FromZeros>::new_zeroed(),
+                &[0; 4096],
+                true,
+            )
+        }),
+        ("RECEIVE_FINISH", |h| {
+            h.sev(&mut SevReceiveFinish { handle: G })
         }),
         ("SWAP_OUT (not modelled)", |h| h.cmd0(FwCmd::SWAP_OUT)),
     ]
@@ -214,8 +286,16 @@ fn platform_state_by_command_table() {
         ("ATTESTATION", [IPS, IPS, IGS]),
         ("DBG_DECRYPT", [IPS, IPS, OK]),
         ("DBG_ENCRYPT", [IPS, IPS, OK]),
-        ("SEND_START (not modelled)", [IC; 3]),
-        ("RECEIVE_START (not modelled)", [IC; 3]),
+        ("SEND_START", [IPS, IPS, IGS]),
+        ("SEND_UPDATE_DATA", [IPS, IPS, IGS]),
+        ("SEND_UPDATE_VMSA", [IPS, IPS, IGS]),
+        ("SEND_FINISH", [IPS, IPS, IGS]),
+        ("SEND_CANCEL", [IPS, IPS, IGS]),
+        // The probe's guest is SEV-ES; this platform was INIT without ES (§3.1 step 4).
+        ("RECEIVE_START", [IPS, S::UNSUPPORTED, S::UNSUPPORTED]),
+        ("RECEIVE_UPDATE_DATA", [IPS, IPS, IGS]),
+        ("RECEIVE_UPDATE_VMSA", [IPS, IPS, IGS]),
+        ("RECEIVE_FINISH", [IPS, IPS, IGS]),
         ("SWAP_OUT (not modelled)", [IC; 3]),
     ];
     run_table(
@@ -236,6 +316,12 @@ enum Guest {
     Lsecret,
     /// After LAUNCH_FINISH.
     Running,
+    /// After SEND_START (to this platform's own PDH).
+    Supdate,
+    /// Made by RECEIVE_START, ASID pending.
+    Rupdate,
+    /// After SEND_FINISH.
+    Sent,
     /// Decommissioned (another guest keeps the platform WORKING).
     Gone,
 }
@@ -244,6 +330,11 @@ fn build_guest(g: Guest) -> Host {
     let h = sev_host();
     h.sev_init(true);
     h.soc.host_write(Spa(GMEM), false, &[1; 0x2000]).unwrap();
+    if matches!(g, Guest::Rupdate) {
+        receive_start(&h).unwrap();
+        h.sev_activate(G, ES_ASID).unwrap();
+        return h;
+    }
     // ES guest 1 (debugging allowed).
     assert_eq!(h.sev_start(0x4, 0), Ok(G));
     match g {
@@ -254,11 +345,17 @@ fn build_guest(g: Guest) -> Host {
         }
         _ => {
             h.sev_activate(G, ES_ASID).unwrap();
-            if matches!(g, Guest::Lsecret | Guest::Running) {
+            if !matches!(g, Guest::Lupdate) {
                 h.sev_measure(G).unwrap();
             }
-            if matches!(g, Guest::Running) {
+            if !matches!(g, Guest::Lupdate | Guest::Lsecret) {
                 h.sev_finish(G).unwrap();
+            }
+            if matches!(g, Guest::Supdate | Guest::Sent) {
+                send_start(&h).unwrap();
+            }
+            if matches!(g, Guest::Sent) {
+                h.sev(&mut SevSendFinish { handle: G }).unwrap();
             }
         }
     }
@@ -286,27 +383,58 @@ fn guest_state_by_command_table() {
         "GUEST_STATUS",
         "DBG_DECRYPT",
         "DBG_ENCRYPT",
+        "SEND_START",
+        "SEND_UPDATE_DATA",
+        "SEND_UPDATE_VMSA",
+        "SEND_FINISH",
+        "SEND_CANCEL",
+        "RECEIVE_UPDATE_DATA",
+        "RECEIVE_UPDATE_VMSA",
+        "RECEIVE_FINISH",
     ];
     let probes: Vec<_> = commands()
         .into_iter()
         .filter(|(n, _)| guest_cmds.contains(n))
         .collect();
-    // Columns: LUPDATE inactive, LUPDATE, LSECRET, RUNNING, decommissioned.
-    let expected: Vec<(&str, [S; 5])> = vec![
-        ("GUEST_STATUS", [OK; 5]),
-        ("ACTIVATE", [OK, ACT, ACT, ACT, IG]),
-        ("DEACTIVATE", [INA, OK, OK, OK, IG]),
-        ("DECOMMISSION", [OK, ACT, ACT, ACT, IG]),
-        ("LAUNCH_UPDATE_DATA", [INA, OK, IGS, IGS, IG]),
-        ("LAUNCH_UPDATE_VMSA", [INA, OK, IGS, IGS, IG]),
+    // Columns: LUPDATE inactive, LUPDATE, LSECRET, RUNNING, SUPDATE, RUPDATE, SENT,
+    // decommissioned.
+    let expected: Vec<(&str, [S; 8])> = vec![
+        ("GUEST_STATUS", [OK; 8]),
+        ("ACTIVATE", [OK, ACT, ACT, ACT, ACT, ACT, ACT, IG]),
+        ("DEACTIVATE", [INA, OK, OK, OK, OK, OK, OK, IG]),
+        ("DECOMMISSION", [OK, ACT, ACT, ACT, ACT, ACT, ACT, IG]),
+        ("LAUNCH_UPDATE_DATA", [INA, OK, IGS, IGS, IGS, IGS, IGS, IG]),
+        ("LAUNCH_UPDATE_VMSA", [INA, OK, IGS, IGS, IGS, IGS, IGS, IG]),
         // No ASID needed (§3.4).
-        ("LAUNCH_MEASURE", [OK, OK, IGS, IGS, IG]),
+        ("LAUNCH_MEASURE", [OK, OK, IGS, IGS, IGS, IGS, IGS, IG]),
         // The zero header fails its MAC once the state and ASID are right.
-        ("LAUNCH_SECRET", [IGS, IGS, S::BAD_MEASUREMENT, IGS, IG]),
-        ("LAUNCH_FINISH", [IGS, IGS, OK, IGS, IG]),
-        ("ATTESTATION", [IGS, IGS, OK, OK, IG]),
-        ("DBG_DECRYPT", [INA, OK, OK, OK, IG]),
-        ("DBG_ENCRYPT", [INA, OK, OK, OK, IG]),
+        (
+            "LAUNCH_SECRET",
+            [IGS, IGS, S::BAD_MEASUREMENT, IGS, IGS, IGS, IGS, IG],
+        ),
+        ("LAUNCH_FINISH", [IGS, IGS, OK, IGS, IGS, IGS, IGS, IG]),
+        // LSECRET, RUNNING, SUPDATE, SENT (§0.2-10).
+        ("ATTESTATION", [IGS, IGS, OK, OK, OK, IGS, OK, IG]),
+        ("DBG_DECRYPT", [INA, OK, OK, OK, OK, OK, OK, IG]),
+        ("DBG_ENCRYPT", [INA, OK, OK, OK, OK, OK, OK, IG]),
+        ("SEND_START", [IGS, IGS, IGS, OK, IGS, IGS, IGS, IG]),
+        ("SEND_UPDATE_DATA", [IGS, IGS, IGS, IGS, OK, IGS, IGS, IG]),
+        // The page at GMEM + 4K is no VMSA of the guest: its integrity check fails.
+        (
+            "SEND_UPDATE_VMSA",
+            [IGS, IGS, IGS, IGS, S::INVALID_PARAM, IGS, IGS, IG],
+        ),
+        ("SEND_FINISH", [IGS, IGS, IGS, IGS, OK, IGS, IGS, IG]),
+        ("SEND_CANCEL", [IGS, IGS, IGS, IGS, OK, IGS, IGS, IG]),
+        (
+            "RECEIVE_UPDATE_DATA",
+            [IGS, IGS, IGS, IGS, IGS, S::BAD_MEASUREMENT, IGS, IG],
+        ),
+        (
+            "RECEIVE_UPDATE_VMSA",
+            [IGS, IGS, IGS, IGS, IGS, S::BAD_MEASUREMENT, IGS, IG],
+        ),
+        ("RECEIVE_FINISH", [IGS, IGS, IGS, IGS, IGS, OK, IGS, IG]),
     ];
     run_table(
         [
@@ -314,6 +442,9 @@ fn guest_state_by_command_table() {
             Guest::Lupdate,
             Guest::Lsecret,
             Guest::Running,
+            Guest::Supdate,
+            Guest::Rupdate,
+            Guest::Sent,
             Guest::Gone,
         ],
         build_guest,
@@ -326,6 +457,9 @@ fn guest_state_by_command_table() {
         (Guest::Lupdate, SevGuestState::LUPDATE),
         (Guest::Lsecret, SevGuestState::LSECRET),
         (Guest::Running, SevGuestState::RUNNING),
+        (Guest::Supdate, SevGuestState::SUPDATE),
+        (Guest::Rupdate, SevGuestState::RUPDATE),
+        (Guest::Sent, SevGuestState::SENT),
         (Guest::Gone, SevGuestState::INVALID),
     ] {
         assert_eq!(

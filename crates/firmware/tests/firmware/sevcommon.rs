@@ -226,3 +226,227 @@ pub(crate) fn p384(cert: &SevCert) -> softsev_crypto::ecdsa::P384PublicKey {
         other => panic!("not an ECC key: {other:?}"),
     }
 }
+
+/// Where the SEND_START inputs are placed: the target's PDH, PEK ‖ OCA ‖ CEK and
+/// ASK ‖ ARK.
+pub(crate) const TPDH: u64 = 0xB000;
+pub(crate) const TPLAT: u64 = 0xC000;
+pub(crate) const TAMD: u64 = 0xE000;
+
+/// A second platform: another chip of `product` and another firmware seed (its own
+/// CEK, OCA, PEK and PDH), with the same ASID split as [`sev_host`].
+pub(crate) fn sev_host_b(product: Product) -> Host {
+    let chip = std::sync::Arc::new(
+        softsev_firmware::identity::Chip::from_seed(product, b"fw-tests chip B").unwrap(),
+    );
+    Host::custom(product, chip, b"fw-tests B", |c| {
+        c.min_sev_asid = MIN_SEV_ASID
+    })
+}
+
+/// What SEND_START needs of a target, as a target exports it (sevctl's chain: the
+/// KDS-signed CEK in place of the unsigned one PDH_CERT_EXPORT returns).
+pub(crate) struct TargetCerts {
+    pub pdh: SevCert,
+    pub plat: Vec<u8>,
+    pub amd: Vec<u8>,
+}
+
+impl Host {
+    /// This platform's certificates for a source's SEND_START (INIT or WORKING).
+    pub(crate) fn target_certs(&self) -> TargetCerts {
+        let [pdh, pek, oca, _] = self.sev_export();
+        let cek = self.fw.sev_kds_cek();
+        let mut plat = Vec::new();
+        for c in [&pek, &oca, &cek] {
+            plat.extend_from_slice(c.as_bytes());
+        }
+        let (ask, ark) = self.fw.sev_ca_certs();
+        TargetCerts {
+            pdh,
+            plat,
+            amd: [ask, ark].concat(),
+        }
+    }
+
+    /// SEND_START of `handle` to `t`; returns (policy, session).
+    pub(crate) fn sev_send_start(
+        &self,
+        handle: u32,
+        t: &TargetCerts,
+    ) -> Result<(u32, SevSession), softsev_abi::FwStatus> {
+        self.soc
+            .host_write(Spa(TPDH), false, t.pdh.as_bytes())
+            .unwrap();
+        self.soc.host_write(Spa(TPLAT), false, &t.plat).unwrap();
+        self.soc.host_write(Spa(TAMD), false, &t.amd).unwrap();
+        let mut b = SevSendStart {
+            handle,
+            pdh_cert_address: TPDH,
+            pdh_cert_len: t.pdh.as_bytes().len() as u32,
+            plat_certs_address: TPLAT,
+            plat_certs_len: t.plat.len() as u32,
+            amd_certs_address: TAMD,
+            amd_certs_len: t.amd.len() as u32,
+            session_address: SESSION,
+            session_len: SEV_SESSION_LEN as u32,
+            ..Default::default()
+        };
+        self.sev(&mut b)?;
+        let mut s = [0u8; SEV_SESSION_LEN];
+        self.soc.host_read(Spa(SESSION), false, &mut s).unwrap();
+        Ok((b.policy, SevSession::read_from_bytes(&s).unwrap()))
+    }
+
+    /// SEND_UPDATE_DATA (or _VMSA) of `len` bytes at `addr`; returns (header, data).
+    pub(crate) fn sev_send_packet(
+        &self,
+        handle: u32,
+        addr: u64,
+        len: u32,
+        vmsa: bool,
+    ) -> Result<(SevPacketHeader, Vec<u8>), softsev_abi::FwStatus> {
+        let fields = (handle, HDR, 52u32, addr, len, TRANS, len);
+        if vmsa {
+            self.sev(&mut SevSendUpdateVmsa {
+                handle: fields.0,
+                hdr_address: fields.1,
+                hdr_len: fields.2,
+                guest_address: fields.3,
+                guest_len: fields.4,
+                trans_address: fields.5,
+                trans_len: fields.6,
+                ..Default::default()
+            })?;
+        } else {
+            self.sev(&mut SevSendUpdateData {
+                handle: fields.0,
+                hdr_address: fields.1,
+                hdr_len: fields.2,
+                guest_address: fields.3,
+                guest_len: fields.4,
+                trans_address: fields.5,
+                trans_len: fields.6,
+                ..Default::default()
+            })?;
+        }
+        let mut h = [0u8; 52];
+        self.soc.host_read(Spa(HDR), false, &mut h).unwrap();
+        let mut d = vec![0u8; len as usize];
+        self.soc.host_read(Spa(TRANS), false, &mut d).unwrap();
+        Ok((SevPacketHeader::read_from_bytes(&h).unwrap(), d))
+    }
+
+    /// RECEIVE_START with the source PDH `pdh`, `session` and `policy`; the handle.
+    pub(crate) fn sev_receive_start(
+        &self,
+        policy: u32,
+        pdh: &SevCert,
+        session: &SevSession,
+    ) -> Result<u32, softsev_abi::FwStatus> {
+        self.soc
+            .host_write(Spa(GODH), false, pdh.as_bytes())
+            .unwrap();
+        self.soc
+            .host_write(Spa(SESSION), false, session.as_bytes())
+            .unwrap();
+        let mut b = SevReceiveStart {
+            handle: 0,
+            policy,
+            pdh_cert_address: GODH,
+            pdh_cert_len: SEV_CERT_LEN as u32,
+            reserved1: 0,
+            session_address: SESSION,
+            session_len: SEV_SESSION_LEN as u32,
+        };
+        self.sev(&mut b)?;
+        Ok(b.handle)
+    }
+
+    /// RECEIVE_UPDATE_DATA (or _VMSA) of a packet into `addr`.
+    pub(crate) fn sev_receive_packet(
+        &self,
+        handle: u32,
+        addr: u64,
+        hdr: &SevPacketHeader,
+        data: &[u8],
+        vmsa: bool,
+    ) -> FwResult {
+        self.soc
+            .host_write(Spa(HDR), false, hdr.as_bytes())
+            .unwrap();
+        self.soc.host_write(Spa(TRANS), false, data).unwrap();
+        let len = data.len() as u32;
+        if vmsa {
+            self.sev(&mut SevReceiveUpdateVmsa {
+                handle,
+                hdr_address: HDR,
+                hdr_len: 52,
+                guest_address: addr,
+                guest_len: len,
+                trans_address: TRANS,
+                trans_len: len,
+                ..Default::default()
+            })
+        } else {
+            self.sev(&mut SevReceiveUpdateData {
+                handle,
+                hdr_address: HDR,
+                hdr_len: 52,
+                guest_address: addr,
+                guest_len: len,
+                trans_address: TRANS,
+                trans_len: len,
+                ..Default::default()
+            })
+        }
+    }
+
+    /// DBG_DECRYPT of `len` bytes of guest `handle` at `addr` (through [`OUT2`]).
+    pub(crate) fn sev_peek(&self, handle: u32, addr: u64, len: u32) -> Vec<u8> {
+        self.sev(&mut SevDbgDecrypt {
+            handle,
+            reserved: 0,
+            src_addr: addr,
+            dst_addr: OUT2,
+            len,
+        })
+        .unwrap();
+        let mut v = vec![0u8; len as usize];
+        self.soc.host_read(Spa(OUT2), false, &mut v).unwrap();
+        v
+    }
+
+    /// A running guest of `policy` on ASID `asid` whose first `pages` pages at
+    /// [`GMEM`] hold `fill(i)` and, for ES, one VMSA at `GMEM + pages * 4096`.
+    pub(crate) fn sev_running_guest(
+        &self,
+        policy: u32,
+        asid: u32,
+        pages: u32,
+        es_vmsa: Option<&[u8; 4096]>,
+    ) -> u32 {
+        let g = self.sev_start(policy, 0).unwrap();
+        self.sev_activate(g, asid).unwrap();
+        for i in 0..pages {
+            let data: Vec<u8> = (0..4096u32).map(|b| (b as u8) ^ (i as u8) ^ 0x5A).collect();
+            let a = GMEM + u64::from(i) * 4096;
+            self.soc.host_write(Spa(a), false, &data).unwrap();
+            self.sev_update(g, a, 4096).unwrap();
+        }
+        if let Some(v) = es_vmsa {
+            let a = GMEM + u64::from(pages) * 4096;
+            self.soc.host_write(Spa(a), false, v).unwrap();
+            self.sev(&mut SevLaunchUpdateVmsa {
+                handle: g,
+                reserved: 0,
+                address: a,
+                len: 4096,
+            })
+            .unwrap();
+        }
+        self.sev_measure(g).unwrap();
+        self.sev_finish(g).unwrap();
+        g
+    }
+}

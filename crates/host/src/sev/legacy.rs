@@ -179,6 +179,8 @@ impl SoftVm {
             vaddr += len;
             i += n;
         }
+        // `sev_launch_update_data` unpins the pages dirty (§7.2).
+        self.mark_dirty_uaddr(p.uaddr, u64::from(p.len));
         Ok(())
     }
 

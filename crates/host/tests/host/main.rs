@@ -9,3 +9,4 @@ mod kvm_selftests;
 mod seam;
 mod sev_launch;
 mod sev_legacy;
+mod sev_migrate;

@@ -105,11 +105,15 @@ fn length_queries_return_eio_invalid_length_and_the_length() {
         (st.handle, st.state),
         (s.handle, u32::from(SevGuestState::LSECRET.0))
     );
-    // SEND_START's query reaches the firmware, which refuses migration (issue 13).
+    // SEND_START's session-length query: -EIO/4/128 (checked before the guest
+    // state, sev-legacy.md §5.1).
     let mut ss = KvmSevSendStart::default();
     let (r, fw) = sev_ioctl(&vm, SevCmdId::SEND_START, &mut ss);
-    assert_eq!(r.unwrap_err().errno, Errno::EIO);
-    assert_ne!(fw, 0);
+    assert_eq!(
+        (r.unwrap_err().errno, fw),
+        (Errno::EIO, FwStatus::INVALID_LENGTH.0)
+    );
+    assert_eq!(ss.session_len, 128);
     assert_eq!(
         sev_ioctl(&vm, SevCmdId::LAUNCH_FINISH, &mut [0u8; 8]).0,
         Ok(())

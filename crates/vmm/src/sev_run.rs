@@ -126,7 +126,9 @@ fn run_vcpu(vcpu: &mut dyn Vcpu, workload_port: Option<u16>) -> Result<(), RunEr
     let id = vcpu.id();
     match vcpu.run().map_err(kvm(format!("KVM_RUN vCPU {id}")))? {
         VcpuExit::Hlt => Ok(()),
-        VcpuExit::Io { port, write: true, .. } if Some(*port) == workload_port => Ok(()),
+        VcpuExit::Io {
+            port, write: true, ..
+        } if Some(*port) == workload_port => Ok(()),
         VcpuExit::SystemEvent { data, .. } => {
             let v = data.first().copied().unwrap_or(0);
             // GHCB termination request: bits 15:12 reason set, 23:16 reason code.

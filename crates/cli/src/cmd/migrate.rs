@@ -112,8 +112,7 @@ struct Summary {
 }
 
 fn size(what: &str, s: &str) -> Result<u64> {
-    softsev_vmm::keyval::parse_size(what, "value", s, 1)
-        .with_context(|| format!("--{what} {s}"))
+    softsev_vmm::keyval::parse_size(what, "value", s, 1).with_context(|| format!("--{what} {s}"))
 }
 
 fn plan_for(a: &Args, product: softsev_abi::Product) -> Result<SevLaunchPlan> {
@@ -193,9 +192,13 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             softsev_vmm::migration::sev::qemu_desc(&e)
         ),
     };
-    let finished = dst.migration_state().received.as_ref().and_then(|r| r.finished_at);
-    let downtime =
-        softsev_vmm::migration::sev::ms_between(rep.stopped_at, finished).unwrap_or(rep.downtime_ms);
+    let finished = dst
+        .migration_state()
+        .received
+        .as_ref()
+        .and_then(|r| r.finished_at);
+    let downtime = softsev_vmm::migration::sev::ms_between(rep.stopped_at, finished)
+        .unwrap_or(rep.downtime_ms);
     resume(&mut dst).map_err(|e| anyhow::anyhow!("the moved guest: {e}"))?;
     let move_check = dst
         .migration_state()

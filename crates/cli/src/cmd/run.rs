@@ -671,7 +671,11 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             );
             println!(
                 "  restore with    softsev run {}-- <the same QEMU options> -incoming file:{}",
-                if sn.needs_seed { "--seed <the same seed> " } else { "" },
+                if sn.needs_seed {
+                    "--seed <the same seed> "
+                } else {
+                    ""
+                },
                 sn.file
             );
         }
@@ -790,7 +794,11 @@ fn write_snapshot(
                 bail!(
                     "the guest cannot be snapshotted: SEND_START refused by the firmware \
                      (POLICY_FAILURE: the policy forbids sending it{})",
-                    if vm_policy_nosend(vm) { ", NOSEND (bit 3)" } else { " to that platform" }
+                    if vm_policy_nosend(vm) {
+                        ", NOSEND (bit 3)"
+                    } else {
+                        " to that platform"
+                    }
                 );
             }
             return Err(anyhow::anyhow!("--snapshot: {e}"));
@@ -867,7 +875,12 @@ fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
     let mut vm = SevVm::incoming(&plan, a.seed.as_deref().map(str::as_bytes))?;
     let blobs = softsev_vmm::plan::BootBlobs::load(cfg)?;
     vm.set_boot_config(softsev_vmm::sev_run::boot_config(&plan, blobs.as_ref())?);
-    let mut session = Session::new_incoming(vm, cfg.start_paused, *inc == Incoming::Defer, QmpVersion::default());
+    let mut session = Session::new_incoming(
+        vm,
+        cfg.start_paused,
+        *inc == Incoming::Defer,
+        QmpVersion::default(),
+    );
     let bar = transfer_bar(a, "restore");
     if let Some(b) = &bar {
         b.set_message("restore (receiving)");

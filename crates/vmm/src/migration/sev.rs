@@ -985,9 +985,15 @@ pub const WORKLOAD_LEDGER_GPA: u64 = 24 << 20;
 /// A workload writing `bytes` of the guest's low RAM from [`WORKLOAD_GPA`], 16 pages
 /// per batch, with contents seeded by `seed`. The range must leave the guest's own
 /// work areas (the top 16 MiB below 4 GiB) alone.
-pub fn default_workload(vm: &SevVm, seed: &[u8], bytes: u64) -> Result<WorkloadDesc, MigrationError> {
+pub fn default_workload(
+    vm: &SevVm,
+    seed: &[u8],
+    bytes: u64,
+) -> Result<WorkloadDesc, MigrationError> {
     let low_top = vm.slots.first().map_or(0, |s| s.gpa + s.size);
-    let room = low_top.saturating_sub(16 << 20).saturating_sub(WORKLOAD_GPA);
+    let room = low_top
+        .saturating_sub(16 << 20)
+        .saturating_sub(WORKLOAD_GPA);
     let bytes = bytes.next_multiple_of(PAGE_LEN as u64);
     if bytes == 0 || bytes > room {
         return Err(MigrationError::State(format!(

@@ -5,6 +5,7 @@ mod config_qemu;
 mod config_sev;
 mod cpuid;
 mod fuzz_replay;
+mod migration_e2e;
 mod plan_digest;
 mod plan_interop;
 mod qmp_migration;

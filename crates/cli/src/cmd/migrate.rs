@@ -239,7 +239,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             s.mode, s.source, s.target
         );
         println!(
-            "  memory          {:.0} MiB, {:.0} MiB written by the workload, {} of {} pages resident",
+            "  memory          {:.0} MiB, a {:.0} MiB workload range, {} of {} pages resident",
             mib(s.memory_bytes),
             mib(s.workload_bytes),
             s.resident_pages,

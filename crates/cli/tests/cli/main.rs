@@ -4,6 +4,7 @@
 mod id_block_cli;
 mod measure_cli;
 mod measure_interop;
+mod migrate_cli;
 mod run_cli;
 mod run_sev_cli;
 mod sev_cli;

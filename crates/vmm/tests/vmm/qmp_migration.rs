@@ -245,3 +245,126 @@ fn incoming_on_the_command_line() {
     .to_string();
     assert!(e.contains("SEV-SNP: Migration is not implemented"), "{e}");
 }
+
+/// `migrate` to a file with the target's certificates set as the SEV series names
+/// them, then `migrate-incoming` of that file on a target started with
+/// `-incoming defer`: the events, `query-migrate` and the run states on both sides.
+#[test]
+fn migrate_to_a_file_and_migrate_incoming_it_on_another_chip() {
+    use base64::Engine;
+    use softsev_vmm::migration::sev::{default_workload, run_workload};
+    use softsev_vmm::sev_run::SevVm;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let Some((plan, _)) = super::migration_e2e::plan(0x1, 1) else {
+        return;
+    };
+    let mut src = SevVm::launch(&plan, Some(b"qmp chip A")).unwrap();
+    let w = default_workload(&src, b"w", 1 << 20).unwrap();
+    src.set_workload(w, 32 << 20);
+    src.start().unwrap();
+    run_workload(&mut src, 2).unwrap();
+    let mut dst = SevVm::incoming(&plan, Some(b"qmp chip B")).unwrap();
+    let certs = dst.owner_certificates().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.mig");
+    let uri = format!("file:{}", file.display());
+
+    let mut s = negotiated(src);
+    let r = send(
+        &mut s,
+        json!({"execute": "migrate-set-parameters", "arguments": {
+            "sev-pdh": b64(&certs.sev_chain[..0x824]),
+            "sev-plat-cert": b64(&certs.sev_chain[0x824..]),
+            "sev-amd-cert": b64(&certs.ca),
+            "max-bandwidth": 64 << 20}}),
+    );
+    assert_eq!(r[0], json!({"return": {}}));
+    let r = send(
+        &mut s,
+        json!({"execute": "migrate", "arguments": {"uri": uri}, "id": 7}),
+    );
+    let evs: Vec<&str> = r
+        .iter()
+        .filter_map(|v| v["data"]["status"].as_str())
+        .collect();
+    assert_eq!(r[0]["event"], "MIGRATION");
+    assert_eq!(r[0]["data"]["status"], "setup", "before the reply");
+    assert_eq!(r[1], json!({"return": {}, "id": 7}));
+    assert_eq!(evs, ["setup", "active", "device", "completed"], "{r:?}");
+    assert!(r.iter().any(|v| v["event"] == "STOP"));
+    let r = send(&mut s, json!({"execute": "query-migrate"}));
+    let info = &r[0]["return"];
+    assert_eq!(info["status"], "completed");
+    assert_eq!(
+        info["ram"]["transferred"],
+        std::fs::metadata(&file).unwrap().len()
+    );
+    assert!(info["ram"]["normal"].as_u64().unwrap() > 0);
+    assert_eq!(info["ram"]["page-size"], 4096);
+    assert!(info["downtime"].is_u64() && info["total-time"].is_u64());
+    let r = send(&mut s, json!({"execute": "query-status"}));
+    assert_eq!(r[0]["return"]["status"], "postmigrate");
+    let r = send(&mut s, json!({"execute": "cont"}));
+    assert!(r[0]["error"]["desc"].as_str().unwrap().contains("SENT"));
+    let r = send(
+        &mut s,
+        json!({"execute": "migrate", "arguments": {"uri": uri}}),
+    );
+    assert!(
+        r.iter().any(|v| v["return"] == json!({})),
+        "accepted, then failed: {r:?}"
+    );
+    assert_eq!(r.last().unwrap()["data"]["status"], "failed");
+    let r = send(&mut s, json!({"execute": "query-migrate"}));
+    assert_eq!(r[0]["return"]["status"], "failed");
+    assert!(
+        r[0]["return"]["error-desc"]
+            .as_str()
+            .unwrap()
+            .contains("never overwrites"),
+        "{r:?}"
+    );
+
+    let mut t = Session::new_incoming(dst, false, true, QmpVersion::default());
+    t.connect();
+    send(&mut t, json!({"execute": "qmp_capabilities"}));
+    let r = send(&mut t, json!({"execute": "query-status"}));
+    assert_eq!(r[0]["return"]["status"], "inmigrate");
+    let r = send(
+        &mut t,
+        json!({"execute": "migrate", "arguments": {"uri": "file:/nonexistent"}}),
+    );
+    assert_eq!(
+        r[0]["error"]["desc"],
+        "Guest is waiting for an incoming migration"
+    );
+    let r = send(
+        &mut t,
+        json!({"execute": "migrate-incoming", "arguments": {"uri": uri}}),
+    );
+    assert_eq!(r[0], json!({"return": {}}));
+    let evs: Vec<&str> = r
+        .iter()
+        .filter_map(|v| v["data"]["status"].as_str())
+        .collect();
+    assert_eq!(evs, ["setup", "active", "completed"], "{r:?}");
+    assert_eq!(r.last().unwrap()["event"], "RESUME");
+    let r = send(&mut t, json!({"execute": "query-status"}));
+    assert_eq!(r[0]["return"]["status"], "running");
+    let r = send(&mut t, json!({"execute": "query-sev"}));
+    assert_eq!(r[0]["return"]["state"], "running");
+    let r = send(
+        &mut t,
+        json!({"execute": "migrate-incoming", "arguments": {"uri": uri}}),
+    );
+    assert_eq!(
+        r[0]["error"]["desc"],
+        "The incoming migration has already been started"
+    );
+    let m = t.guest().migration_state().moved.clone().unwrap().unwrap();
+    assert_eq!(m["pages_bad"], 0, "{m}");
+    assert!(
+        m["batches_before_move"].as_u64().unwrap() > 3,
+        "the guest kept writing during the pre-copy: {m}"
+    );
+}

@@ -91,6 +91,10 @@ pub(crate) struct Args {
     /// itself.
     #[arg(long, value_name = "N", default_value_t = 4)]
     workload_batches: u64,
+    /// The workload's page range (bytes of guest RAM from 32 MiB; a batch writes 16
+    /// pages of it, round robin).
+    #[arg(long, value_name = "SIZE", default_value = "16M")]
+    workload_mem: String,
     /// QEMU options after `--` (as for qemu-system-x86_64).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     qemu: Vec<String>,
@@ -544,7 +548,9 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             let mut vm = vm;
             if a.snapshot.is_some() && a.workload_batches > 0 {
                 let seed = a.seed.as_deref().unwrap_or("unseeded").as_bytes().to_vec();
-                let w = softsev_vmm::migration::sev::default_workload(&vm, &seed, 16 << 20)?;
+                let bytes =
+                    softsev_vmm::keyval::parse_size("--workload-mem", "size", &a.workload_mem, 1)?;
+                let w = softsev_vmm::migration::sev::default_workload(&vm, &seed, bytes)?;
                 vm.set_workload(w, 0);
             }
             vm.finish()?;

@@ -977,14 +977,14 @@ pub fn workload_config(
 
 /// The port of the workload's batch exit (an unused ISA port).
 pub const WORKLOAD_PORT: u16 = 0x5E5;
-/// Where the workload's pages start (above the kernel load area at 16 MiB).
+/// Where the workload's pages start (above the kernel load area at 16 MiB); its ledger
+/// follows them.
 pub const WORKLOAD_GPA: u64 = 32 << 20;
-/// Where its ledger is.
-pub const WORKLOAD_LEDGER_GPA: u64 = 24 << 20;
 
 /// A workload writing `bytes` of the guest's low RAM from [`WORKLOAD_GPA`], 16 pages
-/// per batch, with contents seeded by `seed`. The range must leave the guest's own
-/// work areas (the top 16 MiB below 4 GiB) alone.
+/// per batch, with contents seeded by `seed`, its ledger (64 bytes + 32 per page) right
+/// after the pages. Pages and ledger must leave the guest's own work areas (the top
+/// 16 MiB below 4 GiB) alone.
 pub fn default_workload(
     vm: &SevVm,
     seed: &[u8],
@@ -995,18 +995,13 @@ pub fn default_workload(
         .saturating_sub(16 << 20)
         .saturating_sub(WORKLOAD_GPA);
     let bytes = bytes.next_multiple_of(PAGE_LEN as u64);
-    if bytes == 0 || bytes > room {
-        return Err(MigrationError::State(format!(
-            "a workload of {bytes:#x} bytes does not fit the guest's low RAM ({room:#x} bytes \
-             free from {WORKLOAD_GPA:#x}); give the guest more memory"
-        )));
-    }
     let pages = bytes / PAGE_LEN as u64;
-    let ledger_len = 64 + 32 * pages;
-    if WORKLOAD_LEDGER_GPA + ledger_len > WORKLOAD_GPA {
+    let ledger_len = (64 + 32 * pages).next_multiple_of(PAGE_LEN as u64);
+    if bytes == 0 || bytes.saturating_add(ledger_len) > room {
         return Err(MigrationError::State(format!(
-            "a workload of {pages} pages needs a {ledger_len:#x}-byte ledger; at most {} pages",
-            (WORKLOAD_GPA - WORKLOAD_LEDGER_GPA - 64) / 32
+            "a workload of {bytes:#x} bytes and its {ledger_len:#x}-byte ledger do not fit \
+             the guest's low RAM ({room:#x} bytes free from {WORKLOAD_GPA:#x}); give the \
+             guest more memory"
         )));
     }
     let mut m = b"softsev workload seed ".to_vec();
@@ -1014,7 +1009,7 @@ pub fn default_workload(
     Ok(WorkloadDesc {
         pages_gpa: WORKLOAD_GPA,
         pages_len: bytes,
-        ledger: WORKLOAD_LEDGER_GPA,
+        ledger: WORKLOAD_GPA + bytes,
         seed: hex::encode(softsev_crypto::hash::sha256(&m)),
         pages_per_batch: 16,
         exit_port: WORKLOAD_PORT,

@@ -836,8 +836,11 @@ struct RestoreSummary {
     guest: &'static str,
     policy: String,
     incoming: String,
-    /// "running", "paused", or why it failed.
+    /// "completed", or why it failed.
     outcome: String,
+    /// QEMU's run state when the run ended (`running`, `paused`, `shutdown` after a
+    /// QMP `quit`, `inmigrate` if nothing arrived).
+    run_state: &'static str,
     stream_bytes: u64,
     pages: u64,
     rounds: u32,
@@ -926,13 +929,14 @@ fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
     let outcome = match (&received, &ms.received) {
         (Some(Err(e)), _) => format!("failed: {e}"),
         (_, None) => "failed: no stream was received".to_string(),
-        (_, Some(_)) => session.run_state().as_str().to_string(),
+        (_, Some(_)) => "completed".to_string(),
     };
     let summary = RestoreSummary {
         guest: if plan.es { "SEV-ES" } else { "SEV" },
         policy: format!("{:#x}", vm.sev_info().policy),
         incoming: inc.to_arg(),
         outcome,
+        run_state: session.run_state().as_str(),
         stream_bytes: rec.bytes,
         pages: rec.pages,
         rounds: rec.rounds,
@@ -955,7 +959,10 @@ fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             "  stream          {} bytes, {} pages, {} round(s), {} vCPU(s), {:.1} ms",
             summary.stream_bytes, summary.pages, summary.rounds, summary.vcpus, summary.receive_ms
         );
-        println!("  outcome         {}", summary.outcome);
+        println!(
+            "  outcome         {} (run state {})",
+            summary.outcome, summary.run_state
+        );
         if let Some(m) = &summary.move_check {
             println!("  guest check     {m}");
         }
@@ -970,7 +977,8 @@ fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         };
         bail!("the incoming migration failed: {e}{hint}");
     }
-    if let Some(m) = &move_check
+    // `null`: a guest without a workload has nothing to check.
+    if let Some(m) = move_check.as_ref().filter(|m| !m.is_null())
         && (m["pages_bad"] != 0 || m["registers_ok"] != true || m["vmsa_continued"] == false)
     {
         bail!("the restored guest found itself damaged: {m}");

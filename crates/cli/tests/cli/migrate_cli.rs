@@ -95,7 +95,8 @@ fn snapshot_restores_on_the_same_chip_with_its_seed_twice_identically() {
             );
             assert!(o.status.success(), "{}", err(&o));
             let r = summary(&out);
-            assert_eq!(r["outcome"], "running", "{r}");
+            assert_eq!(r["outcome"], "completed", "{r}");
+            assert_eq!(r["run_state"], "running", "{r}");
             assert_eq!(r["guest_state"], 3);
             assert_eq!(r["move_check"]["pages_bad"], 0, "{r}");
             assert_eq!(r["move_check"]["registers_ok"], true, "{r}");
@@ -285,4 +286,93 @@ fn migrate_moves_a_running_guest_between_chips() {
         e.contains("SEND_START") && e.contains("keeps running"),
         "{e}"
     );
+}
+
+/// Two `softsev run` processes, the target with `-incoming defer`, migrated through
+/// QEMU's `qemu.qmp` client (tests/qmp/migrate_cli.py). Skipped with a message when
+/// the module is missing, unless SOFTSEV_REQUIRE_INTEROP=1.
+#[test]
+fn qemu_qmp_live_migration_between_two_processes() {
+    let Some(fx) = softsev_testkit::fixtures() else {
+        return;
+    };
+    let have = Command::new("python3")
+        .args(["-c", "import qemu.qmp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        if softsev_testkit::interop_required() {
+            panic!("python3 qemu.qmp not installed and SOFTSEV_REQUIRE_INTEROP=1");
+        }
+        println!(
+            "SKIP: python3 module qemu.qmp not installed (run scripts/install-interop-tools.sh)"
+        );
+        return;
+    }
+    let q = guest_args(&fx.join(OVMF), "0x1");
+    let d = tempfile::tempdir().unwrap();
+    let (s_sock, t_sock, m_sock) = (
+        d.path().join("src.sock"),
+        d.path().join("dst.sock"),
+        d.path().join("mig.sock"),
+    );
+    let spawn = |seed: &str, out: &str, sock: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_softsev"))
+            .args(["run", "--json", "--seed", seed, "--out"])
+            .arg(d.path().join(out))
+            .arg("--")
+            .args(&q)
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", sock.display()))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut src = spawn("qmp chip A", "src", &s_sock, &[]);
+    let mut dst = spawn("qmp chip B", "dst", &t_sock, &["-incoming", "defer"]);
+    // The source writes its certificates before it serves the monitor.
+    let ask_ark = d.path().join("src/certs/ask-ark.cert");
+    for _ in 0..400 {
+        if ask_ark.exists() && s_sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qmp/migrate_cli.py");
+    let o = Command::new("python3")
+        .arg(script)
+        .args([&s_sock, &t_sock, &m_sock, &ask_ark])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        // The runs end at quit, which a failed script did not send.
+        let _ = src.kill();
+        let _ = dst.kill();
+    }
+    let so = src.wait_with_output().unwrap();
+    let to = dst.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "migrate_cli.py: {said}\n{}\nsource: {}\ntarget: {}",
+        err(&o),
+        err(&so),
+        err(&to)
+    );
+    let v: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(v["target_status_before"], "inmigrate");
+    assert_eq!(v["params_ok"], true);
+    assert_eq!(v["source_migration"], "completed", "{v}");
+    assert_eq!(v["source_status"], "postmigrate");
+    assert_eq!(v["target_status"], "running");
+    assert_eq!(v["target_sev"], "running");
+    assert!(v["transferred"].as_u64().unwrap() > 0);
+    assert!(to.status.success(), "target: {}", err(&to));
+    let r = summary(&d.path().join("dst"));
+    assert_eq!(r["outcome"], "completed", "{r}");
+    assert_eq!(r["run_state"], "shutdown", "after quit: {r}");
+    assert_eq!(r["guest_state"], 3);
+    assert_eq!(r["stream_bytes"], v["transferred"]);
 }

@@ -169,6 +169,13 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     ) {
         return run_sev(&a, &cfg, t0);
     }
+    if a.snapshot.is_some() {
+        // QEMU's migration blocker for SNP guests (target/i386/sev.c).
+        bail!(
+            "--snapshot: {} (an SNP guest needs a migration agent)",
+            softsev_vmm::migration::SNP_MIGRATION_BLOCKER
+        );
+    }
     let plan = LaunchPlan::build(&cfg)?;
     let nonce = match (&a.nonce, &a.seed) {
         (Some(n), _) => parse_nonce(n)?,

@@ -369,3 +369,49 @@ fn one_snapshot_restored_twice_gives_identical_guests_and_relocation_is_caught()
     let m = move_check(&c);
     assert_eq!(m["pages_bad"], 2, "{m}");
 }
+
+/// A channel that breaks after `left` bytes.
+struct Breaks {
+    left: usize,
+}
+
+impl std::io::Write for Breaks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("the channel broke"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_send_that_fails_midway_cancels_and_the_source_guest_runs_on() {
+    let Some((plan, _)) = plan(0x1, 1) else {
+        return;
+    };
+    let mut src = with_workload(&plan, "chip A", 64 << 20, 3);
+    let mut dst = SevVm::incoming(&plan, Some(b"chip B")).unwrap();
+    let mut o = opts(&mut dst);
+    o.live = true;
+    let e = send(&mut src, &mut Breaks { left: 100 << 10 }, &o, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("the channel broke"), "{e}");
+    assert_eq!(src.guest_state(), Some(3), "SEND_CANCEL: RUNNING again");
+    let before = src.workload().unwrap().batches;
+    run_workload(&mut src, 2).unwrap();
+    assert_eq!(
+        src.workload().unwrap().batches,
+        before + 2,
+        "the guest runs on"
+    );
+    // And it can still be migrated afterwards.
+    let mut stream = Vec::new();
+    send(&mut src, &mut stream, &o, &mut |_| {}).unwrap();
+    receive(&mut dst, &mut stream.as_slice(), &mut |_| {}).unwrap();
+    dst.start().unwrap();
+    assert_eq!(move_check(&dst)["pages_bad"], 0);
+}

@@ -223,6 +223,20 @@ fn snapshot_for_another_chip_and_nosend_refused() {
         "{e}"
     );
     assert!(!snap.exists() && !d.path().join("nosend.mig.tmp").exists());
+    // The default run is an SNP guest: QEMU's blocker.
+    let o = Command::new(env!("CARGO_BIN_EXE_softsev"))
+        .args(["run", "--out"])
+        .arg(d.path().join("snp"))
+        .arg("--snapshot")
+        .arg(d.path().join("snp.mig"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("SEV-SNP: Migration is not implemented"),
+        "{}",
+        err(&o)
+    );
 }
 
 fn migrate(extra: &[&str]) -> Output {

@@ -302,7 +302,7 @@ fn check_invariants(fw: &Firmware, soc: &Soc) {
 }
 
 /// The legacy commands [`fuzz_sev_commands`] builds buffers for (index = op / 8).
-const SEV_CMDS: [FwCmd; 27] = [
+const SEV_CMDS: [FwCmd; 32] = [
     FwCmd::INIT,
     FwCmd::INIT_EX,
     FwCmd::SHUTDOWN,
@@ -330,6 +330,11 @@ const SEV_CMDS: [FwCmd; 27] = [
     FwCmd::DBG_DECRYPT,
     FwCmd::DBG_ENCRYPT,
     FwCmd::SEND_START,
+    FwCmd::SEND_UPDATE_DATA,
+    FwCmd::SEND_FINISH,
+    FwCmd::RECEIVE_START,
+    FwCmd::RECEIVE_UPDATE_DATA,
+    FwCmd::SWAP_OUT,
 ];
 /// Lengths the legacy buffers draw from (the boundaries of sev-legacy.md §1–§6).
 const SEV_LENS: [u32; 16] = [
@@ -342,6 +347,8 @@ const SEV_POLICIES: [u32; 8] = [0, 1, 2, 4, 5, 6, 0x40, 0x00FF_0000];
 /// The TMR and INIT_EX NV buffer the legacy fuzzer's INIT uses.
 const SEV_TMR: u64 = 0xC0_0000;
 const SEV_NV: u64 = 0xE0_0000;
+/// The SWAP_OUT metadata entry of the legacy fuzzer (apart from [`PAGES`]).
+const SEV_SWAP_MD: u64 = 0xA0_0000;
 
 /// Fuzz entry point for the legacy SEV API: the input drives a platform (ASIDs 1..4
 /// ES/SNP, 4..8 plain SEV) through legacy commands with structured buffers (op % 8 in
@@ -505,8 +512,41 @@ fn sev_structured(fw: &Firmware, inp: &mut Input<'_>, sel: u8) -> Option<Option<
         }
         .as_bytes()
         .to_vec(),
-        // PLATFORM_STATUS's buffer is output only; the handle-only commands and the
-        // unmodelled SEND_START get a handle.
+        FwCmd::SEND_UPDATE_DATA | FwCmd::RECEIVE_UPDATE_DATA => SevSendUpdateData {
+            handle,
+            hdr_address: a,
+            hdr_len: if x & 1 != 0 { len } else { 52 },
+            guest_address: b,
+            guest_len: len,
+            trans_address: a + 0x100,
+            trans_len: len,
+            ..Default::default()
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::RECEIVE_START => SevReceiveStart {
+            handle: u32::from((x >> 4) % 4),
+            policy: SEV_POLICIES[(x & 7) as usize],
+            pdh_cert_address: a,
+            pdh_cert_len: 0x824,
+            reserved1: 0,
+            session_address: b,
+            session_len: if x & 8 != 0 { len } else { 128 },
+        }
+        .as_bytes()
+        .to_vec(),
+        FwCmd::SWAP_OUT => SevSwapOut {
+            handle,
+            flags: u32::from(x & 0xF),
+            src_paddr: a,
+            dst_paddr: b,
+            mdata_paddr: SEV_SWAP_MD,
+            software_data: u64::from(x),
+        }
+        .as_bytes()
+        .to_vec(),
+        // PLATFORM_STATUS's buffer is output only; the handle-only commands and
+        // SEND_START (whose zero session length is its length query) get a handle.
         _ => SevGuestStatus {
             handle,
             ..Default::default()

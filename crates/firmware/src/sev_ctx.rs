@@ -105,6 +105,10 @@ pub(crate) struct SevGuest {
     pub(crate) ld: [u8; 32],
     /// The TMR integrity blocks of this guest's VMSAs.
     pub(crate) crc_blocks: Vec<u32>,
+    /// The Offline Encryption Key of SWAP_OUT/IN (§5.6) and its IV counter; drawn at
+    /// the first SWAP_OUT (a model choice: the OEK never leaves the context, so when
+    /// it is drawn is unobservable).
+    pub(crate) oek: Option<(Zeroizing<[u8; 32]>, u64)>,
 }
 
 impl SevGuest {

@@ -3,12 +3,16 @@
 //! against a host whose every answer (MSR values, GHCB fields, PSC progress,
 //! instruction results, faults, shared-memory contents) is derived from the input,
 //! starting from a plausible answer and corrupting it where the input says so.
+//! [`fuzz_workload`] runs the migration workload there and lets the host rewrite the
+//! guest's memory and registers before the post-move check.
 
 use crate::boot::{AcceptMode, ApConfig, BootConfig, boot};
 use crate::memory::MemRange;
 use crate::platform::{
     CBit, Gpr, GuestFault, GuestPlatform, PageSize, VC_CPUID, VC_IOIO, VC_PAGE_NOT_VALIDATED,
 };
+use crate::sev_boot::SecretAreaConfig;
+use crate::workload::{WorkloadConfig, verify_after_move, workload_init, workload_step};
 use softsev_abi::Gpa;
 use softsev_abi::ghcb::{
     GHCB_MSR_INFO_MASK, Ghcb, GhcbField, GhcbMsg, MSR_GHCB, MSR_SEV_STATUS, PscDesc,
@@ -44,6 +48,9 @@ pub struct HostilePlatform<'a> {
     /// The register file: the guest's own (an SNP guest's registers live in its
     /// encrypted VMSA, out of the host's reach).
     gprs: [u64; 15],
+    /// SEV_STATUS fixed by [`HostilePlatform::with_sev_status`] (else chosen by the
+    /// input: SNP, now and then SEV-ES).
+    sev_status: Option<u64>,
 }
 
 impl<'a> HostilePlatform<'a> {
@@ -57,6 +64,7 @@ impl<'a> HostilePlatform<'a> {
             mem: HashMap::new(),
             bounded: true,
             gprs: [0; 15],
+            sev_status: None,
         };
         let secrets = SecretsPage::new(3, false, 0, [0; 16], &[FUZZ_VMPCK; 4], 0);
         p.poke(FUZZ_SECRETS_GPA, secrets.as_bytes());
@@ -69,6 +77,14 @@ impl<'a> HostilePlatform<'a> {
         let mut p = HostilePlatform::new(&[]);
         p.bounded = false;
         p
+    }
+
+    /// The same host for a guest launched with SEV_STATUS `sev_status` (e.g. 1 for
+    /// plain SEV, 3 for SEV-ES): RDMSR answers it, and on plain SEV (bit 1 clear) OUT
+    /// is intercepted directly instead of raising #VC.
+    pub fn with_sev_status(mut self, sev_status: u64) -> Self {
+        self.sev_status = Some(sev_status);
+        self
     }
 
     fn byte(&mut self) -> u8 {
@@ -309,7 +325,11 @@ impl GuestPlatform for HostilePlatform<'_> {
 
     fn io_out(&mut self, _port: u16, _size: u8, _value: u32) -> Result<(), GuestFault> {
         self.step()?;
-        // An SNP guest: port I/O is intercepted as #VC (host-interfaces.md §2.1).
+        if self.sev_status.is_some_and(|s| s & 2 == 0) {
+            // Plain SEV: the host intercepts the OUT itself.
+            return Ok(());
+        }
+        // SEV-ES / SNP: port I/O is intercepted as #VC (host-interfaces.md §2.1).
         Err(GuestFault::Vc {
             code: VC_IOIO,
             gpa: Gpa(0),
@@ -320,7 +340,16 @@ impl GuestPlatform for HostilePlatform<'_> {
         self.step()?;
         match msr {
             MSR_GHCB => Ok(self.msr),
-            MSR_SEV_STATUS => Ok(if self.byte() == 0xFF { 3 } else { 7 }),
+            MSR_SEV_STATUS => Ok(match self.sev_status {
+                Some(v) => v,
+                None => {
+                    if self.byte() == 0xFF {
+                        3
+                    } else {
+                        7
+                    }
+                }
+            }),
             _ => Err(GuestFault::Gp),
         }
     }
@@ -387,4 +416,66 @@ pub fn fuzz_boot(data: &[u8]) {
         assert_eq!(r.report.len(), 0x4A0);
         assert!(r.certs.len() >= 24);
     }
+}
+
+/// Fuzz entry point: the migration workload ([`crate::workload`]) on a hostile host
+/// that also rewrites pages, ledger and registers before the post-move check. Byte 0
+/// picks the mode (bit 0: SEV-ES), the batch size (bits 3:1, plus 1) and the number of
+/// steps (bits 7:4); the rest drives the host. Must never panic; a check that completes
+/// must be self-consistent.
+pub fn fuzz_workload(data: &[u8]) {
+    let (mode, rest) = data.split_first().map_or((0, data), |(m, r)| (*m, r));
+    let es = mode & 1 == 1;
+    let mut p = HostilePlatform::new(rest).with_sev_status(if es { 3 } else { 1 });
+    let cfg = fuzz_workload_config(es, u32::from(mode >> 1 & 7) + 1);
+    let _ = workload_init(&mut p, &cfg);
+    for _ in 0..(mode >> 4) {
+        let _ = workload_step(&mut p, &cfg);
+    }
+    // The host's own writes: raw bytes in the pages or the ledger, and registers (a
+    // plain SEV host can set them).
+    for _ in 0..p.byte() % 8 {
+        let pick = p.byte();
+        let off = u64::from(u16::from_be_bytes([p.byte(), p.byte()]));
+        let v = p.byte();
+        let at = if pick & 1 == 0 {
+            cfg.pages.start.0 + off % cfg.pages.len()
+        } else {
+            cfg.ledger.0 + off % cfg.ledger_len()
+        };
+        p.poke(at, &[v]);
+        if pick & 0x80 != 0 {
+            let r = Gpr::ALL[usize::from(pick >> 1) % Gpr::ALL.len()];
+            p.gprs[r.index()] = p.u64();
+        }
+    }
+    let secret = SecretAreaConfig {
+        gpa: Gpa(0x30_0000),
+        size: 0x100,
+    };
+    if let Ok(m) = verify_after_move(&mut p, &cfg, Some(&secret)) {
+        assert!(m.pages_checked <= cfg.page_count());
+        assert!(m.pages_bad <= m.pages_checked);
+        assert_eq!(
+            m.first_bad.len() as u64,
+            m.pages_bad.min(crate::workload::FIRST_BAD_MAX as u64)
+        );
+        assert!(m.first_bad.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
+/// The layout [`fuzz_workload`] uses: 4 pages at 1 MiB, the ledger at 2 MiB, the GHCB
+/// (SEV-ES) at 0x8000, exit port 0x510.
+pub fn fuzz_workload_config(es: bool, pages_per_batch: u32) -> WorkloadConfig {
+    let mut cfg = WorkloadConfig::new(
+        MemRange::new(0x10_0000, 4 * 0x1000),
+        Gpa(0x20_0000),
+        [0x77; 32],
+    );
+    cfg.pages_per_batch = pages_per_batch;
+    cfg.exit_port = 0x510;
+    if es {
+        cfg.ghcb = Some(Gpa(0x8000));
+    }
+    cfg
 }

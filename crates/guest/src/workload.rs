@@ -449,10 +449,9 @@ pub fn workload_step<P: GuestPlatform + ?Sized>(
     let mut h = read_header(p, cfg)?;
     let n = cfg.page_count();
     let k = cfg.batch_pages();
-    let batch = h
-        .batch
-        .checked_add(1)
-        .ok_or_else(|| ledger_error(cfg, "batch counter exhausted".into()))?;
+    let exhausted = || ledger_error(cfg, "batch counter exhausted".into());
+    let batch = h.batch.checked_add(1).ok_or_else(exhausted)?;
+    let pages_written = batch.checked_mul(k).ok_or_else(exhausted)?;
     for j in 0..k {
         let i = (h.cursor + j) % n;
         let gpa = Gpa(cfg.pages.start.0 + i * PAGE_SIZE_4K);
@@ -464,8 +463,8 @@ pub fn workload_step<P: GuestPlatform + ?Sized>(
             .map_err(fault("workload ledger write", entry))?;
     }
     h.batch = batch;
-    h.pages_written += k;
-    h.cursor = (h.cursor + k) % n;
+    h.pages_written = pages_written;
+    h.cursor = pages_written % n;
     p.write(cfg.ledger, CBit::Private, &encode_header(cfg, &h))
         .map_err(fault("workload ledger write", cfg.ledger))?;
     set_registers(p, cfg, batch)?;

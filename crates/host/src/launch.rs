@@ -660,6 +660,8 @@ pub struct SevLauncher<S: LaunchState, V: Vm + ?Sized = dyn Vm> {
     measurement: Option<SevLaunchMeasureBlob>,
     /// The SEND_UPDATE_* header length once queried (0 before).
     send_hdr_len: u32,
+    /// The header and transport buffers SEND_UPDATE_* reuse (mapped at first use).
+    staging: Option<Staging>,
     state: PhantomData<S>,
 }
 
@@ -742,6 +744,7 @@ impl<S: LaunchState, V: Vm + ?Sized> SevLauncher<S, V> {
             handle: self.handle,
             measurement: self.measurement,
             send_hdr_len: self.send_hdr_len,
+            staging: self.staging,
             state: PhantomData,
         }
     }
@@ -774,6 +777,7 @@ impl<V: Vm + ?Sized> SevLauncher<Created, V> {
             handle: 0,
             measurement: None,
             send_hdr_len: 0,
+            staging: None,
             state: PhantomData,
         })
     }
@@ -1061,22 +1065,18 @@ impl<V: Vm + ?Sized> SevLauncher<Running, V> {
             *q = d.hdr_len;
             r
         })?;
-        let mem = self.vm.vmm_memory();
-        let bufs = SendBufs::map(&*mem, hdr_len, len, step.clone())?;
-        let r = self
-            .vm
-            .sev_send_update_data(&mut KvmSevSendUpdateData {
-                hdr_uaddr: bufs.hdr.0,
-                hdr_len,
-                guest_uaddr: uaddr.0,
-                guest_len: len,
-                trans_uaddr: bufs.trans.0,
-                trans_len: len,
-                ..Default::default()
-            })
-            .and_then(|()| bufs.packet(&*mem, len));
-        bufs.unmap(&*mem);
-        r.map_err(at(step))
+        let bufs = Staging::get(&mut self.staging, &*self.vm, hdr_len, len, step.clone())?;
+        let (hdr, trans) = (bufs.hdr, bufs.trans);
+        let r = self.vm.sev_send_update_data(&mut KvmSevSendUpdateData {
+            hdr_uaddr: hdr.0,
+            hdr_len,
+            guest_uaddr: uaddr.0,
+            guest_len: len,
+            trans_uaddr: trans.0,
+            trans_len: len,
+            ..Default::default()
+        });
+        r.and_then(|()| bufs.packet(len)).map_err(at(step))
     }
 
     /// KVM_SEV_SEND_UPDATE_VMSA of vCPU `vcpu_id` (SEV-ES; the softsev extension
@@ -1091,26 +1091,23 @@ impl<V: Vm + ?Sized> SevLauncher<Running, V> {
             *q = d.hdr_len;
             r
         })?;
-        let mem = self.vm.vmm_memory();
         let len = SEV_VMSA_LEN as u32;
-        let bufs = SendBufs::map(&*mem, hdr_len, len, step.clone())?;
-        let r = self
-            .vm
-            .sev_send_update_vmsa(&mut KvmSevSendUpdateVmsa {
-                vcpu_id,
-                hdr_uaddr: bufs.hdr.0,
-                hdr_len,
-                trans_uaddr: bufs.trans.0,
-                trans_len: len,
-                ..Default::default()
-            })
-            .and_then(|()| bufs.packet(&*mem, len));
-        bufs.unmap(&*mem);
-        r.map_err(at(step))
+        let bufs = Staging::get(&mut self.staging, &*self.vm, hdr_len, len, step.clone())?;
+        let (hdr, trans) = (bufs.hdr, bufs.trans);
+        let r = self.vm.sev_send_update_vmsa(&mut KvmSevSendUpdateVmsa {
+            vcpu_id,
+            hdr_uaddr: hdr.0,
+            hdr_len,
+            trans_uaddr: trans.0,
+            trans_len: len,
+            ..Default::default()
+        });
+        r.and_then(|()| bufs.packet(len)).map_err(at(step))
     }
 
     /// KVM_SEV_SEND_FINISH: the guest is SENT (it cannot run again on this platform).
     pub fn send_finish(&mut self) -> Result<(), LaunchError> {
+        self.staging = None;
         self.vm
             .sev_send_finish()
             .map_err(at(LaunchStep::SevSendFinish))
@@ -1118,6 +1115,7 @@ impl<V: Vm + ?Sized> SevLauncher<Running, V> {
 
     /// KVM_SEV_SEND_CANCEL: back to RUNNING (the guest keeps running here).
     pub fn send_cancel(&mut self) -> Result<(), LaunchError> {
+        self.staging = None;
         self.vm
             .sev_send_cancel()
             .map_err(at(LaunchStep::SevSendCancel))
@@ -1188,40 +1186,79 @@ pub struct SevPacket {
     pub data: Vec<u8>,
 }
 
-/// The header and transport buffers of one SEND_UPDATE_* call, in VMM memory.
-struct SendBufs {
+/// The header and transport buffers of SEND/RECEIVE_UPDATE_* in VMM memory, mapped
+/// once and reused for every packet (a page each is enough: KVM moves at most one page
+/// per call), unmapped when dropped.
+struct Staging {
+    mem: Arc<dyn VmmMemory>,
     hdr: Hva,
     trans: Hva,
 }
 
-impl SendBufs {
-    fn map(
-        mem: &dyn VmmMemory,
+/// The largest packet KVM moves in one call (one page, sev-legacy.md §7.2).
+const STAGING_LEN: u32 = PAGE_SIZE_4K as u32;
+
+impl fmt::Debug for Staging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Staging")
+            .field("hdr", &self.hdr)
+            .field("trans", &self.trans)
+            .finish()
+    }
+}
+
+impl Staging {
+    /// The staging of `slot`, mapped now if it is not yet; a header or packet longer
+    /// than a page gets fresh buffers of its size.
+    fn get<'a, V: Vm + ?Sized>(
+        slot: &'a mut Option<Staging>,
+        vm: &V,
         hdr_len: u32,
         trans_len: u32,
         step: LaunchStep,
-    ) -> Result<SendBufs, LaunchError> {
-        let hdr = mem.mmap(u64::from(hdr_len)).map_err(at(step.clone()))?;
-        match mem.mmap(u64::from(trans_len).max(1)) {
-            Ok(trans) => Ok(SendBufs { hdr, trans }),
-            Err(e) => {
-                let _ = mem.munmap(hdr);
-                Err(at(step)(e))
-            }
+    ) -> Result<&'a Staging, LaunchError> {
+        let need = hdr_len.max(trans_len).max(1);
+        if need > STAGING_LEN {
+            *slot = None;
         }
+        if slot.is_none() {
+            let mem = vm.vmm_memory();
+            let size = u64::from(need.max(STAGING_LEN));
+            let hdr = mem.mmap(size).map_err(at(step.clone()))?;
+            let trans = match mem.mmap(size) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = mem.munmap(hdr);
+                    return Err(at(step)(e));
+                }
+            };
+            *slot = Some(Staging { mem, hdr, trans });
+        }
+        slot.as_ref()
+            .ok_or_else(|| at(step)(KvmError::inval("staging buffers")))
     }
 
-    fn packet(&self, mem: &dyn VmmMemory, len: u32) -> Result<SevPacket, KvmError> {
+    /// The packet KVM left in the buffers.
+    fn packet(&self, len: u32) -> Result<SevPacket, KvmError> {
         let mut header = SevPacketHeader::new_zeroed();
-        mem.read(self.hdr, header.as_mut_bytes())?;
+        self.mem.read(self.hdr, header.as_mut_bytes())?;
         let mut data = vec![0u8; len as usize];
-        mem.read(self.trans, &mut data)?;
+        self.mem.read(self.trans, &mut data)?;
         Ok(SevPacket { header, data })
     }
 
-    fn unmap(self, mem: &dyn VmmMemory) {
-        let _ = mem.munmap(self.hdr);
-        let _ = mem.munmap(self.trans);
+    /// Put `packet` into the buffers.
+    fn put(&self, packet: &SevPacket) -> Result<(), KvmError> {
+        self.mem.write(self.hdr, packet.header.as_bytes())?;
+        self.mem.write(self.trans, &packet.data)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Unmapping fails only for a mapping that is already gone.
+        let _ = self.mem.munmap(self.hdr);
+        let _ = self.mem.munmap(self.trans);
     }
 }
 
@@ -1234,6 +1271,7 @@ pub struct SevReceiver<V: Vm + ?Sized = dyn Vm> {
     vm: Arc<V>,
     vcpus: Vec<Box<dyn Vcpu>>,
     handle: u32,
+    staging: Option<Staging>,
 }
 
 impl<V: Vm + ?Sized> fmt::Debug for SevReceiver<V> {
@@ -1260,6 +1298,7 @@ impl<V: Vm + ?Sized> SevReceiver<V> {
             vm,
             vcpus: Vec::new(),
             handle: 0,
+            staging: None,
         })
     }
 
@@ -1362,9 +1401,6 @@ impl<V: Vm + ?Sized> SevReceiver<V> {
             trans_len: packet.data.len() as u32,
             ..Default::default()
         });
-        let mem = self.vm.vmm_memory();
-        let _ = mem.munmap(hdr);
-        let _ = mem.munmap(trans);
         r.map_err(at(step))
     }
 
@@ -1386,9 +1422,6 @@ impl<V: Vm + ?Sized> SevReceiver<V> {
             trans_len: packet.data.len() as u32,
             ..Default::default()
         });
-        let mem = self.vm.vmm_memory();
-        let _ = mem.munmap(hdr);
-        let _ = mem.munmap(trans);
         r.map_err(at(step))
     }
 
@@ -1404,23 +1437,21 @@ impl<V: Vm + ?Sized> SevReceiver<V> {
             handle: self.handle,
             measurement: None,
             send_hdr_len: 0,
+            staging: None,
             state: PhantomData,
         })
     }
 
+    /// The packet in the reused staging buffers; their addresses.
     fn stage_packet(
-        &self,
+        &mut self,
         packet: &SevPacket,
         step: LaunchStep,
     ) -> Result<(Hva, Hva), LaunchError> {
-        let mem = self.vm.vmm_memory();
-        let hdr = stage(&*mem, Some(packet.header.as_bytes()), step.clone())?.unwrap_or_default();
-        match stage(&*mem, Some(&packet.data), step) {
-            Ok(t) => Ok((hdr, t.unwrap_or_default())),
-            Err(e) => {
-                let _ = mem.munmap(hdr);
-                Err(e)
-            }
-        }
+        let hdr_len = packet.header.as_bytes().len() as u32;
+        let len = u32::try_from(packet.data.len()).unwrap_or(u32::MAX);
+        let bufs = Staging::get(&mut self.staging, &*self.vm, hdr_len, len, step.clone())?;
+        bufs.put(packet).map_err(at(step))?;
+        Ok((bufs.hdr, bufs.trans))
     }
 }

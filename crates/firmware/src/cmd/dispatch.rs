@@ -7,7 +7,7 @@
 //! §1.1, ASPFW `sev_dispatch_master`): input-only buffers never, PLATFORM_STATUS /
 //! GUEST_STATUS / LAUNCH_START on success, the length-query commands (PEK_CSR,
 //! PDH_CERT_EXPORT, GET_ID, LAUNCH_MEASURE, ATTESTATION, SEND_START, SEND_UPDATE_*)
-//! on success and on INVALID_LENGTH; RECEIVE_START on success. With SNP initialised the page of a buffer that is written back must
+//! and SWAP_OUT on success and on INVALID_LENGTH; RECEIVE_START on success. With SNP initialised the page of a buffer that is written back must
 //! be a Firmware page (INVALID_PAGE_STATE otherwise).
 
 use crate::cmd::sev_migrate::Payload;
@@ -145,6 +145,10 @@ pub(crate) enum SevCommand {
     ReceiveUpdateVmsa(SevReceiveUpdateVmsa),
     /// RECEIVE_FINISH.
     ReceiveFinish(SevReceiveFinish),
+    /// SWAP_OUT.
+    SwapOut(SevSwapOut),
+    /// SWAP_IN.
+    SwapIn(SevSwapIn),
 }
 
 /// When a legacy command's buffer is copied back (§1.1).
@@ -158,7 +162,7 @@ enum CopyBack {
 
 impl Firmware {
     /// Read the buffer of `cmd` at `buf`. Not modelled, so INVALID_COMMAND: legacy
-    /// swap, COPY, ACTIVATE_EX and RING_BUFFER, SNP migration
+    /// COPY, ACTIVATE_EX and RING_BUFFER, SNP migration
     /// (swap, page move, metadata), firmware download by image, HV_REPORT_REQ.
     fn read_command(&self, cmd: FwCmd, buf: Spa) -> CmdResult<Command> {
         use Command as C;
@@ -260,6 +264,8 @@ impl Firmware {
             SevReceiveUpdateData::ID => S::ReceiveUpdateData(self.read_cmd(buf)?),
             SevReceiveUpdateVmsa::ID => S::ReceiveUpdateVmsa(self.read_cmd(buf)?),
             SevReceiveFinish::ID => S::ReceiveFinish(self.read_cmd(buf)?),
+            SevSwapOut::ID => S::SwapOut(self.read_cmd(buf)?),
+            SevSwapIn::ID => S::SwapIn(self.read_cmd(buf)?),
             _ => return Err(FwStatus::INVALID_COMMAND.into()),
         })
     }
@@ -300,6 +306,12 @@ impl Firmware {
             S::SendFinish(b) => self.sev_send_finish(st, b),
             S::SendCancel(b) => self.sev_send_cancel(st, b),
             S::ReceiveFinish(b) => self.sev_receive_finish(st, b),
+            S::SwapIn(b) => self.sev_swap_in(st, b),
+            S::SwapOut(mut b) => {
+                self.with_copy_back(st, buf, &mut b, OnSuccessOrLength, |f, st, b| {
+                    f.sev_swap_out(st, b)
+                })
+            }
             S::ReceiveUpdateData(b) => self.sev_receive_update(st, (&b).into(), Payload::Data),
             S::ReceiveUpdateVmsa(b) => self.sev_receive_update(st, (&b).into(), Payload::Vmsa),
             S::ReceiveStart(mut b) => {

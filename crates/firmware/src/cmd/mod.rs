@@ -12,7 +12,8 @@
 //! * `request`: SNP_GUEST_REQUEST;
 //! * `sev_platform`, `sev_guest`, `sev_launch`: the legacy SEV API (INIT … PDH_CERT_EXPORT,
 //!   GET_ID, ACTIVATE … GUEST_STATUS, LAUNCH_*, ATTESTATION, DBG_*; sev-legacy.md);
-//! * `sev_migrate`: SEND_* and RECEIVE_* (sev-legacy.md §5).
+//! * `sev_migrate`: SEND_* and RECEIVE_* (sev-legacy.md §5.1–§5.5);
+//! * `sev_swap`: SWAP_OUT, SWAP_IN (§5.6).
 
 mod dbg;
 pub(crate) mod dispatch;
@@ -25,6 +26,7 @@ mod sev_guest;
 mod sev_launch;
 mod sev_migrate;
 mod sev_platform;
+mod sev_swap;
 
 pub use guest::{APIC_ID_LIMIT, MAX_APIC_IDS};
 pub use launch::{SECRETS_PAGE_VERSION, TSC_FACTOR};

@@ -79,6 +79,7 @@ impl Firmware {
                 digest: Some(SevDigest::new()),
                 ld: [0; 32],
                 crc_blocks: Vec::new(),
+                oek: None,
             },
         );
         st.sev.platform = SevPlatformState::Working;

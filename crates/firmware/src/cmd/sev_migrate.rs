@@ -423,6 +423,7 @@ impl Firmware {
                 digest: None,
                 ld: [0; 32],
                 crc_blocks: Vec::new(),
+                oek: None,
             },
         );
         st.sev.platform = SevPlatformState::Working;

@@ -156,9 +156,7 @@ fn probes() -> Vec<(&'static str, Probe)> {
                 },
             )
         }),
-        ("legacy SWAP_OUT (not modelled)", |h| {
-            h.cmd0(FwCmd::SWAP_OUT)
-        }),
+        ("legacy COPY (not modelled)", |h| h.cmd0(FwCmd::COPY)),
     ]
 }
 
@@ -220,7 +218,7 @@ fn state_by_command_table() {
         ("SNP_CONFIG", [OK; 8]),
         ("SNP_COMMIT", [OK; 8]),
         ("SNP_FEATURE_INFO", [OK; 8]),
-        ("legacy SWAP_OUT (not modelled)", [S::INVALID_COMMAND; 8]),
+        ("legacy COPY (not modelled)", [S::INVALID_COMMAND; 8]),
     ];
     let probes = probes();
     assert_eq!(probes.len(), expected.len());

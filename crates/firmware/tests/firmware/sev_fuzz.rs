@@ -55,6 +55,20 @@ fn sev_corpus_and_mutations_do_not_panic() {
             FwCmd::GUEST_STATUS,
         ]
     );
+    // A running guest is swapped out; SEND/RECEIVE without a session fail.
+    let migrate = std::fs::read(format!("{dir}/migrate")).unwrap();
+    assert_eq!(
+        fuzz_sev_commands(&migrate),
+        [
+            FwCmd::INIT,
+            FwCmd::DF_FLUSH,
+            FwCmd::LAUNCH_START,
+            FwCmd::ACTIVATE,
+            FwCmd::LAUNCH_MEASURE,
+            FwCmd::LAUNCH_FINISH,
+            FwCmd::SWAP_OUT,
+        ]
+    );
     let mut rng = Rng::seeded(b"fuzz", "sev_commands");
     for i in 0..600u32 {
         let mut data = if i % 5 == 0 {

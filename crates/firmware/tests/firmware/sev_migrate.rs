@@ -380,3 +380,130 @@ fn transport_mac_vector_of_the_spec() {
     aes128_ctr(&keys.0, &hdr2.iv, &mut plain);
     assert_eq!(plain, seq(0, 32));
 }
+
+/// SWAP_OUT of the page at `src` to `dst`, metadata at [`HDR`].
+fn swap_out(h: &Host, g: u32, flags: u32, src: u64, dst: u64) -> softsev_firmware::FwResult {
+    h.sev(&mut SevSwapOut {
+        handle: g,
+        flags,
+        src_paddr: src,
+        dst_paddr: dst,
+        mdata_paddr: HDR,
+        software_data: 0xFEED,
+    })
+}
+
+fn swap_in(h: &Host, g: u32, flags: u32, src: u64, dst: u64) -> softsev_firmware::FwResult {
+    h.sev(&mut SevSwapIn {
+        handle: g,
+        flags,
+        src_paddr: src,
+        dst_paddr: dst,
+        mdata_paddr: HDR,
+    })
+}
+
+#[test]
+fn swap_out_and_in_within_the_same_context() {
+    let a = sev_host();
+    a.sev_init(true);
+    let g = a.sev_running_guest(0x4, ES_ASID, 2, Some(&vmsa_image()));
+    let page0 = a.sev_peek(g, GMEM, 4096);
+    let vmsa_at = GMEM + 2 * 4096;
+    let parked = GMEM + 0x10_0000;
+    swap_out(&a, g, 0, GMEM, parked).unwrap();
+    let mut md = [0u8; 64];
+    a.soc.host_read(Spa(HDR), false, &mut md).unwrap();
+    let md = <SevSwapMetadata as zerocopy::FromBytes>::read_from_bytes(&md).unwrap();
+    assert_eq!(
+        ({ md.software_data }, { md.iv }, { md.page_flags }),
+        (0xFEED, 0, 0)
+    );
+    // The parked copy is neither the plaintext nor the guest-key ciphertext.
+    let mut raw = vec![0u8; 4096];
+    a.soc.host_read(Spa(parked), false, &mut raw).unwrap();
+    assert_ne!(raw, page0);
+    // Back into page 1's place (another address of the same guest).
+    swap_in(&a, g, 0, parked, GMEM + 0x1000).unwrap();
+    assert_eq!(a.sev_peek(g, GMEM + 0x1000, 4096), page0);
+    // In place: written back at the source.
+    swap_out(&a, g, 0, GMEM, parked).unwrap();
+    swap_in(&a, g, SEV_SWAP_FLAG_IN_PLACE, parked, GMEM + 0x1000).unwrap();
+    assert_eq!(a.sev_peek(g, parked, 4096), page0);
+    // Tampered ciphertext or metadata → the tag fails; a type mismatch is refused.
+    swap_out(&a, g, 0, GMEM, parked).unwrap();
+    let mut md = [0u8; 64];
+    a.soc.host_read(Spa(HDR), false, &mut md).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(md[8..16].try_into().unwrap()),
+        2,
+        "the third SWAP_OUT uses IV 2"
+    );
+    let mut bad = md;
+    bad[0] ^= 1;
+    a.soc.host_write(Spa(HDR), false, &bad).unwrap();
+    assert_eq!(
+        status(swap_in(&a, g, 0, parked, GMEM)),
+        FwStatus::BAD_MEASUREMENT
+    );
+    a.soc.host_write(Spa(HDR), false, &md).unwrap();
+    assert_eq!(
+        status(swap_in(&a, g, 2 << 1, parked, GMEM)),
+        FwStatus::INVALID_PARAM
+    );
+    a.soc.host_write(Spa(parked + 9), false, &[0xEE]).unwrap();
+    assert_eq!(
+        status(swap_in(&a, g, 0, parked, GMEM)),
+        FwStatus::BAD_MEASUREMENT
+    );
+    // A VMSA must be swapped as a VMSA and a data page as data.
+    assert_eq!(
+        status(swap_out(&a, g, 0, vmsa_at, parked)),
+        FwStatus::INVALID_PARAM
+    );
+    assert_eq!(
+        status(swap_out(&a, g, 2 << 1, GMEM, parked)),
+        FwStatus::INVALID_PARAM
+    );
+    swap_out(&a, g, 2 << 1, vmsa_at, parked).unwrap();
+    swap_in(&a, g, 2 << 1, parked, vmsa_at).unwrap();
+    // Alignment, overlap, reserved flags, a 2 MiB VMSA.
+    assert_eq!(
+        status(swap_out(&a, g, 0, GMEM + 16, parked)),
+        FwStatus::INVALID_ADDRESS
+    );
+    assert_eq!(
+        status(swap_out(&a, g, 1, GMEM, parked)),
+        FwStatus::INVALID_ADDRESS
+    );
+    assert_eq!(
+        status(swap_out(&a, g, 1 << 3, GMEM, parked)),
+        FwStatus::INVALID_PARAM
+    );
+    assert_eq!(
+        status(swap_out(&a, g, 4 << 1, GMEM, parked)),
+        FwStatus::INVALID_PARAM
+    );
+    assert_eq!(
+        status(swap_out(&a, g, 1 | 2 << 1, 0x20_0000, 0x40_0000)),
+        FwStatus::INVALID_PARAM
+    );
+    assert_eq!(
+        status(a.sev(&mut SevSwapOut {
+            handle: g,
+            flags: 0,
+            src_paddr: GMEM,
+            dst_paddr: parked,
+            mdata_paddr: parked + 64,
+            software_data: 0,
+        })),
+        FwStatus::INVALID_PARAM
+    );
+    // Another guest (another OEK) cannot take the page in.
+    let other = a.sev_running_guest(0x4, ES_ASID + 1, 0, None);
+    swap_out(&a, g, 0, GMEM, parked).unwrap();
+    assert_eq!(
+        status(swap_in(&a, other, 0, parked, GMEM + 0x3000)),
+        FwStatus::BAD_MEASUREMENT
+    );
+}

@@ -1,7 +1,7 @@
 //! Every (legacy platform state × command) over sev-legacy.md §1.3 and every (legacy
 //! guest state × command) over §3.7, each cell on a fresh platform, as
 //! `fw_state_table.rs` does for SNP, SEND_* and RECEIVE_* included (§5; the guest table
-//! covers SUPDATE, RUPDATE and SENT). SWAP_OUT/SWAP_IN are not modelled:
+//! covers SUPDATE, RUPDATE and SENT) and SWAP_OUT / SWAP_IN; COPY is not modelled:
 //! INVALID_COMMAND in every state.
 
 use crate::sevcommon::*;
@@ -204,7 +204,27 @@ fn commands() -> Vec<(&'static str, Probe)> {
         ("RECEIVE_FINISH", |h| {
             h.sev(&mut SevReceiveFinish { handle: G })
         }),
-        ("SWAP_OUT (not modelled)", |h| h.cmd0(FwCmd::SWAP_OUT)),
+        ("SWAP_OUT", |h| {
+            h.sev(&mut SevSwapOut {
+                handle: G,
+                flags: 0,
+                src_paddr: GMEM,
+                dst_paddr: OUT2,
+                mdata_paddr: HDR,
+                software_data: 7,
+            })
+        }),
+        // Nothing was swapped out under this guest's OEK: the tag fails.
+        ("SWAP_IN", |h| {
+            h.sev(&mut SevSwapIn {
+                handle: G,
+                flags: 0,
+                src_paddr: OUT2,
+                dst_paddr: GMEM,
+                mdata_paddr: HDR,
+            })
+        }),
+        ("COPY (not modelled)", |h| h.cmd0(FwCmd::COPY)),
     ]
 }
 
@@ -296,7 +316,9 @@ fn platform_state_by_command_table() {
         ("RECEIVE_UPDATE_DATA", [IPS, IPS, IGS]),
         ("RECEIVE_UPDATE_VMSA", [IPS, IPS, IGS]),
         ("RECEIVE_FINISH", [IPS, IPS, IGS]),
-        ("SWAP_OUT (not modelled)", [IC; 3]),
+        ("SWAP_OUT", [IPS, IPS, OK]),
+        ("SWAP_IN", [IPS, IPS, S::BAD_MEASUREMENT]),
+        ("COPY (not modelled)", [IC; 3]),
     ];
     run_table(
         [Plat::Uninit, Plat::Init, Plat::Working],
@@ -391,6 +413,8 @@ fn guest_state_by_command_table() {
         "RECEIVE_UPDATE_DATA",
         "RECEIVE_UPDATE_VMSA",
         "RECEIVE_FINISH",
+        "SWAP_OUT",
+        "SWAP_IN",
     ];
     let probes: Vec<_> = commands()
         .into_iter()
@@ -435,6 +459,21 @@ fn guest_state_by_command_table() {
             [IGS, IGS, IGS, IGS, IGS, S::BAD_MEASUREMENT, IGS, IG],
         ),
         ("RECEIVE_FINISH", [IGS, IGS, IGS, IGS, IGS, OK, IGS, IG]),
+        // Any state with a bound ASID (§3.7).
+        ("SWAP_OUT", [INA, OK, OK, OK, OK, OK, OK, IG]),
+        (
+            "SWAP_IN",
+            [
+                INA,
+                S::BAD_MEASUREMENT,
+                S::BAD_MEASUREMENT,
+                S::BAD_MEASUREMENT,
+                S::BAD_MEASUREMENT,
+                S::BAD_MEASUREMENT,
+                S::BAD_MEASUREMENT,
+                IG,
+            ],
+        ),
     ];
     run_table(
         [

@@ -161,3 +161,38 @@ fn hostile_host_that_cooperates_lets_the_guest_boot() {
     assert_eq!(&r.report[0x50..0x90], &[0x11; 64]);
     assert_eq!(r.aps_started, vec![1, 2]);
 }
+
+#[test]
+fn workload_noise_and_a_cooperative_host() {
+    use softsev_guest::fuzz::{HostilePlatform, fuzz_workload, fuzz_workload_config};
+    use softsev_guest::{verify_after_move, workload_init, workload_step};
+    let seed = 0x3C6E_F372_FE94_F82B;
+    eprintln!("workload noise seed {seed:#x}");
+    let mut rng = XorShift(seed);
+    for i in 0..1500u64 {
+        let n = (rng.next() % 200) as usize;
+        let mut input = rng.bytes(n);
+        // Every mode byte, and long stretches of plausible answers (zeros).
+        if let Some(b) = input.first_mut() {
+            *b = i as u8;
+        }
+        if i % 3 == 0 {
+            input.extend(std::iter::repeat_n(0, (rng.next() % 600) as usize));
+        }
+        fuzz_workload(&input);
+    }
+    // With no input every answer is the plausible one: the workload runs and checks
+    // out intact, on plain SEV (direct OUT) and SEV-ES (GHCB IOIO).
+    for (es, status) in [(false, 1), (true, 3)] {
+        let mut p = HostilePlatform::cooperative().with_sev_status(status);
+        let cfg = fuzz_workload_config(es, 3);
+        workload_init(&mut p, &cfg).unwrap();
+        for b in 1..=5 {
+            assert_eq!(workload_step(&mut p, &cfg).unwrap().batch, b);
+        }
+        let m = verify_after_move(&mut p, &cfg, None).unwrap();
+        assert!(m.intact(), "es {es}: {m:?}");
+        assert_eq!((m.pages_checked, m.batches_before_move), (4, 5));
+        assert_eq!(m.vmsa_continued, es.then_some(true));
+    }
+}

@@ -370,3 +370,27 @@ fn snp_and_non_sev_guests_are_refused() {
     let e = workload_init(&mut f, &wcfg(SevMode::Sev)).unwrap_err();
     assert!(matches!(e, GuestError::NotSev { .. }), "{e}");
 }
+
+#[test]
+fn extreme_counters_in_a_consistent_header_are_errors_not_overflows() {
+    let mode = SevMode::Sev;
+    let c = wcfg(mode);
+    let mut h = booted(mode);
+    // A header the guest could only reach after 2^64 page writes: batch B, 3B pages.
+    let b = u64::MAX / 3;
+    let pw = b * 3;
+    for (off, v) in [(0x20, b), (0x28, pw), (0x30, pw % NPAGES)] {
+        h.write(Gpa(LEDGER + off), CBit::Private, &v.to_le_bytes())
+            .unwrap();
+    }
+    let m = verify_after_move(&mut h, &c, None).unwrap();
+    assert_eq!((m.pages_checked, m.batches_before_move), (NPAGES, b));
+    assert!(!m.registers_ok && m.pages_bad == NPAGES);
+    let e = workload_step(&mut h, &c).unwrap_err();
+    assert!(e.to_string().contains("exhausted"), "{e}");
+    // Counters that contradict each other (the next page must be 3B mod 8 = 7).
+    h.write(Gpa(LEDGER + 0x30), CBit::Private, &0u64.to_le_bytes())
+        .unwrap();
+    let e = verify_after_move(&mut h, &c, None).unwrap_err();
+    assert!(e.to_string().contains("inconsistent"), "{e}");
+}

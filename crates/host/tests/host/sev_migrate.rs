@@ -459,3 +459,42 @@ fn dirty_log_and_mincore_follow_kvm() {
         Errno::ENOMEM
     );
 }
+
+#[test]
+fn a_vcpu_blocked_in_an_exit_can_be_dropped_with_its_vm() {
+    let h = host_a();
+    let (mut l, _) = launched(&h, 0);
+    let handle = l.handle();
+    let v = soft(&mut l.vcpus_mut()[0]);
+    v.set_guest(|cpu: &mut GuestCpu| {
+        cpu.io_out(0x80, 1, 0x42)?;
+        // Only reached if the VMM ran the vCPU again.
+        cpu.io_out(0x80, 1, 0x43)?;
+        Ok(GuestEnd::Halt)
+    });
+    assert!(matches!(
+        v.run().unwrap(),
+        VcpuExit::Io {
+            port: 0x80,
+            data: 0x42,
+            ..
+        }
+    ));
+    // Tear the source down with its vCPU in the exit: the guest thread sees the vCPU
+    // gone (GuestFault::Stopped) and ends, releasing the VM, whose teardown
+    // decommissions the firmware context. (A bounded wait for that, not a timing
+    // assertion: the thread ends on its own schedule.)
+    let fw = h.firmware().clone();
+    drop(l);
+    let gone = (0..2000).any(|_| {
+        let g = fw.sev_guest_state(handle).is_none();
+        if !g {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        g
+    });
+    assert!(
+        gone,
+        "the context of handle {handle} was never decommissioned"
+    );
+}

@@ -897,11 +897,13 @@ fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         *inc == Incoming::Defer,
         QmpVersion::default(),
     );
-    let bar = transfer_bar(a, "restore");
-    if let Some(b) = &bar {
-        b.set_message("restore (receiving)");
+    // The stream's length is known only at its end: a spinner.
+    let bar = (!a.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!("receiving {}…", inc.to_arg()));
         b.enable_steady_tick(std::time::Duration::from_millis(80));
-    }
+        b
+    });
     let received = match inc {
         Incoming::Uri(u) => Some(session.incoming(u).map(|_| ())),
         Incoming::Defer => None,

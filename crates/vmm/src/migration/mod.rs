@@ -610,4 +610,42 @@ mod tests {
         o.abort();
         assert!(!q.exists() && !tmp_path(&q).exists());
     }
+
+    #[test]
+    fn exec_and_unix_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("via-exec");
+        let out = MigrationUri::Exec(format!("cat > '{}'", f.display()));
+        let mut o = out.open_outgoing().unwrap();
+        o.write_all(b"stream bytes").unwrap();
+        o.commit().unwrap();
+        let mut back = Vec::new();
+        MigrationUri::Exec(format!("cat '{}'", f.display()))
+            .open_incoming()
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b"stream bytes");
+        let e = MigrationUri::Exec("exit 3".into())
+            .open_outgoing()
+            .unwrap()
+            .commit()
+            .unwrap_err();
+        assert!(e.to_string().contains("exit status: 3"), "{e}");
+        // unix: the target listens, the source connects.
+        let sock = dir.path().join("m.sock");
+        let u = MigrationUri::Unix(sock.clone());
+        let t = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            u.open_incoming().unwrap().read_to_end(&mut v).unwrap();
+            v
+        });
+        while !sock.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut o = MigrationUri::Unix(sock).open_outgoing().unwrap();
+        o.write_all(b"over a socket").unwrap();
+        o.commit().unwrap();
+        assert_eq!(t.join().unwrap(), b"over a socket");
+    }
 }

@@ -40,6 +40,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Launch, boot and attest an SNP guest on the built-in software platform.
     Run(Box<cmd::run::Args>),
+    /// Move a running SEV / SEV-ES guest live from one chip to another (one process).
+    Migrate(Box<cmd::migrate::Args>),
     /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
     Sev(cmd::sev::Args),
     /// Serve AMD's KDS (VCEK, cert_chain, CRL, VLEK, CEK) for a seeded chip on loopback.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Migrate(a) => cmd::migrate::run(*a),
         Command::Sev(a) => cmd::sev::run(a),
         Command::Kds(a) => cmd::kds::run(a),
     };

@@ -18,6 +18,8 @@
 //!   guest behind `softsev exec`'s `/dev/sev-guest` and configfs-tsm).
 //! * [`qmp`]: the QMP monitor as QEMU speaks it (`-qmp`, `-S`), for SEV / SEV-ES
 //!   guests, over a host-independent [`qmp::QmpGuest`].
+//! * [`migration`]: snapshot and migration of SEV / SEV-ES guests (the stream, QMP's
+//!   migration commands, live pre-copy).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ pub mod cpuid;
 pub mod error;
 pub mod fuzz;
 pub mod keyval;
+pub mod migration;
 pub mod outputs;
 pub mod plan;
 pub mod qmp;

@@ -120,10 +120,15 @@ pub fn boot_config(
 
 /// QEMU's part of KVM_RUN for an SEV / SEV-ES vCPU: the guest model handles its own
 /// intercepts through the host, so the VMM sees only the end (halt or termination).
-fn run_vcpu(vcpu: &mut dyn Vcpu) -> Result<(), RunError> {
+/// With `workload_port`, the exit at the end of a workload batch is the guest running
+/// on (the migration engine runs it further, [`crate::migration::sev`]).
+fn run_vcpu(vcpu: &mut dyn Vcpu, workload_port: Option<u16>) -> Result<(), RunError> {
     let id = vcpu.id();
     match vcpu.run().map_err(kvm(format!("KVM_RUN vCPU {id}")))? {
         VcpuExit::Hlt => Ok(()),
+        VcpuExit::Io {
+            port, write: true, ..
+        } if Some(*port) == workload_port => Ok(()),
         VcpuExit::SystemEvent { data, .. } => {
             let v = data.first().copied().unwrap_or(0);
             // GHCB termination request: bits 15:12 reason set, 23:16 reason code.
@@ -142,35 +147,56 @@ fn run_vcpu(vcpu: &mut dyn Vcpu) -> Result<(), RunError> {
 
 /// One memslot.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    gpa: u64,
-    size: u64,
-    hva: Hva,
+pub(crate) struct Slot {
+    pub(crate) gpa: u64,
+    pub(crate) size: u64,
+    pub(crate) hva: Hva,
 }
 
 /// Where the launch is.
-enum Stage {
+pub(crate) enum Stage {
     /// LAUNCH_MEASURE done: launch-secret.
     Measured(SevLauncher<Measured>),
-    /// LAUNCH_FINISH done.
+    /// LAUNCH_FINISH done (or RECEIVE_FINISH on a migration target).
     Running(SevLauncher<Running>),
+    /// A migration target before its stream (`-incoming`): the VM and its memslots,
+    /// no firmware context yet.
+    Incoming(Arc<dyn Vm>),
+    /// SEND_FINISH done: the guest was migrated away (firmware state SENT).
+    Sent(SevLauncher<Running>),
     /// A failed transition left nothing to drive.
     Gone,
 }
 
+/// What the VM was built from, for a migration stream's header and a target's check.
+#[derive(Clone, Debug)]
+pub(crate) struct VmShape {
+    pub(crate) es: bool,
+    pub(crate) vcpus: u32,
+    pub(crate) kvm_init: crate::config::SevKvmInit,
+    pub(crate) vcpu_states: Vec<softsev_abi::vmsa::Vmsa>,
+    pub(crate) ram_size: u64,
+    pub(crate) launch_digest: [u8; 32],
+}
+
 /// An SEV / SEV-ES VM launched up to LAUNCH_MEASURE, and then further.
 pub struct SevVm {
-    platform: Arc<SoftPlatform>,
-    mem: Arc<dyn VmmMemory>,
-    slots: Vec<Slot>,
-    stage: Stage,
+    pub(crate) platform: Arc<SoftPlatform>,
+    pub(crate) mem: Arc<dyn VmmMemory>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) stage: Stage,
     measurement: [u8; 48],
-    policy: u32,
-    product: softsev_abi::Product,
-    secret_area: Option<(u32, u32)>,
+    pub(crate) policy: u32,
+    pub(crate) product: softsev_abi::Product,
+    pub(crate) secret_area: Option<(u32, u32)>,
     quit: bool,
-    boot_cfg: SevBootConfig,
+    pub(crate) boot_cfg: SevBootConfig,
     booted: Option<Result<SevBootOutcome, String>>,
+    pub(crate) shape: VmShape,
+    /// The guest's workload and how the migration engine paces it.
+    pub(crate) workload: Option<crate::migration::sev::WorkloadRun>,
+    /// The last migration (source or target) and the moved guest's check.
+    pub(crate) migration: crate::migration::sev::MigrationState,
 }
 
 impl std::fmt::Debug for SevVm {
@@ -204,9 +230,19 @@ pub struct SevOwnerCerts {
     pub ca: Vec<u8>,
 }
 
+/// A platform, its VM, the VMM's memory and the memslots.
+type BuiltVm = (
+    Arc<SoftPlatform>,
+    Arc<dyn Vm>,
+    Arc<dyn VmmMemory>,
+    Vec<Slot>,
+);
+
 impl SevVm {
-    /// Build the platform and launch `plan` up to LAUNCH_MEASURE.
-    pub fn launch(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<SevVm, RunError> {
+    /// The platform and the VM with its memslots for `plan` (what QEMU sets up before
+    /// the confidential guest's launch, or before an incoming migration). The host's
+    /// SEV-ES migration extension is on, so SEV-ES guests can be sent and received.
+    fn build_vm(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<BuiltVm, RunError> {
         let top = plan
             .memory
             .regions
@@ -222,11 +258,18 @@ impl SevVm {
         if let Some(s) = seed {
             fw.seed = Some(s.to_vec());
         }
-        let mut builder = SoftPlatform::builder(plan.product).firmware_config(fw).mem(
-            (plan.memory.ram_size + top)
-                .saturating_add(1 << 30)
-                .next_multiple_of(PAGE_SIZE_2M),
-        );
+        let params = softsev_host::ModuleParams {
+            sev_es_migration: true,
+            ..Default::default()
+        };
+        let mut builder = SoftPlatform::builder(plan.product)
+            .firmware_config(fw)
+            .module_params(params)
+            .mem(
+                (plan.memory.ram_size + top)
+                    .saturating_add(1 << 30)
+                    .next_multiple_of(PAGE_SIZE_2M),
+            );
         if let Some(s) = seed {
             builder = builder.seed(s.to_vec());
         }
@@ -253,6 +296,52 @@ impl SevVm {
                 hva,
             });
         }
+        let vm: Arc<dyn Vm> = vm;
+        Ok((platform, vm, mem, slots))
+    }
+
+    fn shape(plan: &SevLaunchPlan) -> VmShape {
+        VmShape {
+            es: plan.es,
+            vcpus: plan.vcpus,
+            kvm_init: plan.kvm_init,
+            vcpu_states: plan.vcpu_states.clone(),
+            ram_size: plan.memory.ram_size,
+            launch_digest: plan.expected_digest,
+        }
+    }
+
+    /// A migration target for `plan` (QEMU with `-incoming`): the platform, the VM and
+    /// its memslots, no launch; the guest arrives through
+    /// [`crate::migration::sev::receive`] (or `migrate-incoming` / `-incoming URI`).
+    pub fn incoming(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<SevVm, RunError> {
+        if plan.handle != 0 {
+            return Err(RunError::Platform(
+                "sev-guest handle≠0 (key sharing) cannot receive a migrated guest".into(),
+            ));
+        }
+        let (platform, vm, mem, slots) = Self::build_vm(plan, seed)?;
+        Ok(SevVm {
+            platform,
+            mem,
+            slots,
+            stage: Stage::Incoming(vm),
+            measurement: [0; 48],
+            policy: plan.policy,
+            product: plan.product,
+            secret_area: plan.secret_area,
+            quit: false,
+            boot_cfg: boot_config(plan, None)?,
+            booted: None,
+            shape: Self::shape(plan),
+            workload: None,
+            migration: crate::migration::sev::MigrationState::default(),
+        })
+    }
+
+    /// Build the platform and launch `plan` up to LAUNCH_MEASURE.
+    pub fn launch(plan: &SevLaunchPlan, seed: Option<&[u8]>) -> Result<SevVm, RunError> {
+        let (platform, vm, mem, slots) = Self::build_vm(plan, seed)?;
         let init = match plan.kvm_init {
             crate::config::SevKvmInit::SevInit => SevInit::Init,
             crate::config::SevKvmInit::SevEsInit => SevInit::EsInit,
@@ -284,7 +373,6 @@ impl SevVm {
                 ));
             }
         };
-        let vm: Arc<dyn Vm> = vm;
         // QEMU: the confidential guest's kvm_init (LAUNCH_START) runs at accelerator
         // init, before the vCPUs exist.
         let launcher = SevLauncher::new(vm, init)?;
@@ -355,6 +443,9 @@ impl SevVm {
             quit: false,
             boot_cfg,
             booted: None,
+            shape: Self::shape(plan),
+            workload: None,
+            migration: crate::migration::sev::MigrationState::default(),
         })
     }
 
@@ -367,6 +458,28 @@ impl SevVm {
     /// The guest's boot configuration.
     pub fn boot_config(&self) -> &SevBootConfig {
         &self.boot_cfg
+    }
+
+    /// Give the guest a memory workload to run after its boot (before the boot;
+    /// [`crate::migration::sev::default_workload`] makes one), paced at `dirty_rate`
+    /// bytes per second while a migration sends.
+    pub fn set_workload(&mut self, desc: crate::migration::stream::WorkloadDesc, dirty_rate: u64) {
+        self.workload = Some(crate::migration::sev::WorkloadRun {
+            desc,
+            dirty_rate,
+            batches: 0,
+            running: false,
+        });
+    }
+
+    /// The workload, once set (or received).
+    pub fn workload(&self) -> Option<&crate::migration::sev::WorkloadRun> {
+        self.workload.as_ref()
+    }
+
+    /// The last migration of this VM.
+    pub fn migration_state(&self) -> &crate::migration::sev::MigrationState {
+        &self.migration
     }
 
     /// The boot's outcome, once [`SevVm::boot`] ran (`Err` = why it failed).
@@ -396,6 +509,16 @@ impl SevVm {
         };
         let cfg = self.boot_cfg.clone();
         let mode = cfg.mode;
+        // After the boot the BSP runs the workload, if any: batch after batch, each
+        // ending in its OUT to the workload's port.
+        let workload = match &self.workload {
+            Some(w) => Some(
+                crate::migration::sev::workload_config(&cfg, &w.desc)
+                    .map_err(|e| RunError::Platform(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let port = workload.as_ref().map(|w| w.exit_port);
         let vcpus = l.vcpus_mut();
         let Some(bsp) = vcpus.first_mut() else {
             return Err(RunError::Platform("no vCPUs".into()));
@@ -403,18 +526,30 @@ impl SevVm {
         let (tx, rx) = mpsc::channel::<Result<SevBootReport, GuestError>>();
         let guest = move |cpu: &mut GuestCpu| {
             let r = sev_boot(&mut *cpu, &cfg);
-            let end = if r.is_ok() {
-                GuestEnd::Halt
-            } else {
-                GuestEnd::Shutdown
-            };
+            let ok = r.is_ok();
             let _ = tx.send(r);
-            Ok(end)
+            if !ok {
+                return Ok(GuestEnd::Shutdown);
+            }
+            if let Some(w) = workload {
+                use softsev_guest::workload::{workload_init, workload_step};
+                let e = match workload_init(&mut *cpu, &w) {
+                    Err(e) => e,
+                    Ok(()) => loop {
+                        if let Err(e) = workload_step(&mut *cpu, &w) {
+                            break e;
+                        }
+                    },
+                };
+                tracing::debug!(error = %e, "the guest's workload stopped");
+                return Ok(GuestEnd::Shutdown);
+            }
+            Ok(GuestEnd::Halt)
         };
         self.platform
             .set_guest(&mut **bsp, Box::new(guest))
             .map_err(kvm("install the guest on vCPU 0"))?;
-        let ran = run_vcpu(&mut **bsp);
+        let ran = run_vcpu(&mut **bsp, port);
         let got = rx.recv_timeout(Duration::from_secs(2)).ok();
         let bsp_report = match (ran, got) {
             (Ok(()), Some(Ok(r))) => r,
@@ -453,7 +588,7 @@ impl SevVm {
             self.platform
                 .set_guest(&mut **v, Box::new(ap))
                 .map_err(kvm(format!("install the guest on vCPU {id}")))?;
-            let ran = run_vcpu(&mut **v);
+            let ran = run_vcpu(&mut **v, None);
             match (ran, rx.recv_timeout(Duration::from_secs(2)).ok()) {
                 (Ok(()), Some(Ok(r))) => aps.push((id, r)),
                 (_, Some(Err(e))) => {
@@ -470,6 +605,11 @@ impl SevVm {
                     });
                 }
             }
+        }
+        if let Some(w) = self.workload.as_mut() {
+            // The BSP stopped at the end of its first batch.
+            w.running = true;
+            w.batches = 1;
         }
         Ok(SevBootOutcome {
             bsp: bsp_report,
@@ -509,8 +649,8 @@ impl SevVm {
     pub fn firmware_launch_digest(&self) -> Option<[u8; 32]> {
         let handle = match &self.stage {
             Stage::Measured(l) => l.handle(),
-            Stage::Running(l) => l.handle(),
-            Stage::Gone => return None,
+            Stage::Running(l) | Stage::Sent(l) => l.handle(),
+            Stage::Incoming(_) | Stage::Gone => return None,
         };
         self.platform.firmware().sev_launch_digest(handle)
     }
@@ -543,12 +683,12 @@ impl SevVm {
     pub fn guest_state(&self) -> Option<u32> {
         match &self.stage {
             Stage::Measured(l) => l.guest_status().ok().map(|s| s.state),
-            Stage::Running(l) => l.guest_status().ok().map(|s| s.state),
-            Stage::Gone => None,
+            Stage::Running(l) | Stage::Sent(l) => l.guest_status().ok().map(|s| s.state),
+            Stage::Incoming(_) | Stage::Gone => None,
         }
     }
 
-    fn hva(&self, gpa: u64, len: u64) -> Option<Hva> {
+    pub(crate) fn hva(&self, gpa: u64, len: u64) -> Option<Hva> {
         let s = self
             .slots
             .iter()
@@ -563,7 +703,10 @@ impl QmpGuest for SevVm {
         let (state, handle) = match &self.stage {
             Stage::Measured(l) => (SevState::LaunchSecret, l.handle()),
             Stage::Running(l) => (SevState::Running, l.handle()),
-            Stage::Gone => (SevState::Uninit, 0),
+            // QEMU's SevState has no "sent": after SEND_FINISH the source stays in
+            // send-update.
+            Stage::Sent(l) => (SevState::SendUpdate, l.handle()),
+            Stage::Incoming(_) | Stage::Gone => (SevState::Uninit, 0),
         };
         SevInfo {
             enabled: true,
@@ -656,8 +799,10 @@ impl QmpGuest for SevVm {
     fn attestation_report(&mut self, mnonce: &[u8; 16]) -> Result<Vec<u8>, QmpError> {
         let r = match &self.stage {
             Stage::Measured(l) => l.attestation_report(*mnonce),
-            Stage::Running(l) => l.attestation_report(*mnonce),
-            Stage::Gone => return Err(QmpError::generic("SEV is not enabled")),
+            Stage::Running(l) | Stage::Sent(l) => l.attestation_report(*mnonce),
+            Stage::Incoming(_) | Stage::Gone => {
+                return Err(QmpError::generic("SEV is not enabled"));
+            }
         };
         r.map_err(|e| {
             let (ret, fw) = qemu_fw(&e);
@@ -678,8 +823,8 @@ impl QmpGuest for SevVm {
         }
         let r = match &self.stage {
             Stage::Measured(l) => l.dbg_decrypt(hva, buf.len() as u32),
-            Stage::Running(l) => l.dbg_decrypt(hva, buf.len() as u32),
-            Stage::Gone => return false,
+            Stage::Running(l) | Stage::Sent(l) => l.dbg_decrypt(hva, buf.len() as u32),
+            Stage::Incoming(_) | Stage::Gone => return false,
         };
         match r {
             Ok(v) if v.len() == buf.len() => {
@@ -702,12 +847,42 @@ impl QmpGuest for SevVm {
                 fw_error_to_str(fw)
             ))
         })?;
+        if !matches!(self.stage, Stage::Running(_)) {
+            return Err(QmpError::generic(
+                "SEV: there is no runnable guest (it was migrated away, or an incoming \
+                 migration failed)",
+            ));
+        }
+        // A migrated-in guest continues where it stopped; it does not boot again.
+        if self.migration.received.is_some() {
+            if let Err(e) = crate::migration::sev::resume(self) {
+                tracing::warn!(error = %e, "the migrated SEV guest failed");
+            }
+            return Ok(());
+        }
         // The vCPUs run: the guest boots. A failed boot is the guest's business (the
         // outcome is kept for the run's summary), not an error of `cont`.
         if let Err(e) = self.boot() {
             tracing::warn!(error = %e, "SEV guest boot failed");
         }
         Ok(())
+    }
+
+    fn migrate_out(
+        &mut self,
+        uri: &crate::migration::MigrationUri,
+        params: &crate::migration::MigrationParameters,
+        status: &mut dyn FnMut(crate::migration::MigrationStatus),
+    ) -> Result<crate::migration::MigrationInfo, QmpError> {
+        crate::migration::sev::qmp_migrate_out(self, uri, params, status)
+    }
+
+    fn migrate_in(
+        &mut self,
+        uri: &crate::migration::MigrationUri,
+        status: &mut dyn FnMut(crate::migration::MigrationStatus),
+    ) -> Result<crate::migration::MigrationInfo, QmpError> {
+        crate::migration::sev::qmp_migrate_in(self, uri, status)
     }
 
     fn stop(&mut self) {}

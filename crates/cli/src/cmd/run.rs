@@ -73,6 +73,28 @@ pub(crate) struct Args {
     /// GPA (hex) and show that the guest notices (#VC 0x404) on its next access.
     #[arg(long, value_name = "GPA", value_parser = parse_gpa)]
     tamper_gpa: Option<u64>,
+    /// SEV / SEV-ES: after the boot, write a snapshot of the running guest to FILE
+    /// (never overwritten; written as FILE.tmp and renamed when complete) and stop.
+    /// Restore it with `softsev run -- <the same QEMU options> -incoming file:FILE`;
+    /// sealed to this chip, so restoring here in a later process needs the same
+    /// --seed.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+    /// The platform the snapshot is for: a directory holding its sev-chain.cert
+    /// (PDH ‖ PEK ‖ OCA ‖ CEK) and ask-ark.cert, as `softsev run` writes them to
+    /// OUT/certs. Default: this chip's own.
+    #[arg(long, value_name = "DIR", requires = "snapshot")]
+    snapshot_target: Option<PathBuf>,
+    /// SEV / SEV-ES: the guest runs its memory workload (pages of a seeded pattern
+    /// and a ledger of their hashes) for this many batches after booting, so that a
+    /// snapshot or migration has something to carry and the restored guest can check
+    /// itself.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    workload_batches: u64,
+    /// The workload's page range (bytes of guest RAM from 32 MiB; a batch writes 16
+    /// pages of it, round robin).
+    #[arg(long, value_name = "SIZE", default_value = "16M")]
+    workload_mem: String,
     /// QEMU options after `--` (as for qemu-system-x86_64).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     qemu: Vec<String>,
@@ -146,6 +168,13 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             | softsev_vmm::config::ConfidentialGuest::SevEs(_)
     ) {
         return run_sev(&a, &cfg, t0);
+    }
+    if a.snapshot.is_some() {
+        // QEMU's migration blocker for SNP guests (target/i386/sev.c).
+        bail!(
+            "--snapshot: {} (an SNP guest needs a migration agent)",
+            softsev_vmm::migration::SNP_MIGRATION_BLOCKER
+        );
     }
     let plan = LaunchPlan::build(&cfg)?;
     let nonce = match (&a.nonce, &a.seed) {
@@ -395,6 +424,9 @@ struct SevSummary {
     guest_boot: String,
     /// The booted guest's view (absent when it did not boot).
     booted_guest: Option<SevGuestSummary>,
+    /// `--snapshot`: what was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<SnapshotSummary>,
     total_ms: f64,
     out_dir: String,
     files: Vec<String>,
@@ -463,10 +495,24 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
     use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
 
+    if cfg.incoming.is_some() {
+        return run_incoming(a, cfg, t0);
+    }
     if cfg.start_paused && cfg.qmp.is_none() {
         bail!(
             "-S without -qmp: nothing could continue the guest (give -qmp unix:PATH,server=on,wait=off)"
         );
+    }
+    if let Some(f) = &a.snapshot {
+        if f.exists() {
+            bail!(
+                "--snapshot {}: the file exists; softsev never overwrites a snapshot",
+                f.display()
+            );
+        }
+        if cfg.qmp.is_some() {
+            bail!("--snapshot runs without -qmp (with a monitor, use QMP migrate to file:PATH)");
+        }
     }
     let plan = SevLaunchPlan::build(cfg)?;
     let out = match &a.out {
@@ -503,11 +549,29 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             &mnonce,
         ) == blob[..32]
     });
+    let mut snapshot = None;
     let (finished, booted, qmp) = match &cfg.qmp {
         None => {
             let mut vm = vm;
+            if a.snapshot.is_some() && a.workload_batches > 0 {
+                let seed = a.seed.as_deref().unwrap_or("unseeded").as_bytes().to_vec();
+                let bytes =
+                    softsev_vmm::keyval::parse_size("--workload-mem", "size", &a.workload_mem, 1)?;
+                let w = softsev_vmm::migration::sev::default_workload(&vm, &seed, bytes)?;
+                vm.set_workload(w, 0);
+            }
             vm.finish()?;
             let _ = vm.boot();
+            if let Some(file) = &a.snapshot {
+                if vm.boot_outcome().is_some_and(|b| b.is_ok()) {
+                    softsev_vmm::migration::sev::run_workload(
+                        &mut vm,
+                        a.workload_batches.saturating_sub(1),
+                    )?;
+                }
+                snapshot = Some(write_snapshot(&mut vm, file, a)?);
+                files.push(file.display().to_string());
+            }
             (vm.finished(), vm.boot_outcome().cloned(), None)
         }
         Some(q) => {
@@ -583,6 +647,7 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             .as_ref()
             .and_then(|b| b.as_ref().ok())
             .map(sev_guest_summary),
+        snapshot,
         total_ms: t0.elapsed().as_secs_f64() * 1e3,
         out_dir: out.display().to_string(),
         files: {
@@ -612,6 +677,21 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
             ),
             None => println!("  guest           {}", summary.guest_boot),
         }
+        if let Some(sn) = &summary.snapshot {
+            println!(
+                "  snapshot        {} ({} pages, {} bytes, {:.1} ms), sealed to {}",
+                sn.file, sn.pages, sn.bytes, sn.ms, sn.sealed_to
+            );
+            println!(
+                "  restore with    softsev run {}-- <the same QEMU options> -incoming file:{}",
+                if sn.needs_seed {
+                    "--seed <the same seed> "
+                } else {
+                    ""
+                },
+                sn.file
+            );
+        }
         println!("  written to      {}", out.display());
     }
     if let Some(Err(e)) = &booted {
@@ -628,4 +708,296 @@ fn run_sev(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
         bail!("the LAUNCH_MEASURE measurement does not verify against the planned digest");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct SnapshotSummary {
+    file: String,
+    bytes: u64,
+    pages: u64,
+    resident_pages: u64,
+    total_pages: u64,
+    workload_batches: u64,
+    stream_sha256: String,
+    sealed_to: String,
+    /// Sealed to this chip without --seed: no later process can restore it.
+    needs_seed: bool,
+    ms: f64,
+}
+
+/// A progress bar on stderr when it is a terminal (and not --json).
+fn transfer_bar(a: &Args, what: &str) -> Option<indicatif::ProgressBar> {
+    (!a.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(what.to_string());
+        b
+    })
+}
+
+/// The target platform of `--snapshot-target DIR`: DIR/sev-chain.cert and
+/// DIR/ask-ark.cert (or DIR/certs/…, a whole `softsev run` output directory).
+fn snapshot_target(dir: &Path) -> Result<softsev_vmm::migration::sev::TargetCerts> {
+    let base = if dir.join("sev-chain.cert").exists() {
+        dir.to_path_buf()
+    } else {
+        dir.join("certs")
+    };
+    let chain = std::fs::read(base.join("sev-chain.cert"))
+        .with_context(|| format!("--snapshot-target: {}/sev-chain.cert", base.display()))?;
+    let ca = std::fs::read(base.join("ask-ark.cert"))
+        .with_context(|| format!("--snapshot-target: {}/ask-ark.cert", base.display()))?;
+    Ok(softsev_vmm::migration::sev::target_certs(&chain, &ca)?)
+}
+
+/// `--snapshot FILE`: SEND_START to this chip (or `--snapshot-target`), every resident
+/// page, the vCPU state, SEND_FINISH; FILE.tmp renamed to FILE when complete.
+fn write_snapshot(
+    vm: &mut softsev_vmm::sev_run::SevVm,
+    file: &Path,
+    a: &Args,
+) -> Result<SnapshotSummary> {
+    use softsev_vmm::migration::MigrationUri;
+    use softsev_vmm::migration::sev::{SendOptions, SendProgress, send};
+    let target = match &a.snapshot_target {
+        Some(d) => Some(snapshot_target(d)?),
+        None => None,
+    };
+    let sealed_to = match &a.snapshot_target {
+        Some(d) => format!("the platform of {}", d.display()),
+        None => match &a.seed {
+            Some(s) => format!("this chip (--seed {s})"),
+            None => "this chip (unseeded: only this process could restore it)".into(),
+        },
+    };
+    let uri = MigrationUri::File {
+        path: file.to_path_buf(),
+        offset: 0,
+    };
+    let mut out = uri
+        .open_outgoing()
+        .with_context(|| format!("--snapshot {}", file.display()))?;
+    let bar = transfer_bar(a, "snapshot");
+    let t = std::time::Instant::now();
+    let opts = SendOptions {
+        target,
+        max_bandwidth: 0,
+        downtime_limit_ms: 0,
+        live: false,
+    };
+    let r = send(vm, &mut out, &opts, &mut |p| {
+        if let (Some(b), SendProgress::Bytes { sent, expected }) = (&bar, p) {
+            b.set_length(expected);
+            b.set_position(sent);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let rep = match r {
+        Ok(rep) => rep,
+        Err(e) => {
+            out.abort();
+            if e.fw_status() == Some(softsev_abi::FwStatus::POLICY_FAILURE) {
+                bail!(
+                    "the guest cannot be snapshotted: SEND_START refused by the firmware \
+                     (POLICY_FAILURE: the policy forbids sending it{})",
+                    if vm_policy_nosend(vm) {
+                        ", NOSEND (bit 3)"
+                    } else {
+                        " to that platform"
+                    }
+                );
+            }
+            return Err(anyhow::anyhow!("--snapshot: {e}"));
+        }
+    };
+    out.commit()
+        .with_context(|| format!("--snapshot {}", file.display()))?;
+    Ok(SnapshotSummary {
+        file: file.display().to_string(),
+        bytes: rep.bytes,
+        pages: rep.pages_sent,
+        resident_pages: rep.resident_pages,
+        total_pages: rep.total_pages,
+        workload_batches: rep.batches_at_stop,
+        stream_sha256: rep.stream_sha256,
+        sealed_to,
+        needs_seed: a.snapshot_target.is_none(),
+        ms: t.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn vm_policy_nosend(vm: &softsev_vmm::sev_run::SevVm) -> bool {
+    use softsev_vmm::qmp::QmpGuest;
+    vm.sev_info().policy & softsev_abi::SevPolicy::NOSEND != 0
+}
+
+#[derive(Serialize)]
+struct RestoreSummary {
+    guest: &'static str,
+    policy: String,
+    incoming: String,
+    /// "completed", or why it failed.
+    outcome: String,
+    /// QEMU's run state when the run ended (`running`, `paused`, `shutdown` after a
+    /// QMP `quit`, `inmigrate` if nothing arrived).
+    run_state: &'static str,
+    stream_bytes: u64,
+    pages: u64,
+    rounds: u32,
+    vcpus: u32,
+    source_product: String,
+    receive_ms: f64,
+    /// The firmware's guest state afterwards (3 RUNNING; absent: no guest).
+    guest_state: Option<u32>,
+    /// The moved guest's own check of its memory, registers and secret.
+    move_check: Option<serde_json::Value>,
+    qmp: Option<String>,
+    total_ms: f64,
+    out_dir: String,
+}
+
+/// `softsev run -- <QEMU options> -incoming URI|defer`: the guest arrives by migration
+/// (a snapshot file, a socket, a command) instead of a launch.
+fn run_incoming(a: &Args, cfg: &Config, t0: Instant) -> Result<ExitCode> {
+    use softsev_vmm::migration::Incoming;
+    use softsev_vmm::qmp::server::{QmpServer, ServerThread};
+    use softsev_vmm::qmp::{QmpGuest, QmpVersion, Session};
+    use softsev_vmm::sev_plan::SevLaunchPlan;
+    use softsev_vmm::sev_run::SevVm;
+    use std::sync::{Arc, Mutex};
+
+    let Some(inc) = &cfg.incoming else {
+        bail!("no -incoming");
+    };
+    if a.snapshot.is_some() {
+        bail!("--snapshot and -incoming: restore first, snapshot in another run");
+    }
+    if *inc == Incoming::Defer && cfg.qmp.is_none() {
+        bail!("-incoming defer without -qmp: nothing could start the incoming migration");
+    }
+    let plan = SevLaunchPlan::build(cfg)?;
+    let out = match &a.out {
+        Some(d) => d.clone(),
+        None => new_out_dir()?,
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut vm = SevVm::incoming(&plan, a.seed.as_deref().map(str::as_bytes))?;
+    let blobs = softsev_vmm::plan::BootBlobs::load(cfg)?;
+    vm.set_boot_config(softsev_vmm::sev_run::boot_config(&plan, blobs.as_ref())?);
+    let mut session = Session::new_incoming(
+        vm,
+        cfg.start_paused,
+        *inc == Incoming::Defer,
+        QmpVersion::default(),
+    );
+    // The stream's length is known only at its end: a spinner.
+    let bar = (!a.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!("receiving {}…", inc.to_arg()));
+        b.enable_steady_tick(std::time::Duration::from_millis(80));
+        b
+    });
+    let received = match inc {
+        Incoming::Uri(u) => Some(session.incoming(u).map(|_| ())),
+        Incoming::Defer => None,
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let mut qmp = None;
+    if let Some(q) = &cfg.qmp {
+        let server = QmpServer::bind(&q.path)
+            .with_context(|| format!("-qmp: binding {}", q.path.display()))?;
+        let shared = Arc::new(Mutex::new(session));
+        eprintln!(
+            "softsev: QMP on {} (incoming migration); the run ends at quit",
+            q.path.display()
+        );
+        let t = ServerThread::spawn(server, shared.clone(), None);
+        while !t.finished() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        t.stop()?;
+        session = Arc::try_unwrap(shared)
+            .map_err(|_| anyhow::anyhow!("QMP session still shared"))?
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("QMP session poisoned"))?;
+        qmp = Some(q.path.display().to_string());
+    }
+    let vm = session.guest();
+    let ms = vm.migration_state();
+    let rec = ms.received.clone().unwrap_or_default();
+    let move_check = ms.moved.clone().and_then(|m| m.ok());
+    let outcome = match (&received, &ms.received) {
+        (Some(Err(e)), _) => format!("failed: {e}"),
+        (_, None) => "failed: no stream was received".to_string(),
+        (_, Some(_)) => "completed".to_string(),
+    };
+    let summary = RestoreSummary {
+        guest: if plan.es { "SEV-ES" } else { "SEV" },
+        policy: format!("{:#x}", vm.sev_info().policy),
+        incoming: inc.to_arg(),
+        outcome,
+        run_state: session.run_state().as_str(),
+        stream_bytes: rec.bytes,
+        pages: rec.pages,
+        rounds: rec.rounds,
+        vcpus: rec.vcpus,
+        source_product: rec.source_product.clone(),
+        receive_ms: rec.total_ms,
+        guest_state: vm.guest_state(),
+        move_check: move_check.clone(),
+        qmp,
+        total_ms: t0.elapsed().as_secs_f64() * 1e3,
+        out_dir: out.display().to_string(),
+    };
+    let text = serde_json::to_string_pretty(&summary)? + "\n";
+    std::fs::write(out.join("summary.json"), &text)?;
+    if a.json {
+        print!("{text}");
+    } else {
+        println!("{} guest restored from {}", summary.guest, summary.incoming);
+        println!(
+            "  stream          {} bytes, {} pages, {} round(s), {} vCPU(s), {:.1} ms",
+            summary.stream_bytes, summary.pages, summary.rounds, summary.vcpus, summary.receive_ms
+        );
+        println!(
+            "  outcome         {} (run state {})",
+            summary.outcome, summary.run_state
+        );
+        if let Some(m) = &summary.move_check {
+            println!("  guest check     {m}");
+        }
+        println!("  written to      {}", out.display());
+    }
+    if let Some(Err(e)) = received {
+        let hint = if a.seed.is_none() && inc_is_file(inc) {
+            " (a snapshot sealed to \"this chip\" restores only on the same chip: give the --seed \
+             of the run that wrote it)"
+        } else {
+            ""
+        };
+        bail!("the incoming migration failed: {e}{hint}");
+    }
+    // `null`: a guest without a workload has nothing to check.
+    if let Some(m) = move_check.as_ref().filter(|m| !m.is_null())
+        && (m["pages_bad"] != 0 || m["registers_ok"] != true || m["vmsa_continued"] == false)
+    {
+        bail!("the restored guest found itself damaged: {m}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inc_is_file(i: &softsev_vmm::migration::Incoming) -> bool {
+    matches!(
+        i,
+        softsev_vmm::migration::Incoming::Uri(softsev_vmm::migration::MigrationUri::File { .. })
+    )
 }

@@ -6,6 +6,7 @@ mod kds_cli;
 mod measure_cli;
 mod measure_interop;
 mod measure_snpguest;
+mod migrate_cli;
 mod run_cli;
 mod run_sev_cli;
 mod sev_cli;

@@ -259,6 +259,9 @@ impl Config {
         if let Some(q) = &self.qmp {
             push("-qmp", q.to_arg());
         }
+        if let Some(i) = &self.incoming {
+            push("-incoming", i.to_arg());
+        }
         if self.start_paused {
             a.push("-S".to_string());
         }
@@ -328,6 +331,9 @@ impl Config {
         }
         if self.start_paused {
             t.insert("S".into(), Value::Boolean(true));
+        }
+        if let Some(i) = &self.incoming {
+            t.insert("incoming".into(), Value::String(i.to_arg()));
         }
         let mut objects = Vec::new();
         if let Some(b) = &self.memory.backend {

@@ -20,7 +20,8 @@
 //! initialisation its launch uses ([`SevGuestConfig::kvm_init`]).
 //!
 //! `-qmp unix:PATH,server=on,wait=off` and `-S` are [`Config::qmp`] and
-//! [`Config::start_paused`]: the QMP monitor of [`crate::qmp`].
+//! [`Config::start_paused`]: the QMP monitor of [`crate::qmp`]. `-incoming` is
+//! [`Config::incoming`]: the guest arrives by migration ([`crate::migration`]).
 //!
 //! TOML layout (keys are QEMU's option and property names):
 //!
@@ -571,6 +572,9 @@ pub struct Config {
     pub qmp: Option<QmpConfig>,
     /// `-S`: the vCPUs wait for QMP `cont` (QEMU's "prelaunch" run state).
     pub start_paused: bool,
+    /// `-incoming defer|file:PATH|unix:PATH|exec:CMD`: the guest arrives by migration
+    /// instead of being launched (QEMU's "inmigrate" run state).
+    pub incoming: Option<crate::migration::Incoming>,
     /// Options accepted but without effect on the launch, one line each.
     pub notes: Vec<String>,
 }
@@ -602,6 +606,13 @@ impl Config {
         }
         if let Some(q) = self.qmp.as_mut() {
             fix_path(dir, &mut q.path);
+        }
+        if let Some(crate::migration::Incoming::Uri(
+            crate::migration::MigrationUri::File { path, .. }
+            | crate::migration::MigrationUri::Unix(path),
+        )) = self.incoming.as_mut()
+        {
+            fix_path(dir, path);
         }
         match &mut self.confidential_guest {
             ConfidentialGuest::Snp(s) => {
@@ -658,6 +669,7 @@ impl Config {
             append: Some(crate::bootgen::CMDLINE.to_string()),
             qmp: None,
             start_paused: false,
+            incoming: None,
             notes: Vec::new(),
         }
     }

@@ -32,6 +32,8 @@ pub(super) struct Raw {
     pub(super) qmp: Vec<String>,
     /// `-S`: do not start the vCPUs until `cont`.
     pub(super) start_paused: bool,
+    /// `-incoming` (the last one).
+    pub(super) incoming: Option<String>,
     /// Options accepted without effect, one line each.
     pub(super) notes: Vec<String>,
 }
@@ -132,6 +134,7 @@ impl Raw {
             | "-no-user-config" | "-daemonize" | "-no-hpet" | "-snapshot" => {}
             "-S" => self.start_paused = true,
             "-qmp" => self.qmp.push(need(arg)?),
+            "-incoming" => self.incoming = Some(need(arg)?),
             _ => {
                 return Err(ConfigError::UnknownOption {
                     option: opt.to_string(),

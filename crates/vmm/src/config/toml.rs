@@ -71,6 +71,7 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
             "append" => raw.append = Some(toml_string(key, v)?),
             "accel" => check_accel("accel", &toml_string(key, v)?)?,
             "qmp" => raw.qmp.push(toml_string(key, v)?),
+            "incoming" => raw.incoming = Some(toml_string(key, v)?),
             "S" => {
                 raw.start_paused = v
                     .as_bool()

@@ -644,6 +644,21 @@ impl Raw {
                 );
             }
         }
+        let incoming = match &self.incoming {
+            None => None,
+            Some(a) => {
+                let inc = crate::migration::Incoming::parse(a)
+                    .map_err(|reason| ConfigError::QemuOpt(format!("-incoming {a}: {reason}")))?;
+                if let ConfidentialGuest::Snp(s) = &confidential_guest {
+                    // QEMU blocks SNP migration (target/i386/sev.c).
+                    return Err(ConfigError::Unsupported {
+                        what: format!("-incoming {a} with -object sev-snp-guest,id={}", s.id),
+                        reason: "SEV-SNP: Migration is not implemented",
+                    });
+                }
+                Some(inc)
+            }
+        };
         Ok(Config {
             name: self.name,
             machine,
@@ -657,6 +672,7 @@ impl Raw {
             append: self.append,
             qmp,
             start_paused: self.start_paused,
+            incoming,
             notes,
         })
     }

@@ -19,7 +19,12 @@
 //! Commands: `qmp_capabilities`, `query-status`, `query-sev`,
 //! `query-sev-capabilities`, `query-sev-launch-measure`, `sev-inject-launch-secret`,
 //! `query-sev-attestation-report`, `cont`, `stop`, `quit`, `human-monitor-command`,
-//! `query-version`, `query-commands`.
+//! `query-version`, `query-commands`, and migration (`qapi/migration.json`):
+//! `migrate-set-parameters`, `query-migrate-parameters`, `migrate`, `query-migrate`,
+//! `migrate_cancel`, `migrate-incoming`, with `MIGRATION` events. A `migrate` runs to
+//! its end inside the command (the monitor answers when the stream is complete; the
+//! `MIGRATION` events and `query-migrate` then tell how it went), so `migrate_cancel`
+//! has nothing in flight to cancel and, as in QEMU without a migration, succeeds.
 
 pub mod hmp;
 pub mod json;
@@ -98,6 +103,10 @@ pub enum RunState {
     Paused,
     /// `shutdown`: the guest or `quit` ended it.
     Shutdown,
+    /// `inmigrate`: started with `-incoming`, waiting for the stream.
+    InMigrate,
+    /// `postmigrate`: the guest was migrated away (the source after `migrate`).
+    PostMigrate,
 }
 
 impl RunState {
@@ -108,6 +117,8 @@ impl RunState {
             RunState::Running => "running",
             RunState::Paused => "paused",
             RunState::Shutdown => "shutdown",
+            RunState::InMigrate => "inmigrate",
+            RunState::PostMigrate => "postmigrate",
         }
     }
 }
@@ -220,6 +231,37 @@ pub trait QmpGuest: Send {
     /// monitor emits SHUTDOWN with `guest: true`).
     fn take_guest_shutdown(&mut self) -> bool {
         false
+    }
+    /// A migration blocker (QEMU `migrate_add_blocker`): `migrate` fails with this
+    /// text. SEV-SNP guests have [`crate::migration::SNP_MIGRATION_BLOCKER`].
+    fn migration_blocker(&self) -> Option<String> {
+        None
+    }
+    /// `migrate`: send the guest to `uri` with `params`, reporting each status change
+    /// through `status`; returns the final statistics. On failure the guest keeps
+    /// running here (SEND_CANCEL) and the error is the migration's `error-desc`.
+    fn migrate_out(
+        &mut self,
+        uri: &crate::migration::MigrationUri,
+        params: &crate::migration::MigrationParameters,
+        status: &mut dyn FnMut(crate::migration::MigrationStatus),
+    ) -> Result<crate::migration::MigrationInfo, QmpError> {
+        let _ = (uri, params, status);
+        Err(QmpError::generic(
+            "migration is not available for this guest in softsev",
+        ))
+    }
+    /// `-incoming URI` / `migrate-incoming`: receive the guest from `uri`. On failure
+    /// no guest is runnable here.
+    fn migrate_in(
+        &mut self,
+        uri: &crate::migration::MigrationUri,
+        status: &mut dyn FnMut(crate::migration::MigrationStatus),
+    ) -> Result<crate::migration::MigrationInfo, QmpError> {
+        let _ = (uri, status);
+        Err(QmpError::generic(
+            "incoming migration is not available for this guest in softsev",
+        ))
     }
 }
 

@@ -4,6 +4,9 @@
 use super::json::{Chunk, QValue, Streamer, parse_value};
 use super::{QmpError, QmpGuest, RunState, SevState, hmp};
 use crate::config::glib_base64_decode;
+use crate::migration::{
+    MAX_DOWNTIME_LIMIT_MS, MigrationInfo, MigrationParameters, MigrationStatus, MigrationUri,
+};
 use base64::Engine;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -64,6 +67,12 @@ const COMMANDS: &[&str] = &[
     "cont",
     "stop",
     "quit",
+    "migrate-set-parameters",
+    "query-migrate-parameters",
+    "migrate",
+    "query-migrate",
+    "migrate_cancel",
+    "migrate-incoming",
 ];
 
 /// A QAPI member type, for argument checking.
@@ -74,6 +83,12 @@ enum Ty {
     U64,
     /// `['QMPCapability']`.
     CapList,
+    /// `bool`.
+    Bool,
+    /// `StrOrNull` (a string, or `null`, which QEMU's migration code turns into "").
+    StrOrNull,
+    /// A member softsev refuses with a reason (accepted by QEMU's schema).
+    Refused(&'static str),
 }
 
 struct Arg {
@@ -106,6 +121,39 @@ const SECRET_ARGS: &[Arg] = &[
 ];
 const REPORT_ARGS: &[Arg] = &[req("mnonce", Ty::Str)];
 const HMP_ARGS: &[Arg] = &[req("command-line", Ty::Str), opt("cpu-index", Ty::Int)];
+/// `MigrateSetParameters` members softsev models (QEMU `qapi/migration.json`; the
+/// `sev-*` members from the SEV live-migration series). QEMU's visitor walks the
+/// members in schema order: `max-bandwidth` and `downtime-limit` come before the
+/// series' members, which were appended at the end.
+const MIG_PARAM_ARGS: &[Arg] = &[
+    opt("max-bandwidth", Ty::U64),
+    opt("downtime-limit", Ty::U64),
+    opt("sev-pdh", Ty::StrOrNull),
+    opt("sev-plat-cert", Ty::StrOrNull),
+    opt("sev-amd-cert", Ty::StrOrNull),
+];
+/// `migrate` (QEMU 9.2: `uri`, `channels`, `detach`, `resume`).
+const MIGRATE_ARGS: &[Arg] = &[
+    opt("uri", Ty::Str),
+    opt(
+        "channels",
+        Ty::Refused("softsev takes the migration address as 'uri'"),
+    ),
+    opt("detach", Ty::Bool),
+    opt(
+        "resume",
+        Ty::Refused("postcopy recovery does not apply: softsev migrates by pre-copy only"),
+    ),
+];
+/// `migrate-incoming` (QEMU 9.2: `uri`, `channels`, `exit-on-error`).
+const INCOMING_ARGS: &[Arg] = &[
+    opt("uri", Ty::Str),
+    opt(
+        "channels",
+        Ty::Refused("softsev takes the migration address as 'uri'"),
+    ),
+    opt("exit-on-error", Ty::Bool),
+];
 
 fn schema(command: &str) -> &'static [Arg] {
     match command {
@@ -113,6 +161,9 @@ fn schema(command: &str) -> &'static [Arg] {
         "sev-inject-launch-secret" => SECRET_ARGS,
         "query-sev-attestation-report" => REPORT_ARGS,
         "human-monitor-command" => HMP_ARGS,
+        "migrate-set-parameters" => MIG_PARAM_ARGS,
+        "migrate" => MIGRATE_ARGS,
+        "migrate-incoming" => INCOMING_ARGS,
         _ => &[],
     }
 }
@@ -124,6 +175,7 @@ enum ArgVal {
     Int(i64),
     U64(u64),
     Caps(Vec<String>),
+    Bool(bool),
 }
 
 /// The QObject input visitor's checks, in its order: each member of the schema in
@@ -161,6 +213,20 @@ fn check_args(
                         QmpError::generic(format!("Parameter '{}' expects uint64", a.name))
                     })?,
             ),
+            Ty::Bool => ArgVal::Bool(v.as_bool().ok_or_else(|| bad_type("boolean"))?),
+            // The generated alternate visitor: a string or null, else "expected:
+            // StrOrNull"; migration.c rewrites null to "".
+            Ty::StrOrNull => match v {
+                serde_json::Value::Null => ArgVal::Str(String::new()),
+                serde_json::Value::String(s) => ArgVal::Str(s.clone()),
+                _ => return Err(bad_type("StrOrNull")),
+            },
+            Ty::Refused(reason) => {
+                return Err(QmpError::generic(format!(
+                    "Parameter '{}' is not supported by softsev: {reason}",
+                    a.name
+                )));
+            }
             Ty::CapList => {
                 let list = v.as_array().ok_or_else(|| bad_type("array"))?;
                 let mut caps = Vec::new();
@@ -215,6 +281,13 @@ fn arg_int(args: &[(&'static str, ArgVal)], name: &str) -> Option<i64> {
     })
 }
 
+fn arg_bool(args: &[(&'static str, ArgVal)], name: &str) -> Option<bool> {
+    args.iter().find_map(|(n, v)| match v {
+        ArgVal::Bool(x) if *n == name => Some(*x),
+        _ => None,
+    })
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -231,6 +304,15 @@ pub struct Session<G> {
     state: RunState,
     streamer: Streamer,
     closed: bool,
+    mig_params: MigrationParameters,
+    mig_info: MigrationInfo,
+    /// `-incoming defer`: `migrate-incoming` may run (once).
+    incoming_deferred: bool,
+    incoming_started: bool,
+    /// `cont` during `inmigrate`, or no `-S`: run once the incoming migration is done.
+    autostart: bool,
+    /// Events to send after the current command's reply.
+    post: Vec<String>,
 }
 
 impl<G: QmpGuest> Session<G> {
@@ -249,6 +331,68 @@ impl<G: QmpGuest> Session<G> {
             },
             streamer: Streamer::new(),
             closed: false,
+            mig_params: MigrationParameters::default(),
+            mig_info: MigrationInfo::default(),
+            incoming_deferred: false,
+            incoming_started: false,
+            autostart: !start_paused,
+            post: Vec::new(),
+        }
+    }
+
+    /// A monitor for the target of a migration (`-incoming`): the run state is
+    /// `inmigrate`; with `deferred` (`-incoming defer`) `migrate-incoming` starts the
+    /// receive, else the caller does ([`Session::incoming`]). Without `start_paused`
+    /// (`-S`) the guest runs when the stream is complete.
+    pub fn new_incoming(guest: G, start_paused: bool, deferred: bool, version: QmpVersion) -> Self {
+        let mut s = Session::new(guest, start_paused, version);
+        s.state = RunState::InMigrate;
+        s.incoming_deferred = deferred;
+        s
+    }
+
+    /// The migration parameters.
+    pub fn migration_parameters(&self) -> &MigrationParameters {
+        &self.mig_params
+    }
+
+    /// The last migration's `query-migrate` view.
+    pub fn migration_info(&self) -> &MigrationInfo {
+        &self.mig_info
+    }
+
+    /// Receive the guest from `uri` (`-incoming URI` before the monitor serves, or
+    /// `migrate-incoming`). Returns the `MIGRATION` events; on success the run state
+    /// is `running` (autostart) or `paused`.
+    pub fn incoming(&mut self, uri: &MigrationUri) -> Result<Vec<String>, QmpError> {
+        let mut events = Vec::new();
+        self.incoming_started = true;
+        let mut statuses = Vec::new();
+        let r = self.guest.migrate_in(uri, &mut |st| statuses.push(st));
+        for st in statuses {
+            events.push(migration_event(st));
+        }
+        match r {
+            Ok(info) => {
+                self.mig_info = info;
+                if self.autostart {
+                    self.guest.start()?;
+                    self.state = RunState::Running;
+                    events.push(event("RESUME", None));
+                } else {
+                    self.state = RunState::Paused;
+                }
+                Ok(events)
+            }
+            Err(e) => {
+                self.mig_info = MigrationInfo {
+                    status: MigrationStatus::Failed,
+                    error_desc: Some(e.desc.clone()),
+                    ..MigrationInfo::default()
+                };
+                events.push(migration_event(MigrationStatus::Failed));
+                Err(e)
+            }
         }
     }
 
@@ -342,6 +486,7 @@ impl<G: QmpGuest> Session<G> {
             Err(e) => error_response(&e, id.as_ref()),
         };
         out.push(line(&rsp));
+        out.append(&mut self.post);
         // `quit`: the reply, then SHUTDOWN, then QEMU exits and the socket closes.
         if self.closed {
             out.push(event(
@@ -526,6 +671,14 @@ impl<G: QmpGuest> Session<G> {
             "cont" => {
                 match self.state {
                     RunState::Running => {}
+                    // qmp_cont: during an incoming migration, only remember to start.
+                    RunState::InMigrate => self.autostart = true,
+                    RunState::PostMigrate => {
+                        return Err(QmpError::generic(
+                            "SEV: the guest was migrated away (firmware state SENT); it \
+                             cannot run here again",
+                        ));
+                    }
                     RunState::Shutdown => {
                         return Err(QmpError::generic(
                             "Resetting the Virtual Machine is required",
@@ -547,6 +700,48 @@ impl<G: QmpGuest> Session<G> {
                 }
                 Ok(empty())
             }
+            "migrate-set-parameters" => {
+                self.set_parameters(args)?;
+                Ok(empty())
+            }
+            "query-migrate-parameters" => Ok(parameters_value(&self.mig_params)),
+            "query-migrate" => Ok(info_value(&self.mig_info)),
+            "migrate_cancel" => Ok(empty()),
+            "migrate" => {
+                self.migrate(args, events)?;
+                Ok(empty())
+            }
+            "migrate-incoming" => {
+                if !self.incoming_deferred {
+                    return Err(QmpError::generic(
+                        "'-incoming' was not specified on the command line",
+                    ));
+                }
+                if self.incoming_started {
+                    return Err(QmpError::generic(
+                        "The incoming migration has already been started",
+                    ));
+                }
+                let Some(uri) = arg_str(args, "uri") else {
+                    return Err(QmpError::generic(
+                        "need either 'uri' or 'channels' argument",
+                    ));
+                };
+                let uri = MigrationUri::parse(uri).map_err(QmpError::generic)?;
+                // qmp_migrate_incoming returns once the channel is set up; the stream
+                // is then read in the background. Here it is read before the reply,
+                // and its events follow the reply.
+                match self.incoming(&uri) {
+                    Ok(mut ev) => {
+                        self.post.append(&mut ev);
+                        Ok(empty())
+                    }
+                    Err(e) => {
+                        self.post.push(migration_event(MigrationStatus::Failed));
+                        Err(e)
+                    }
+                }
+            }
             "quit" => {
                 self.guest.quit();
                 self.state = RunState::Shutdown;
@@ -556,6 +751,108 @@ impl<G: QmpGuest> Session<G> {
             other => Err(QmpError::not_found(format!(
                 "The command {other} has not been found"
             ))),
+        }
+    }
+
+    /// `qmp_migrate_set_parameters`: check (`migrate_params_check`), then apply.
+    fn set_parameters(&mut self, args: &[(&'static str, ArgVal)]) -> Result<(), QmpError> {
+        let mut p = self.mig_params.clone();
+        if let Some(d) = arg_u64(args, "downtime-limit") {
+            if d > MAX_DOWNTIME_LIMIT_MS {
+                return Err(QmpError::generic(
+                    "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 \
+                     seconds",
+                ));
+            }
+            p.downtime_limit = d;
+        }
+        if let Some(b) = arg_u64(args, "max-bandwidth") {
+            p.max_bandwidth = b;
+        }
+        for (name, slot) in [
+            ("sev-pdh", &mut p.sev_pdh),
+            ("sev-plat-cert", &mut p.sev_plat_cert),
+            ("sev-amd-cert", &mut p.sev_amd_cert),
+        ] {
+            if let Some(v) = arg_str(args, name) {
+                *slot = v.to_string();
+            }
+        }
+        self.mig_params = p;
+        Ok(())
+    }
+
+    /// `qmp_migrate` in QEMU's order: the address, a migration in progress, the
+    /// blockers (`migration_is_blocked`), then the migration itself.
+    fn migrate(
+        &mut self,
+        args: &[(&'static str, ArgVal)],
+        events: &mut Vec<String>,
+    ) -> Result<(), QmpError> {
+        let Some(uri) = arg_str(args, "uri") else {
+            return Err(QmpError::generic(
+                "need either 'uri' or 'channels' argument",
+            ));
+        };
+        let uri = MigrationUri::parse(uri).map_err(QmpError::generic)?;
+        let _detach = arg_bool(args, "detach");
+        if matches!(
+            self.mig_info.status,
+            MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Device
+        ) {
+            return Err(QmpError::generic("There's a migration process in progress"));
+        }
+        if self.state == RunState::InMigrate {
+            return Err(QmpError::generic(
+                "Guest is waiting for an incoming migration",
+            ));
+        }
+        if let Some(b) = self.guest.migration_blocker() {
+            return Err(QmpError::generic(b));
+        }
+        let params = self.mig_params.clone();
+        let mut statuses = Vec::new();
+        let r = self
+            .guest
+            .migrate_out(&uri, &params, &mut |st| statuses.push(st));
+        // The first status (setup) is reported before qmp_migrate returns; the rest
+        // come after the reply.
+        for (i, st) in statuses.iter().enumerate() {
+            let e = migration_event(*st);
+            if i == 0 {
+                events.push(e);
+            } else {
+                self.post.push(e);
+            }
+        }
+        match r {
+            Ok(info) => {
+                let done = info.status == MigrationStatus::Completed;
+                self.mig_info = info;
+                if done {
+                    if self.state == RunState::Running {
+                        self.post.insert(0, event("STOP", None));
+                    }
+                    self.state = RunState::PostMigrate;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The migration failed after it started: `migrate` itself succeeded
+                // in QEMU (the failure is in query-migrate), unless nothing started.
+                self.mig_info = MigrationInfo {
+                    status: MigrationStatus::Failed,
+                    error_desc: Some(e.desc.clone()),
+                    ..MigrationInfo::default()
+                };
+                if statuses.is_empty() {
+                    return Err(e);
+                }
+                if statuses.last() != Some(&MigrationStatus::Failed) {
+                    self.post.push(migration_event(MigrationStatus::Failed));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -612,6 +909,76 @@ fn sev_info_value(i: &super::SevInfo) -> QValue {
         ("policy", QValue::Int(i64::from(i.policy))),
         ("handle", QValue::Int(i64::from(i.handle))),
     ])
+}
+
+/// `MIGRATION` (`migrate_set_state` → `qapi_event_send_migration`).
+fn migration_event(st: MigrationStatus) -> String {
+    event(
+        "MIGRATION",
+        Some(QValue::dict([("status", QValue::str(st.as_str()))])),
+    )
+}
+
+fn u64v(x: u64) -> QValue {
+    match i64::try_from(x) {
+        Ok(i) => QValue::Int(i),
+        Err(_) => QValue::UInt(x),
+    }
+}
+
+/// `MigrationParameters` as `query-migrate-parameters` returns the members softsev
+/// models (QEMU schema order; the SEV series' members last).
+fn parameters_value(p: &MigrationParameters) -> QValue {
+    QValue::dict([
+        ("max-bandwidth", u64v(p.max_bandwidth)),
+        ("downtime-limit", u64v(p.downtime_limit)),
+        ("sev-pdh", QValue::str(p.sev_pdh.clone())),
+        ("sev-plat-cert", QValue::str(p.sev_plat_cert.clone())),
+        ("sev-amd-cert", QValue::str(p.sev_amd_cert.clone())),
+    ])
+}
+
+/// `MigrationInfo` as `fill_source_migration_info` fills it: `status` alone before a
+/// migration; `ram` and times once one ran; `error-desc` when it failed.
+fn info_value(i: &MigrationInfo) -> QValue {
+    let mut d = QValue::dict([("status", QValue::str(i.status.as_str()))]);
+    if let Some(r) = &i.ram {
+        d.put(
+            "ram",
+            QValue::dict([
+                ("transferred", u64v(r.transferred)),
+                ("remaining", u64v(r.remaining)),
+                ("total", u64v(r.total)),
+                ("duplicate", u64v(r.duplicate)),
+                ("normal", u64v(r.normal)),
+                ("normal-bytes", u64v(r.normal_bytes)),
+                ("dirty-pages-rate", u64v(r.dirty_pages_rate)),
+                ("mbps", QValue::Float(r.mbps)),
+                ("dirty-sync-count", u64v(r.dirty_sync_count)),
+                ("postcopy-requests", QValue::Int(0)),
+                ("page-size", u64v(r.page_size)),
+                ("multifd-bytes", QValue::Int(0)),
+                ("pages-per-second", QValue::Int(0)),
+                ("precopy-bytes", u64v(r.precopy_bytes)),
+                ("downtime-bytes", u64v(r.downtime_bytes)),
+                ("postcopy-bytes", QValue::Int(0)),
+                ("dirty-sync-missed-zero-copy", QValue::Int(0)),
+            ]),
+        );
+    }
+    if let Some(t) = i.total_time_ms {
+        d.put("total-time", u64v(t));
+    }
+    if let Some(t) = i.downtime_ms {
+        d.put("downtime", u64v(t));
+    }
+    if let Some(t) = i.setup_time_ms {
+        d.put("setup-time", u64v(t));
+    }
+    if let Some(e) = &i.error_desc {
+        d.put("error-desc", QValue::str(e.clone()));
+    }
+    d
 }
 
 /// `qmp_error_response` plus the request's `id`.

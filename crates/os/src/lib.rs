@@ -10,8 +10,10 @@
 //! - [`elf`]: whether a program is dynamically linked (the preload reaches only those).
 //!
 //! This crate and `softsev-cpuid` are the only ones where `unsafe` is not forbidden
-//! (DESIGN.md): everything here goes through `fuser` and `nix`'s safe wrappers, so the
-//! crate denies `unsafe_code` and contains no `unsafe` block.
+//! (DESIGN.md): everything goes through `fuser` and `nix`'s safe wrappers except
+//! bringing up the loopback interface of a private network namespace
+//! (`ns::loopback_up`, two `SIOC[GS]IFFLAGS` ioctls nix does not wrap), the one item
+//! with `#[allow(unsafe_code)]`.
 
 pub mod cpuid;
 pub mod elf;

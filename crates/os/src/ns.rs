@@ -114,11 +114,18 @@ pub struct WorldSpec {
     /// Files to create in the overlaid `/dev` (e.g. `sev-guest`, `cpu/0/msr`), each as an
     /// empty regular file of mode 0600 that a FUSE file system is then mounted on.
     pub dev_files: Vec<PathBuf>,
+    /// Directories to create in the overlaid `/dev` (private scratch space: files only
+    /// the namespace sees, gone with it).
+    pub private_dirs: Vec<PathBuf>,
     /// Read-only overlays: the overlaid directory (e.g. `/sys/kernel`) and what its extra
     /// layer adds (e.g. `config/tsm`).
     pub overlays: Vec<(PathBuf, Vec<Graft>)>,
     /// Contents for a private `/etc/hosts`.
     pub hosts: Option<String>,
+    /// A private network namespace too (only loopback, brought up): listeners on
+    /// 127.0.0.1:443/444 are then the front end's own, invisible to and not clashing with
+    /// the rest of the machine (or another `softsev exec`).
+    pub private_net: bool,
 }
 
 /// The private mount namespace of this process, once entered.
@@ -136,7 +143,14 @@ impl PrivateWorld {
         if threads > 1 {
             return Err(NsError::Threads(threads));
         }
-        unshare(CloneFlags::CLONE_NEWNS).map_err(sys("unshare(CLONE_NEWNS)"))?;
+        let mut flags = CloneFlags::CLONE_NEWNS;
+        if spec.private_net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        unshare(flags).map_err(sys("unshare(CLONE_NEWNS)"))?;
+        if spec.private_net {
+            loopback_up()?;
+        }
         mount(
             None::<&str>,
             "/",
@@ -245,8 +259,8 @@ fn submounts(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn build(spec: &WorldSpec, stage: &Stage) -> Result<(), NsError> {
-    if !spec.dev_files.is_empty() {
-        overlay_dev(&spec.dev_files, stage)?;
+    if !spec.dev_files.is_empty() || !spec.private_dirs.is_empty() {
+        overlay_dev(&spec.dev_files, &spec.private_dirs, stage)?;
     }
     for (i, (target, grafts)) in spec.overlays.iter().enumerate() {
         let layer = stage.path(&format!("layer{i}"));
@@ -329,7 +343,7 @@ fn overlay_keeping_submounts(
     Ok(())
 }
 
-fn overlay_dev(files: &[PathBuf], stage: &Stage) -> Result<(), NsError> {
+fn overlay_dev(files: &[PathBuf], dirs: &[PathBuf], stage: &Stage) -> Result<(), NsError> {
     let dev = Path::new("/dev");
     let (up, work, keep) = (stage.path("up"), stage.path("work"), stage.path("keep"));
     for d in [&up, &work, &keep] {
@@ -341,6 +355,13 @@ fn overlay_dev(files: &[PathBuf], stage: &Stage) -> Result<(), NsError> {
         work.display()
     );
     overlay_keeping_submounts(dev, &keep, "softsev-dev", MsFlags::MS_NOSUID, &opts)?;
+    for d in dirs {
+        relative_under(d)?;
+        if !d.starts_with(dev) {
+            return Err(NsError::BadPath(d.clone(), "not under /dev"));
+        }
+        fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+    }
     for f in files {
         relative_under(f)?;
         if !f.starts_with(dev) {
@@ -353,6 +374,41 @@ fn overlay_dev(files: &[PathBuf], stage: &Stage) -> Result<(), NsError> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(f, fs::Permissions::from_mode(0o600))
             .map_err(io(format!("chmod {}", f.display())))?;
+    }
+    Ok(())
+}
+
+/// Bring up `lo` in a fresh network namespace (it starts down): `SIOCGIFFLAGS`, set
+/// `IFF_UP`, `SIOCSIFFLAGS` on a datagram socket (netdevice(7)).
+#[allow(unsafe_code)]
+pub fn loopback_up() -> Result<(), NsError> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket(AF_INET, SOCK_DGRAM)"))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into
+    // `req.ifr_ifru`; `req` is a valid, exclusively borrowed ifreq for the whole call and
+    // the socket fd is open.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    if rc != 0 {
+        return Err(sys("SIOCGIFFLAGS lo")(nix::errno::Errno::last()));
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds the flags (ifru_flags); reading and
+    // writing that member of plain-old-data is sound.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    if rc != 0 {
+        return Err(sys("SIOCSIFFLAGS lo up")(nix::errno::Errno::last()));
     }
     Ok(())
 }

@@ -238,7 +238,7 @@ fn serves_ioctls_files_and_dirs_in_a_private_world_and_leaves_nothing_outside() 
     }
     let before = outside_view();
     let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
+        .args(["--mount", "--net", "--propagation", "private", "--"])
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -275,8 +275,15 @@ fn child() {
             ],
         )],
         hosts: Some("127.0.0.1 localhost\n127.0.0.1 kdsintf.amd.com\n".into()),
+        private_net: false,
+        private_dirs: vec![PathBuf::from("/dev/softsev-scratch")],
     };
     let world = PrivateWorld::furnish_current(&spec).expect("furnishing the world");
+    // A private network namespace: loopback comes up, and port 443 is ours alone.
+    softsev_os::ns::loopback_up().expect("bringing up lo");
+    let l = std::net::TcpListener::bind("127.0.0.1:443").expect("binding 127.0.0.1:443");
+    std::net::TcpStream::connect(l.local_addr().unwrap()).expect("connecting over lo");
+    assert!(Path::new("/dev/softsev-scratch").is_dir());
     assert_eq!(world.dev_files(), [PathBuf::from("/dev/softsev-test")]);
     assert_eq!(
         std::fs::read_to_string("/sys/kernel/softsev-note").unwrap(),

@@ -59,7 +59,7 @@ pub use platform::{
     AsidClass, AsidCounts, AsidRange, KVM_SNP_POLICY_MASK, ModuleParams, SNP_POLICY_RSVD_MBO,
     SoftHost,
 };
-pub use sev_dev::{SevUserGetId2, SevUserPdhCertExport};
+pub use sev_dev::{SevUserGetId2, SevUserPdhCertExport, SevUserPekCsr};
 pub use soft_platform::{
     HypervisorKind, PlatformError, SoftPlatform, SoftPlatformBuilder, SoftPlatformExt, hypervisor,
 };

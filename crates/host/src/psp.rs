@@ -603,6 +603,22 @@ impl PspDriver {
         Ok(())
     }
 
+    /// `__sev_platform_shutdown_locked`: SHUTDOWN if the driver has initialised the
+    /// legacy platform, then its flag back to UNINIT (the TMR and the INIT_EX buffer
+    /// stay allocated for the next INIT, as in sev-dev.c). The error carries the
+    /// firmware status.
+    pub(crate) fn sev_platform_shutdown(&self) -> KvmResult {
+        let mut st = self.sev.lock();
+        if !st.initialised {
+            return Ok(());
+        }
+        self.raw(FwCmd::SHUTDOWN)
+            .map_err(|s| KvmError::fw(s, "SEV SHUTDOWN"))?;
+        st.initialised = false;
+        tracing::info!("SEV firmware shut down");
+        Ok(())
+    }
+
     /// Whether `sev_platform_init` has run (the ccp's own UNINIT/INIT flag).
     pub(crate) fn sev_initialised(&self) -> bool {
         self.sev.lock().initialised

@@ -14,6 +14,8 @@
 //! * [`sev_plan`]: the launch plan of a `sev-guest` (SEV / SEV-ES): KVM init, LAUNCH_START,
 //!   LAUNCH_UPDATE_DATA ranges, SEV-ES VMSAs, the secret area, the expected LD.
 //! * [`bootgen`]: the generated kernel, initrd and command line of a default run.
+//! * [`service`]: a booted SNP guest serving guest-message requests in-process (the
+//!   guest behind `softsev exec`'s `/dev/sev-guest` and configfs-tsm).
 //! * [`qmp`]: the QMP monitor as QEMU speaks it (`-qmp`, `-S`), for SEV / SEV-ES
 //!   guests, over a host-independent [`qmp::QmpGuest`].
 
@@ -30,6 +32,7 @@ pub mod outputs;
 pub mod plan;
 pub mod qmp;
 pub mod run;
+pub mod service;
 pub mod sev_plan;
 pub mod sev_run;
 

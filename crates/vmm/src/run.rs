@@ -186,11 +186,11 @@ impl From<PlatformError> for RunError {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn kvm(step: impl Into<String>) -> impl FnOnce(KvmError) -> RunError {
+pub(crate) fn kvm(step: impl Into<String>) -> impl FnOnce(KvmError) -> RunError {
     let step = step.into();
     move |err| RunError::Kvm { step, err }
 }
@@ -204,15 +204,15 @@ struct Slot {
 }
 
 /// QEMU's side of one VM: the VM, the VMM's memory and the memslots it set up.
-struct Vmm {
-    vm: Arc<dyn Vm>,
-    mem: Arc<dyn VmmMemory>,
+pub(crate) struct Vmm {
+    pub(crate) vm: Arc<dyn Vm>,
+    pub(crate) mem: Arc<dyn VmmMemory>,
     slots: Vec<Slot>,
 }
 
 impl Vmm {
     /// The VMM address backing `gpa`.
-    fn hva(&self, gpa: Gpa) -> Option<Hva> {
+    pub(crate) fn hva(&self, gpa: Gpa) -> Option<Hva> {
         self.slots
             .iter()
             .find(|s| gpa.0 >= s.gpa.0 && gpa.0 < s.gpa.0 + s.size)
@@ -221,7 +221,7 @@ impl Vmm {
 
     /// KVM_CREATE_VM(SNP) and INIT2, the certificate exit, the MAP_GPA_RANGE exit and a
     /// guest_memfd memslot per planned region: the launcher in its `Created` state.
-    fn create(
+    pub(crate) fn create(
         hv: &dyn Hypervisor,
         plan: &LaunchPlan,
     ) -> Result<(Vmm, SnpLauncher<Created>), RunError> {
@@ -278,7 +278,7 @@ impl Vmm {
 
     /// The launch proper: SNP_LAUNCH_START, the vCPUs with their VMSAs, every planned
     /// range, SNP_LAUNCH_FINISH.
-    fn launch(
+    pub(crate) fn launch(
         &self,
         launcher: SnpLauncher<Created>,
         plan: &LaunchPlan,
@@ -358,7 +358,7 @@ impl Vmm {
     /// QEMU's `kvm_handle_hc_map_gpa_range`: convert `npages` pages at `gpa` (private
     /// pages prepared at once); 0, or EINVAL for a range outside the memslots or a
     /// failed conversion.
-    fn map_gpa_range(&self, gpa: u64, npages: u64, attrs: u64) -> u64 {
+    pub(crate) fn map_gpa_range(&self, gpa: u64, npages: u64, attrs: u64) -> u64 {
         let einval = Errno::EINVAL.0 as u64;
         let Some(size) = npages.checked_mul(PAGE_SIZE_4K) else {
             return einval;
@@ -400,7 +400,7 @@ impl Vmm {
 
 /// Memory of the platform for `plan`: the guest's RAM and regions plus 1 GiB for the
 /// host's own pages, in whole 2 MiB.
-fn platform_mem(plan: &LaunchPlan) -> u64 {
+pub(crate) fn platform_mem(plan: &LaunchPlan) -> u64 {
     let top = plan
         .memory
         .regions
@@ -641,7 +641,7 @@ fn run_loop(vmm: &Vmm, vcpu: &mut dyn Vcpu, certs: &[u8]) -> Result<(), RunError
 }
 
 /// What OVMF and Linux would know at boot, from the plan.
-fn boot_config(plan: &LaunchPlan, opts: &RunOptions) -> Result<BootConfig, RunError> {
+pub(crate) fn boot_config(plan: &LaunchPlan, opts: &RunOptions) -> Result<BootConfig, RunError> {
     let section = |kind: SectionType| {
         plan.updates.iter().find(|u| {
             matches!(u.source, crate::plan::UpdateSource::Metadata { kind: k, .. } if k == kind)

@@ -41,6 +41,11 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
     Sev(cmd::sev::Args),
+    /// Run an unmodified tool (snpguest, snphost, sevctl, …) against softsev: serves
+    /// /dev/sev-guest, configfs-tsm, /dev/sev and AMD's KDS in a private namespace (root).
+    Exec(Box<cmd::exec::Args>),
+    /// Serve the same front ends until interrupted; tools enter with nsenter (root).
+    Serve(Box<cmd::exec::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(*a),
         Command::Sev(a) => cmd::sev::run(a),
+        Command::Exec(a) => cmd::exec::run(*a),
+        Command::Serve(a) => cmd::exec::serve_cmd(*a),
     };
     match result {
         Ok(code) => code,

@@ -52,7 +52,7 @@ pub type IoctlDecoder = fn(
 pub struct ServeOptions {
     /// The source name shown in `/proc/mounts` and in logged events (`softsev-<name>`).
     pub name: String,
-    /// Where events go (`softsev exec --log`), if anywhere.
+    /// Where events go (`softsev exec --events`), if anywhere.
     pub log: Option<Arc<dyn EventLog>>,
     /// Decoder of ioctl structures for the log.
     pub decoder: Option<IoctlDecoder>,

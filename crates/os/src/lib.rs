@@ -5,7 +5,7 @@
 //!   restricted ioctls included, with an optional event log;
 //! - [`memory`]: the caller's buffers through `process_vm_readv` / `process_vm_writev`;
 //! - [`ns`]: the private mount namespace (overlaid `/dev`, sysfs grafts, `/etc/hosts`);
-//! - [`log`]: the JSON-lines event log of `softsev exec --log`;
+//! - [`log`]: the JSON-lines event log of `softsev exec --events`;
 //! - [`cpuid`]: the CPUID table handed to the preloaded `softsev-cpuid` library;
 //! - [`elf`]: whether a program is dynamically linked (the preload reaches only those).
 //!

@@ -1,4 +1,4 @@
-//! The `--log FILE` of `softsev exec`: one JSON object per line for every operation on a
+//! The `--events FILE` of `softsev exec` (the spec's `--log FILE`): one JSON object per line for every operation on a
 //! served file and every KDS request, in the order they were answered:
 //! `{"seq":N,"source":"/dev/sev-guest","op":"ioctl","path":"","pid":…,"uid":…,"gid":…,
 //! "fields":{"cmd":"0xc0205302",…},"result":-5}`. Numbers stay numbers and bytes are

@@ -46,6 +46,8 @@ enum Command {
     Exec(Box<cmd::exec::Args>),
     /// Serve the same front ends until interrupted; tools enter with nsenter (root).
     Serve(Box<cmd::exec::ServeArgs>),
+    /// Serve AMD's KDS (VCEK, cert_chain, CRL, VLEK, CEK) for a seeded chip on loopback.
+    Kds(cmd::kds::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Sev(a) => cmd::sev::run(a),
         Command::Exec(a) => cmd::exec::run(*a),
         Command::Serve(a) => cmd::exec::serve_cmd(*a),
+        Command::Kds(a) => cmd::kds::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub(crate) mod exec;
 pub(crate) mod id_block;
+pub(crate) mod kds;
 pub(crate) mod measure;
 pub(crate) mod report;
 pub(crate) mod run;

@@ -3,6 +3,7 @@
 
 mod exec_cli;
 mod id_block_cli;
+mod kds_cli;
 mod measure_cli;
 mod measure_interop;
 mod run_cli;

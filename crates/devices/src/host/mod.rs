@@ -14,4 +14,4 @@ mod sev;
 
 pub use msr::{HostMsrs, MSR_AMD64_RMP_BASE, MSR_AMD64_RMP_END, MSR_AMD64_SYSCFG};
 pub use params::ModuleParams;
-pub use sev::{SEV_ISSUE_CMD, SEV_MAX, SevDevice, SevIoctlCmd, SevIssueCmd};
+pub use sev::{SEV_ISSUE_CMD, SEV_MAX, SevDevice, SevEvent, SevIoctlCmd, SevIssueCmd, SevObserver};

@@ -137,15 +137,46 @@ softsev_abi::assert_layout!(
     cert_chain_len = 20
 );
 
+/// One `SEV_ISSUE_CMD` as the device answered it (for an event log).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SevEvent {
+    /// The caller's thread id.
+    pub pid: u32,
+    /// `cmd` (see [`SevIoctlCmd`]).
+    pub cmd: u32,
+    /// Its name, when it has one.
+    pub name: Option<&'static str>,
+    /// `data` (the user address of the command's structure).
+    pub data: u64,
+    /// Whether the file was opened for writing.
+    pub writable: bool,
+    /// The ioctl's return value (0 or −errno).
+    pub result: i32,
+    /// `error` as copied back (`None` when the structure was not copied back).
+    pub error: Option<u32>,
+}
+
+/// Called after each `SEV_ISSUE_CMD`.
+pub type SevObserver = Arc<dyn Fn(&SevEvent) + Send + Sync>;
+
 /// `/dev/sev` over one host. Mounted directly on the file (the root is the device;
 /// mode 0600 as devtmpfs creates the misc device). The open mode travels in the file
 /// handle: bit 0 read, bit 1 write.
-#[derive(Debug)]
 pub struct SevDevice {
     host: Arc<SoftHost>,
     /// `sev_cmd_mutex`: one command at a time.
     lock: parking_lot::Mutex<()>,
     next_fh: AtomicU64,
+    observer: Option<SevObserver>,
+}
+
+impl std::fmt::Debug for SevDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SevDevice")
+            .field("host", &self.host)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 const FH_READ: u64 = 1;
@@ -159,7 +190,14 @@ impl SevDevice {
             host,
             lock: parking_lot::Mutex::new(()),
             next_fh: AtomicU64::new(1),
+            observer: None,
         }
+    }
+
+    /// Report every `SEV_ISSUE_CMD` to `observer` (after it is answered).
+    pub fn with_observer(mut self, observer: SevObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The host behind the device.
@@ -504,7 +542,7 @@ impl VirtualFs for SevDevice {
         _arg: u64,
         input: &[u8],
         _out_size: u32,
-        _caller: &Caller,
+        caller: &Caller,
         mem: &dyn CallerMemory,
     ) -> IoctlReply {
         if !path.is_empty() {
@@ -513,6 +551,23 @@ impl VirtualFs for SevDevice {
         if cmd != SEV_ISSUE_CMD {
             return IoctlReply::err(Errno::EINVAL);
         }
-        self.issue(input, fh & FH_WRITE != 0, mem)
+        let writable = fh & FH_WRITE != 0;
+        let reply = self.issue(input, writable, mem);
+        if let Some(o) = &self.observer {
+            let c = SevIssueCmd::read_from_prefix(input)
+                .map(|(c, _)| c)
+                .unwrap_or_default();
+            let back = SevIssueCmd::read_from_bytes(&reply.out).ok();
+            o(&SevEvent {
+                pid: caller.pid,
+                cmd: c.cmd,
+                name: SevIoctlCmd(c.cmd).name(),
+                data: c.data,
+                writable,
+                result: reply.result,
+                error: back.map(|b| b.error),
+            });
+        }
+        reply
     }
 }

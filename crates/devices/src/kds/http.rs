@@ -9,6 +9,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// The longest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// The longest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
 
 /// What was asked, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +18,12 @@ pub(crate) struct Request {
     pub(crate) method: String,
     pub(crate) target: String,
     pub(crate) host: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Read one request head from `r`. `Ok(Err(response))` for a malformed request.
 pub(crate) fn read_request<R: Read>(r: R) -> io::Result<Result<Request, KdsResponse>> {
-    let mut r = BufReader::new(r.take(MAX_HEAD as u64 + 1));
+    let mut r = BufReader::new(r.take((MAX_HEAD + MAX_BODY) as u64 + 1));
     let mut line = String::new();
     let mut total = 0usize;
     let mut next = |line: &mut String| -> io::Result<bool> {
@@ -43,6 +46,7 @@ pub(crate) fn read_request<R: Read>(r: R) -> io::Result<Result<Request, KdsRespo
     }
     let (method, target) = (method.to_string(), target.to_string());
     let mut host = None;
+    let mut length = 0usize;
     loop {
         if !next(&mut line)? {
             return Ok(Err(KdsResponse::error(
@@ -60,16 +64,23 @@ pub(crate) fn read_request<R: Read>(r: R) -> io::Result<Result<Request, KdsRespo
         let value = value.trim();
         if name.eq_ignore_ascii_case("host") {
             host = Some(value.to_string());
-        } else if (name.eq_ignore_ascii_case("content-length") && value != "0")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-        {
-            return Ok(Err(KdsResponse::error(400, "no request body is accepted")));
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match value.parse::<usize>() {
+                Ok(n) if n <= MAX_BODY => length = n,
+                Ok(_) => return Ok(Err(KdsResponse::error(413, "request body too large"))),
+                Err(_) => return Ok(Err(KdsResponse::error(400, "bad Content-Length"))),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Ok(Err(KdsResponse::error(400, "only Content-Length bodies")));
         }
     }
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body)?;
     Ok(Ok(Request {
         method,
         target,
         host,
+        body,
     }))
 }
 
@@ -77,7 +88,8 @@ pub(crate) fn read_request<R: Read>(r: R) -> io::Result<Result<Request, KdsRespo
 pub(crate) fn answer(kds: &Kds, req: &Request) -> KdsResponse {
     match req.method.as_str() {
         "GET" | "HEAD" => kds.get(&req.target),
-        _ => KdsResponse::error(405, "only GET and HEAD"),
+        "POST" => kds.post(&req.target, &req.body),
+        _ => KdsResponse::error(405, "only GET, HEAD and POST"),
     }
 }
 
@@ -95,7 +107,7 @@ pub(crate) fn write_response<W: Write>(
         resp.body.len()
     );
     if resp.status == 405 {
-        out.push_str("Allow: GET, HEAD\r\n");
+        out.push_str("Allow: GET, HEAD, POST\r\n");
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();

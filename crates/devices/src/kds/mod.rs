@@ -9,7 +9,7 @@
 //! | `/vcek/v1/{product}/crl`, `/vlek/v1/{product}/crl` | DER CRL signed by the ARK |
 //! | `/vcek/v1/{product}/{hwid}?[fmcSPL=F&]blSPL=B&teeSPL=T&snpSPL=S&ucodeSPL=U` | DER VCEK for that TCB |
 //! | `/vlek/v1/{product}/cert?…same TCB parameters…` | DER certificate of the loaded VLEK, if its TCB matches |
-//! | `/vlek/v1/{product}/hash_sticks[?TCB]` | a wrapped VLEK (`vlek_wrapped_t`, 432 bytes) for this chip at that TCB (default: the REPORTED_TCB) |
+//! | `POST /vlek/v1/{product}/hash_sticks?TCB` with `{"hwids":["<GET_ID hex>", …]}` | `{"results":[{"<hwid>":"<hex of a wrapped VLEK>"}, …]}`: a `vlek_wrapped_t` (432 bytes) for this chip at that TCB, `"not found"` for another hwid (snphost `src/cert/fetch/hashsticks.rs`) |
 //! | `/cek/id/{GET_ID hex}` | the ASK-signed CEK (0x824 bytes) |
 //!
 //! `{product}` is the KDS name (`Milan`, `Genoa`, `Turin`) of this chip's product;
@@ -20,6 +20,12 @@
 //! for released TCB levels, and the model's newest release is the installed one).
 //! Hex in paths is compared without regard to case (snpguest and go-sev-guest send
 //! lowercase hwids, sevctl an upper-case CEK id).
+//!
+//! A VCEK hwid is accepted as the report's CHIP_ID (snpguest, go-sev-guest) or as the
+//! GET_ID value (snphost builds `show vcek-url` / `fetch vek` from SEV_GET_ID2,
+//! frontends.md §3.2): on hardware these are the same 64 bytes, in the model's chip
+//! identity they differ (GET_ID is the legacy secp256k1 identity), so the KDS knows
+//! the chip under both names.
 
 mod http;
 mod server;
@@ -134,10 +140,26 @@ impl Kds {
                     (_, ["cert_chain"]) => self.cert_chain(tree == &"vlek"),
                     (_, ["crl"]) => self.crl(tree == &"vlek"),
                     ("vlek", ["cert"]) => self.vlek_cert(query),
-                    ("vlek", ["hash_sticks"]) => self.hash_sticks(query),
+                    ("vlek", ["hash_sticks"]) => KdsResponse::error(405, "hash_sticks is POST"),
                     ("vcek", [hwid]) => self.vcek(hwid, query),
                     _ => KdsResponse::error(404, "no such resource"),
                 }
+            }
+            _ => KdsResponse::error(404, "no such resource"),
+        }
+    }
+
+    /// Answer `POST target` with `body`.
+    pub fn post(&self, target: &str, body: &[u8]) -> KdsResponse {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match parts.as_slice() {
+            ["vlek", "v1", product, "hash_sticks"] if *product == self.product().name() => {
+                self.hash_sticks(query, body)
+            }
+            // A resource that exists for GET refuses other methods.
+            _ if self.get(target).status != 404 => {
+                KdsResponse::error(405, "this resource is GET only")
             }
             _ => KdsResponse::error(404, "no such resource"),
         }
@@ -171,7 +193,7 @@ impl Kds {
 
     fn vcek(&self, hwid: &str, query: &str) -> KdsResponse {
         let chip = self.fw.chip();
-        if !hwid.eq_ignore_ascii_case(&chip.kds_hwid()) {
+        if !self.is_this_chip(hwid) {
             return KdsResponse::error(404, "unknown hwid");
         }
         let tcb = match self.query_tcb(query) {
@@ -200,27 +222,56 @@ impl Kds {
         }
     }
 
-    fn hash_sticks(&self, query: &str) -> KdsResponse {
+    /// Whether `hwid` names this chip: its CHIP_ID or its GET_ID value (the
+    /// product's significant bytes), in either case.
+    fn is_this_chip(&self, hwid: &str) -> bool {
+        let chip = self.fw.chip();
+        let n = self.product().chip_id_len();
+        let get_id = chip.sev_get_id();
+        hwid.eq_ignore_ascii_case(&chip.kds_hwid())
+            || hwid.eq_ignore_ascii_case(&hex::encode(&get_id[..n.min(64)]))
+            || hwid.eq_ignore_ascii_case(&hex::encode(get_id))
+    }
+
+    fn hash_sticks(&self, query: &str, body: &[u8]) -> KdsResponse {
+        #[derive(serde::Deserialize)]
+        struct Req {
+            hwids: Vec<String>,
+        }
+        let req: Req = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return KdsResponse::error(400, &format!("request body: {e}")),
+        };
         let tcb = match self.query_tcb(query) {
             Ok(Some(t)) => t,
-            Ok(None) => self.fw.reported_tcb(),
+            Ok(None) => return KdsResponse::error(400, "missing TCB parameters"),
             Err(r) => return r,
         };
         if let Err(r) = self.released(&tcb) {
             return r;
         }
-        let mut rng = self.rng.lock();
-        match self
-            .fw
-            .chip()
-            .provision_vlek_blob(&mut rng, &tcb, KDS_CSP_ID)
-        {
-            Ok((blob, _cert)) => {
-                use zerocopy::IntoBytes;
-                KdsResponse::ok(BIN, blob.as_bytes().to_vec())
-            }
-            Err(e) => KdsResponse::error(404, &e.to_string()),
+        let mut results = serde_json::Map::new();
+        for hwid in req.hwids {
+            let v = if self.is_this_chip(&hwid) {
+                let mut rng = self.rng.lock();
+                match self
+                    .fw
+                    .chip()
+                    .provision_vlek_blob(&mut rng, &tcb, KDS_CSP_ID)
+                {
+                    Ok((blob, _cert)) => {
+                        use zerocopy::IntoBytes;
+                        hex::encode(blob.as_bytes())
+                    }
+                    Err(e) => return KdsResponse::error(404, &e.to_string()),
+                }
+            } else {
+                "not found".to_string()
+            };
+            results.insert(hwid, serde_json::Value::String(v));
         }
+        let out = serde_json::json!({ "results": [results] });
+        KdsResponse::ok("application/json", out.to_string().into_bytes())
     }
 
     fn cek(&self, id: &str) -> KdsResponse {

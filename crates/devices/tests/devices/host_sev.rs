@@ -40,7 +40,10 @@ struct Dev {
 
 impl Dev {
     fn new() -> Dev {
-        let dev = SevDevice::new(host());
+        Dev::with(SevDevice::new(host()))
+    }
+
+    fn with(dev: SevDevice) -> Dev {
         let ro = dev
             .open(
                 "",
@@ -446,4 +449,31 @@ fn snp_commands_need_snp_initialised() {
         let error = { SevIssueCmd::read_from_bytes(&r.out).unwrap().error };
         assert_eq!(error, UNTOUCHED);
     }
+}
+
+#[test]
+fn observer_sees_each_command_with_its_outcome() {
+    use softsev_devices::host::SevEvent;
+    let log: Arc<std::sync::Mutex<Vec<SevEvent>>> = Arc::default();
+    let l = log.clone();
+    let d = Dev::with(
+        SevDevice::new(host()).with_observer(Arc::new(move |e: &SevEvent| {
+            l.lock().unwrap().push(e.clone())
+        })),
+    );
+    let data = d.put(0x100, &user_buf(0, 0));
+    d.issue(d.ro, SevIoctlCmd::SEV_GET_ID2, data);
+    d.issue(d.ro, SevIoctlCmd::SEV_PEK_GEN, 0);
+    d.issue(d.ro, SevIoctlCmd(13), 0);
+    let log = log.lock().unwrap();
+    let seen: Vec<_> = log.iter().map(|e| (e.name, e.result, e.error)).collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("SEV_GET_ID2"), -5, Some(4)),
+            (Some("SEV_PEK_GEN"), -1, Some(UNTOUCHED)),
+            (None, -22, None),
+        ]
+    );
+    assert!(log.iter().all(|e| e.pid == ROOT.pid && !e.writable));
 }

@@ -7,6 +7,7 @@ use softsev_firmware::Firmware;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
+use zerocopy::FromBytes;
 
 fn firmware(product: Product) -> Arc<Firmware> {
     Firmware::builder(product)
@@ -17,12 +18,24 @@ fn firmware(product: Product) -> Arc<Firmware> {
 }
 
 /// One HTTP/1.1 exchange on `s`: (status, body).
-fn exchange<S: Read + Write>(mut s: S, method: &str, target: &str, host: &str) -> (u16, Vec<u8>) {
+fn exchange<S: Read + Write>(s: S, method: &str, target: &str, host: &str) -> (u16, Vec<u8>) {
+    exchange_body(s, method, target, host, b"")
+}
+
+fn exchange_body<S: Read + Write>(
+    mut s: S,
+    method: &str,
+    target: &str,
+    host: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     write!(
         s,
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
+    s.write_all(body).unwrap();
     s.flush().unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
@@ -116,6 +129,7 @@ fn http_serves_amds_url_scheme_from_the_chip() {
     // A lower TCB is a released level too; a higher one or another hwid is 404.
     let mut lower = tcb;
     lower.snp = lower.snp.saturating_sub(1);
+    assert_ne!(lower, tcb, "the model's reported SNP SVN is above 0");
     assert_eq!(http_get(a, &vcek_target(&fw, &lower)).0, 200);
     let mut higher = tcb;
     higher.snp = higher.snp.wrapping_add(1);
@@ -153,13 +167,40 @@ fn http_serves_amds_url_scheme_from_the_chip() {
     assert_eq!(cek.len(), 0x824);
     assert_eq!(http_get(a, &format!("/cek/id/{}", "00".repeat(64))).0, 404);
 
-    // Hash sticks: a VLEK blob for this chip that SNP_VLEK_LOAD-style loading accepts.
-    let (st, blob) = http_get(a, "/vlek/v1/Milan/hash_sticks");
-    assert_eq!((st, blob.len()), (200, 432));
-    // No VLEK loaded yet: the VLEK certificate is 404.
-    let vt = vcek_target(&fw, &tcb);
-    let q = vt.split('?').nth(1).unwrap();
-    assert_eq!(http_get(a, &format!("/vlek/v1/Milan/cert?{q}")).0, 404);
+    // The GET_ID value names the chip too (snphost's VCEK URL).
+    let by_id = t.replace(&fw.chip().kds_hwid(), &hex::encode(fw.chip().sev_get_id()));
+    assert_eq!(http_get(a, &by_id), (200, want.clone()));
+
+    // Hash sticks (POST, snphost's JSON): a wrapped VLEK this chip loads.
+    let q = t.split('?').nth(1).unwrap();
+    let hs = format!("/vlek/v1/Milan/hash_sticks?{q}");
+    let id = hex::encode_upper(fw.chip().sev_get_id());
+    let req = format!(r#"{{"hwids":["{id}","{}"]}}"#, "AB".repeat(64));
+    let s = TcpStream::connect(a).unwrap();
+    let (st, body) = exchange_body(s, "POST", &hs, "kdsintf.amd.com:444", req.as_bytes());
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let blob = hex::decode(v["results"][0][&id].as_str().unwrap()).unwrap();
+    assert_eq!(blob.len(), 432);
+    assert_eq!(v["results"][0]["AB".repeat(64)], "not found");
+    let blob = softsev_abi::fw_buf::VlekWrapped::read_from_bytes(&blob).unwrap();
+    fw.chip()
+        .load_vlek_blob(&blob, &tcb)
+        .expect("the chip accepts the hash stick");
+    // Now the VLEK certificate is served at its TCB.
+    let (st, vlek) = http_get(a, &format!("/vlek/v1/Milan/cert?{q}"));
+    assert_eq!(
+        (st, vlek.as_slice()),
+        (200, fw.chip().vlek().unwrap().cert_der())
+    );
+    assert_eq!(http_get(a, &hs).0, 405, "hash_sticks is POST");
+    let s = TcpStream::connect(a).unwrap();
+    assert_eq!(exchange_body(s, "POST", &hs, "x", b"not json").0, 400);
+
+    // The VLEK certificate at another TCB: 404.
+    let lq = vcek_target(&fw, &lower);
+    let lq = lq.split('?').nth(1).unwrap();
+    assert_eq!(http_get(a, &format!("/vlek/v1/Milan/cert?{lq}")).0, 404);
 
     // Methods other than GET/HEAD: 405; HEAD has no body; garbage is 400.
     let s = TcpStream::connect(a).unwrap();
@@ -307,5 +348,63 @@ fn https_with_a_per_run_ca_for_amds_host_names() {
     .unwrap();
     assert_eq!(std::fs::read_to_string(&p2).unwrap(), pem);
     srv2.shutdown();
+    srv.shutdown();
+}
+
+/// curl (libcurl + OpenSSL, what snphost links) fetches over HTTPS under AMD's name
+/// with the run's CA, and fails certificate verification without it.
+#[test]
+fn curl_fetches_over_https_with_the_run_ca() {
+    let Some(curl) = softsev_testkit::tool("curl") else {
+        return;
+    };
+    let fw = firmware(Product::Milan);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let srv = KdsServer::start(
+        Arc::new(Kds::new(fw.clone(), None)),
+        KdsServerConfig {
+            https: vec!["127.0.0.1:0".parse().unwrap()],
+            ca_pem_path: Some(ca.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let port = srv.https_addrs()[0].port();
+    let url = format!("https://kdsintf.amd.com:{port}/vcek/v1/Milan/crl");
+    let resolve = format!("kdsintf.amd.com:{port}:127.0.0.1");
+    let out = dir.path().join("crl.der");
+    let o = std::process::Command::new(&curl)
+        .args(["-sS", "--fail", "--resolve", &resolve, "--cacert"])
+        .arg(&ca)
+        .arg("-o")
+        .arg(&out)
+        .arg(&url)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        fw.chip().root().vcek_crl_der()
+    );
+    // Without the CA: certificate verification fails (curl exit 60).
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    let o = std::process::Command::new(&curl)
+        .args([
+            "-sS",
+            "--resolve",
+            &resolve,
+            "--capath",
+            "/nonexistent",
+            "--cacert",
+        ])
+        .arg(&empty)
+        .arg(&url)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
     srv.shutdown();
 }

@@ -562,28 +562,23 @@ impl GuestService {
             }
             Ok(Err(e)) => {
                 let cause = e.root().to_string();
+                // The host stopped the vCPU: its account is the better one.
+                let host_stopped = matches!(
+                    e.root(),
+                    GuestError::Fault {
+                        fault: GuestFault::Stopped,
+                        ..
+                    }
+                );
                 let fault = svc.stop();
-                Err(match e {
-                    GuestError::Terminated { set, code, .. } => RunError::Terminated {
+                Err(match (e, fault) {
+                    (GuestError::Terminated { set, code, .. }, _) => RunError::Terminated {
                         set: u64::from(set),
                         code: u64::from(code),
                         cause: Some(cause),
                     },
-                    e if fault.is_some()
-                        && matches!(
-                            e.root(),
-                            GuestError::Fault {
-                                fault: GuestFault::Stopped,
-                                ..
-                            }
-                        ) =>
-                    {
-                        RunError::Exit {
-                            vcpu: 0,
-                            exit: fault.unwrap_or_default(),
-                        }
-                    }
-                    e => RunError::Guest(e),
+                    (_, Some(exit)) if host_stopped => RunError::Exit { vcpu: 0, exit },
+                    (e, _) => RunError::Guest(e),
                 })
             }
             Err(_) => {
@@ -991,6 +986,33 @@ mod tests {
         assert!(matches!(e, GuestRequestError::Stopped(_)), "{e}");
         assert!(svc.stopped().is_some());
         svc.shutdown();
+    }
+
+    #[test]
+    fn without_certificates_extended_requests_get_an_empty_buffer() {
+        let svc = GuestService::boot(&GuestServiceConfig {
+            certs: false,
+            ..seeded("service-nocerts")
+        })
+        .unwrap();
+        assert!(svc.cert_table().is_empty());
+        let r = svc
+            .request(GuestRequest::ext_report(&[4; 64], 0, 0))
+            .unwrap();
+        assert_eq!(report_of(&r).report_data, [4; 64]);
+        assert!(r.certs.is_empty());
+        let r = svc
+            .request(GuestRequest::ext_report(&[5; 64], 0, 4))
+            .unwrap();
+        assert_eq!(r.certs.len(), 4 * 4096);
+        assert!(r.certs.iter().all(|&b| b == 0));
+        let e = svc
+            .request(GuestRequest::ext_report(&[5; 64], 0, MAX_CERT_PAGES + 1))
+            .unwrap_err();
+        assert!(matches!(e, GuestRequestError::Invalid(_)), "{e}");
+        assert_eq!(e.errno(), 22);
+        // An invalid request is refused before anything is sent: the VMPCK lives on.
+        assert!(svc.request(GuestRequest::report(&[6; 64], 0)).is_ok());
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub mod sev_guest;
 pub mod tsm;
 
 pub use platform::{GuestMsrs, PlatformDir};
-pub use sev_guest::SevGuestDevice;
+pub use sev_guest::{EventSink, SevGuestDevice};
 pub use tsm::TsmReports;

@@ -17,6 +17,10 @@ use softsev_vmm::service::{
 };
 use std::sync::Arc;
 
+/// Where a device model sends its events (one JSON object per request, the decoded
+/// fields of what the caller asked and what it got), e.g. `softsev exec --log`.
+pub type EventSink = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
+
 /// `SNP_GET_REPORT = _IOWR('S', 0x0, struct snp_guest_request_ioctl)`.
 pub const SNP_GET_REPORT: u32 = 0xC020_5300;
 /// `SNP_GET_DERIVED_KEY = _IOWR('S', 0x1, ...)`.
@@ -97,18 +101,53 @@ impl GuestRequestIoctl {
     }
 }
 
+/// What one ioctl carried and produced, beyond the 32-byte structure (for the event
+/// log).
+#[derive(Debug, Default)]
+struct Trace {
+    vmpl: Option<u32>,
+    certs_address: Option<u64>,
+    certs_len: Option<u32>,
+    certs_len_out: Option<u32>,
+    status: Option<u32>,
+}
+
 /// The `/dev/sev-guest` model, mounted directly on the device file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SevGuestDevice {
     svc: Arc<GuestService>,
     mode: u16,
+    log: Option<EventSink>,
+}
+
+impl std::fmt::Debug for SevGuestDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SevGuestDevice")
+            .field("svc", &self.svc)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .field("log", &self.log.is_some())
+            .finish()
+    }
 }
 
 impl SevGuestDevice {
     /// The device of `svc`'s guest, mode 0600 (a misc device without a mode of its own,
     /// as devtmpfs creates it).
     pub fn new(svc: Arc<GuestService>) -> Self {
-        SevGuestDevice { svc, mode: 0o600 }
+        SevGuestDevice {
+            svc,
+            mode: 0o600,
+            log: None,
+        }
+    }
+
+    /// Send an event for every ioctl to `sink`: `{"dev": "sev-guest", "op": "ioctl",
+    /// "pid", "cmd", "name", "msg_version", "req_data", "resp_data", "result",
+    /// "exitinfo2"}` plus `vmpl`, `certs_address`, `certs_len` (in), `certs_len_out`
+    /// (written back) and the response `status` when the command got that far.
+    pub fn with_log(mut self, sink: EventSink) -> Self {
+        self.log = Some(sink);
+        self
     }
 
     /// The same with other permission bits (e.g. 0o666 to let non-root tools in).
@@ -130,26 +169,76 @@ impl SevGuestDevice {
         io: &mut GuestRequestIoctl,
         mem: &dyn CallerMemory,
     ) -> Result<(), Errno> {
+        self.guest_ioctl_traced(cmd, io, mem, &mut Trace::default())
+    }
+
+    fn guest_ioctl_traced(
+        &self,
+        cmd: u32,
+        io: &mut GuestRequestIoctl,
+        mem: &dyn CallerMemory,
+        t: &mut Trace,
+    ) -> Result<(), Errno> {
         io.exitinfo2 = EXITINFO2_NO_FW_CALL;
         if io.msg_version() == 0 {
             return Err(Errno::EINVAL);
         }
-        let r = match cmd {
-            SNP_GET_REPORT => self.get_report(io, mem),
-            SNP_GET_DERIVED_KEY => self.get_derived_key(io, mem),
-            SNP_GET_EXT_REPORT => self.get_ext_report(io, mem),
+        match cmd {
+            SNP_GET_REPORT => self.get_report(io, mem, t),
+            SNP_GET_DERIVED_KEY => self.get_derived_key(io, mem, t),
+            SNP_GET_EXT_REPORT => self.get_ext_report(io, mem, t),
             _ => Err(Errno::ENOTTY),
-        };
+        }
+    }
+
+    fn event(&self, caller: &Caller, cmd: u32, io: &GuestRequestIoctl, result: i32, t: &Trace) {
         tracing::debug!(
+            pid = caller.pid,
             cmd = format_args!("{cmd:#x}"),
             msg_version = io.msg_version(),
             req_data = format_args!("{:#x}", io.req_data),
             resp_data = format_args!("{:#x}", io.resp_data),
             exitinfo2 = format_args!("{:#x}", io.exitinfo2),
-            result = r.err().map_or(0, Errno::negated),
+            result,
             "sev-guest ioctl"
         );
-        r
+        let Some(sink) = &self.log else {
+            return;
+        };
+        let name = match cmd {
+            SNP_GET_REPORT => "SNP_GET_REPORT",
+            SNP_GET_DERIVED_KEY => "SNP_GET_DERIVED_KEY",
+            SNP_GET_EXT_REPORT => "SNP_GET_EXT_REPORT",
+            _ => "unknown",
+        };
+        let mut e = serde_json::json!({
+            "dev": "sev-guest",
+            "op": "ioctl",
+            "pid": caller.pid,
+            "uid": caller.uid,
+            "cmd": format!("{cmd:#x}"),
+            "name": name,
+            "msg_version": io.msg_version(),
+            "req_data": format!("{:#x}", io.req_data),
+            "resp_data": format!("{:#x}", io.resp_data),
+            "result": result,
+            "exitinfo2": format!("{:#x}", io.exitinfo2),
+        });
+        let fields = [
+            ("vmpl", t.vmpl.map(u64::from)),
+            ("certs_len", t.certs_len.map(u64::from)),
+            ("certs_len_out", t.certs_len_out.map(u64::from)),
+            ("status", t.status.map(u64::from)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                e[k] = v.into();
+            }
+        }
+        if let Some(a) = t.certs_address {
+            e["certs_address"] = format!("{a:#x}").into();
+        }
+        sink(&e);
     }
 
     /// Issue `req`; on failure record exitinfo2 and return the errno.
@@ -173,16 +262,23 @@ impl SevGuestDevice {
         }
     }
 
-    fn get_report(&self, io: &mut GuestRequestIoctl, mem: &dyn CallerMemory) -> Result<(), Errno> {
+    fn get_report(
+        &self,
+        io: &mut GuestRequestIoctl,
+        mem: &dyn CallerMemory,
+        t: &mut Trace,
+    ) -> Result<(), Errno> {
         if io.req_data == 0 || io.resp_data == 0 {
             return Err(Errno::EINVAL);
         }
         let mut req = [0u8; REPORT_REQ_SIZE];
         mem.read(io.req_data, &mut req)?;
+        t.vmpl = Some(u32_at(&req, 64));
         let msg_version = io.msg_version();
         let r = self
             .issue(io, GuestRequest::Report { msg_version, req })
             .map_err(|(e, _)| e)?;
+        t.status = Some(r.status());
         mem.write(io.resp_data, &padded(&r.payload, REPORT_RESP_SIZE))
     }
 
@@ -190,6 +286,7 @@ impl SevGuestDevice {
         &self,
         io: &mut GuestRequestIoctl,
         mem: &dyn CallerMemory,
+        t: &mut Trace,
     ) -> Result<(), Errno> {
         if io.req_data == 0 || io.resp_data == 0 {
             return Err(Errno::EINVAL);
@@ -198,10 +295,12 @@ impl SevGuestDevice {
         // after it (the sev crate sends 40 bytes).
         let mut req = [0u8; KEY_REQ_SIZE];
         mem.read(io.req_data, &mut req)?;
+        t.vmpl = Some(u32_at(&req, 16));
         let msg_version = io.msg_version();
         let r = self
             .issue(io, GuestRequest::DerivedKey { msg_version, req })
             .map_err(|(e, _)| e)?;
+        t.status = Some(r.status());
         let out = zeroize::Zeroizing::new(padded(&r.payload, KEY_RESP_SIZE));
         mem.write(io.resp_data, &out)
     }
@@ -210,6 +309,7 @@ impl SevGuestDevice {
         &self,
         io: &mut GuestRequestIoctl,
         mem: &dyn CallerMemory,
+        t: &mut Trace,
     ) -> Result<(), Errno> {
         if io.req_data == 0 || io.resp_data == 0 {
             return Err(Errno::EINVAL);
@@ -218,6 +318,9 @@ impl SevGuestDevice {
         mem.read(io.req_data, &mut ext)?;
         let certs_address = u64_at(&ext, 96);
         let certs_len = u32_at(&ext, 104);
+        t.vmpl = Some(u32_at(&ext, 64));
+        t.certs_address = Some(certs_address);
+        t.certs_len = Some(certs_len);
         let mut npages = 0;
         // certs_len == 0 or a null address: the caller does not want certificates.
         if certs_len != 0 && certs_address != 0 {
@@ -249,11 +352,13 @@ impl SevGuestDevice {
                 // request structure.
                 let len = (needed as u32).wrapping_shl(12);
                 ext[104..108].copy_from_slice(&len.to_le_bytes());
+                t.certs_len_out = Some(len);
                 mem.write(io.req_data, &ext)?;
                 return Err(errno);
             }
             Err((errno, _)) => return Err(errno),
         };
+        t.status = Some(r.status());
         if npages > 0 {
             mem.write(certs_address, &padded(&r.certs, certs_len as usize))?;
         }
@@ -314,7 +419,7 @@ impl VirtualFs for SevGuestDevice {
         arg: u64,
         input: &[u8],
         out_size: u32,
-        _caller: &Caller,
+        caller: &Caller,
         mem: &dyn CallerMemory,
     ) -> IoctlReply {
         // copy_from_user of the 32-byte structure: the bytes FUSE copied in for the
@@ -326,10 +431,12 @@ impl VirtualFs for SevGuestDevice {
             return IoctlReply::err(e);
         }
         let mut io = GuestRequestIoctl::parse(&raw);
-        let result = match self.guest_ioctl(cmd, &mut io, mem) {
+        let mut t = Trace::default();
+        let result = match self.guest_ioctl_traced(cmd, &mut io, mem, &mut t) {
             Ok(()) => 0,
             Err(e) => e.negated(),
         };
+        self.event(caller, cmd, &io, result, &t);
         if io.exitinfo2 == 0 {
             return IoctlReply::with_out(result, Vec::new());
         }

@@ -15,6 +15,7 @@
 //! `privlevel` as VMPL, message version 1), so both paths give the same report for the
 //! same nonce.
 
+use super::sev_guest::EventSink;
 use softsev_vfs::{Caller, Errno, NodeKind, OpenFlags, VirtualFs};
 use softsev_vmm::service::{GuestRequest, GuestRequestError, GuestService};
 use std::collections::{BTreeMap, HashMap};
@@ -245,12 +246,22 @@ struct OpenFile {
 }
 
 /// The configfs-tsm tree of one guest (see the module documentation).
-#[derive(Debug)]
 pub struct TsmReports {
     svc: Arc<GuestService>,
     items: parking_lot::Mutex<BTreeMap<String, ItemRef>>,
     open: parking_lot::Mutex<HashMap<u64, OpenFile>>,
     next_fh: AtomicU64,
+    log: Option<EventSink>,
+}
+
+impl std::fmt::Debug for TsmReports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsmReports")
+            .field("svc", &self.svc)
+            .field("items", &self.items.lock().keys().collect::<Vec<_>>())
+            .field("log", &self.log.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A path split into the levels of the tree.
@@ -282,6 +293,42 @@ impl TsmReports {
             items: parking_lot::Mutex::new(BTreeMap::new()),
             open: parking_lot::Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            log: None,
+        }
+    }
+
+    /// Send an event to `sink` for every `mkdir`, `rmdir`, attribute write, binary
+    /// commit and first read of an open attribute: `{"dev": "tsm", "op", "path",
+    /// "pid", "len", "result"}` (`result` 0 or a negated errno).
+    pub fn with_log(mut self, sink: EventSink) -> Self {
+        self.log = Some(sink);
+        self
+    }
+
+    fn event(
+        &self,
+        op: &str,
+        path: &str,
+        caller: Option<&Caller>,
+        len: usize,
+        r: Result<(), Errno>,
+    ) {
+        tracing::debug!(
+            op,
+            path,
+            len,
+            result = r.err().map_or(0, Errno::negated),
+            "configfs-tsm"
+        );
+        if let Some(sink) = &self.log {
+            sink(&serde_json::json!({
+                "dev": "tsm",
+                "op": op,
+                "path": path,
+                "pid": caller.map(|c| c.pid),
+                "len": len,
+                "result": r.err().map_or(0, Errno::negated),
+            }));
         }
     }
 
@@ -479,18 +526,24 @@ impl VirtualFs for TsmReports {
 
     /// `configfs_release_bin_file`: a binary attribute written through this file is
     /// stored now (its result is ignored, as configfs ignores it).
-    fn release(&self, _path: &str, fh: u64, _caller: &Caller) -> Result<(), Errno> {
+    fn release(&self, path: &str, fh: u64, caller: &Caller) -> Result<(), Errno> {
         let Some(f) = self.open.lock().remove(&fh) else {
             return Ok(());
         };
         if let (Some(buf), Attr::Inblob) = (f.write_buf, f.attr) {
-            let mut it = f.item.lock();
-            if !it.removed
-                && let Ok(g) = advance_generation(it.write_generation, it.read_generation)
-            {
-                it.write_generation = g;
-                it.inblob = Some(buf);
-            }
+            let len = buf.len();
+            let r = {
+                let mut it = f.item.lock();
+                if it.removed {
+                    Err(Errno::ENOENT)
+                } else {
+                    advance_generation(it.write_generation, it.read_generation).map(|g| {
+                        it.write_generation = g;
+                        it.inblob = Some(buf);
+                    })
+                }
+            };
+            self.event("commit", path, Some(caller), len, r);
         }
         Ok(())
     }
@@ -501,7 +554,7 @@ impl VirtualFs for TsmReports {
         fh: u64,
         offset: u64,
         size: u32,
-        _caller: &Caller,
+        caller: &Caller,
     ) -> Result<Vec<u8>, Errno> {
         let (item, attr, cached) = {
             let open = self.open.lock();
@@ -521,20 +574,31 @@ impl VirtualFs for TsmReports {
             None => {
                 // Produced without holding the open-file table: a report request
                 // takes a while and other files stay usable meanwhile.
-                let mut it = item.lock();
-                if it.removed {
-                    return Err(Errno::ENOENT);
-                }
-                let data = if attr.binary() {
-                    let b = self.blob(&mut it, attr)?;
-                    if b.len() > OUTBLOB_MAX {
-                        return Err(Errno::EFBIG);
+                let filled = {
+                    let mut it = item.lock();
+                    if it.removed {
+                        Err(Errno::ENOENT)
+                    } else if attr.binary() {
+                        self.blob(&mut it, attr).and_then(|b| {
+                            if b.len() > OUTBLOB_MAX {
+                                Err(Errno::EFBIG)
+                            } else {
+                                Ok(b)
+                            }
+                        })
+                    } else {
+                        self.show(&it, attr)
                     }
-                    b
-                } else {
-                    self.show(&it, attr)?
                 };
-                drop(it);
+                let len = filled.as_ref().map_or(0, Vec::len);
+                self.event(
+                    "read",
+                    path,
+                    Some(caller),
+                    len,
+                    filled.as_ref().map(|_| ()).map_err(|e| *e),
+                );
+                let data = filled?;
                 let data = Arc::new(data);
                 if let Some(f) = self.open.lock().get_mut(&fh) {
                     f.read_buf = Some(data.clone());
@@ -551,12 +615,36 @@ impl VirtualFs for TsmReports {
 
     fn write(
         &self,
-        _path: &str,
+        path: &str,
         fh: u64,
         offset: u64,
         data: &[u8],
-        _caller: &Caller,
+        caller: &Caller,
     ) -> Result<u32, Errno> {
+        let r = self.write_inner(fh, offset, data);
+        self.event("write", path, Some(caller), data.len(), r.map(|_| ()));
+        r
+    }
+
+    /// `tsm_report_make_item` under `report/`; anywhere else configfs has no group
+    /// operations (`EPERM`).
+    fn mkdir(&self, path: &str, caller: &Caller) -> Result<(), Errno> {
+        let r = self.mkdir_inner(path);
+        self.event("mkdir", path, Some(caller), 0, r);
+        r
+    }
+
+    /// `tsm_report_drop_item`: an item goes whatever it holds; the default group and
+    /// the subsystem cannot be removed (`EPERM`), attributes are not directories.
+    fn rmdir(&self, path: &str, caller: &Caller) -> Result<(), Errno> {
+        let r = self.rmdir_inner(path);
+        self.event("rmdir", path, Some(caller), 0, r);
+        r
+    }
+}
+
+impl TsmReports {
+    fn write_inner(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let mut open = self.open.lock();
         let f = open.get_mut(&fh).ok_or(EBADF)?;
         if f.item.lock().removed {
@@ -587,9 +675,7 @@ impl VirtualFs for TsmReports {
         Ok(n as u32)
     }
 
-    /// `tsm_report_make_item` under `report/`; anywhere else configfs has no group
-    /// operations (`EPERM`).
-    fn mkdir(&self, path: &str, _caller: &Caller) -> Result<(), Errno> {
+    fn mkdir_inner(&self, path: &str) -> Result<(), Errno> {
         match parse(path) {
             Some(Node::Item(name)) => {
                 let mut items = self.items.lock();
@@ -605,9 +691,7 @@ impl VirtualFs for TsmReports {
         }
     }
 
-    /// `tsm_report_drop_item`: an item goes whatever it holds; the default group and
-    /// the subsystem cannot be removed (`EPERM`), attributes are not directories.
-    fn rmdir(&self, path: &str, _caller: &Caller) -> Result<(), Errno> {
+    fn rmdir_inner(&self, path: &str) -> Result<(), Errno> {
         match parse(path) {
             Some(Node::Item(name)) => {
                 let it = self.items.lock().remove(name).ok_or(Errno::ENOENT)?;

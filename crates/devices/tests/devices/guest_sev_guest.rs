@@ -369,3 +369,34 @@ fn a_failed_request_disables_the_vmpck() {
         assert_eq!((r.result, exitinfo2(&r)), (-25, 0xff), "{cmd:#x}");
     }
 }
+
+#[test]
+fn the_event_log_records_each_ioctl() {
+    let svc = service("dev-log", 0);
+    let events = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = events.clone();
+    let dev = SevGuestDevice::new(svc.clone()).with_log(Arc::new(move |e: &serde_json::Value| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    let mem = BufferMemory::new(BASE, LEN);
+    let need = svc.cert_table().len().div_ceil(4096) * 4096;
+    // snpguest certificates: a length query, then the request with that length.
+    mem.write(REQ, &ext_req(&[0; 64], 0, u64::MAX, 0)).unwrap();
+    call(&dev, SNP_GET_EXT_REPORT, &ioctl_struct(1, REQ, RESP), &mem);
+    mem.write(REQ, &ext_req(&[0; 64], 0, CERTS, need as u32))
+        .unwrap();
+    call(&dev, SNP_GET_EXT_REPORT, &ioctl_struct(1, REQ, RESP), &mem);
+    let ev = events.lock().unwrap().clone();
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0]["cmd"], "0xc0205302");
+    assert_eq!(ev[0]["name"], "SNP_GET_EXT_REPORT");
+    assert_eq!(ev[0]["certs_len"], 0);
+    assert_eq!(ev[0]["certs_len_out"], need);
+    assert_eq!(ev[0]["result"], -5);
+    assert_eq!(ev[0]["exitinfo2"], "0x100000000");
+    assert_eq!(ev[0]["pid"], ROOT.pid);
+    assert_eq!(ev[1]["certs_len"], need);
+    assert_eq!(ev[1]["result"], 0);
+    assert_eq!(ev[1]["status"], 0);
+    assert_eq!(ev[1]["exitinfo2"], "0x0");
+}

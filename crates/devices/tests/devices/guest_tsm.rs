@@ -177,12 +177,41 @@ fn report_items_follow_configfs_tsm() {
 #[test]
 fn outblob_equals_the_ioctl_report_for_the_same_nonce() {
     let svc = service("tsm-same", 0);
-    let t = TsmReports::new(svc.clone());
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = events.clone();
+    let t =
+        TsmReports::new(svc.clone()).with_log(std::sync::Arc::new(move |e: &serde_json::Value| {
+            sink.lock().unwrap().push(e.clone())
+        }));
     let nonce = [0x42; 64];
     t.mkdir("report/a", &ROOT).unwrap();
     put(&t, "report/a/inblob", &nonce, 64).unwrap();
     let tsm = cat(&t, "report/a/outblob").unwrap();
     let aux = cat(&t, "report/a/auxblob").unwrap();
+    let ops: Vec<(String, String, i64)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap().to_string(),
+                e["path"].as_str().unwrap().to_string(),
+                e["result"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("mkdir", "report/a"),
+        ("write", "report/a/inblob"),
+        ("commit", "report/a/inblob"),
+        ("read", "report/a/outblob"),
+        ("read", "report/a/auxblob"),
+    ];
+    assert_eq!(
+        ops,
+        want.map(|(o, p)| (o.to_string(), p.to_string(), 0))
+            .to_vec()
+    );
 
     let dev = SevGuestDevice::new(svc.clone());
     let mem = BufferMemory::new(BASE, LEN);
@@ -244,4 +273,22 @@ fn above_vmpl0_the_svsm_attributes_show() {
     assert_eq!(cat(&t, "report/s/outblob"), Err(Errno::EINVAL));
     put(&t, "report/s/service_provider", b"other", 64).unwrap();
     assert_eq!(cat(&t, "report/s/outblob"), Err(Errno::EINVAL));
+}
+
+#[test]
+fn without_host_certificates_auxblob_is_empty() {
+    eprintln!("seed: tsm-nocerts");
+    let svc = std::sync::Arc::new(
+        softsev_vmm::service::GuestService::boot(&softsev_vmm::service::GuestServiceConfig {
+            seed: Some(b"tsm-nocerts".to_vec()),
+            certs: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let t = TsmReports::new(svc);
+    t.mkdir("report/n", &ROOT).unwrap();
+    put(&t, "report/n/inblob", &[8; 64], 64).unwrap();
+    assert_eq!(cat(&t, "report/n/outblob").unwrap().len(), 1184);
+    assert_eq!(cat(&t, "report/n/auxblob").unwrap(), Vec::<u8>::new());
 }

@@ -698,7 +698,8 @@ pub(crate) fn serve_cmd(a: ServeArgs) -> Result<ExitCode> {
     let env: Vec<String> = running
         .env
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        // Shell-quoted: the CPUID table holds ';' and '*'.
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\'', "'\\''")))
         .collect();
     let env = if env.is_empty() {
         String::new()

@@ -45,7 +45,7 @@ pub(crate) struct FrontArgs {
     /// Serve /dev/sev, the host MSRs, the kvm_amd module parameters and the AMD CPUID.
     #[arg(long)]
     host: bool,
-    /// Serve AMD's KDS (https://kdsintf.amd.com, :443 and :444) from the chip's identity.
+    /// Serve AMD's KDS (kdsintf.amd.com, ports 443 and 444) from the chip's identity.
     #[arg(long)]
     kds: bool,
     /// Seed of every random choice (chip identity, keys): equal seeds give equal chips,

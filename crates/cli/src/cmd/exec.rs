@@ -19,8 +19,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use nix::sys::signal::{SigSet, Signal};
 use softsev_abi::Product;
-use softsev_devices::guest::{GuestMsrs, PlatformDir, SevGuestDevice, TsmReports};
-use softsev_devices::host::{HostMsrs, ModuleParams, SevDevice};
+use softsev_devices::guest::{EventSink, GuestMsrs, PlatformDir, SevGuestDevice, TsmReports};
+use softsev_devices::host::{HostMsrs, ModuleParams, SevDevice, SevEvent, SevObserver};
 use softsev_devices::kds::{Kds, KdsEvent, KdsObserver, KdsServer, KdsServerConfig};
 use softsev_devices::msr::{MsrFile, MsrSource};
 use softsev_host::{SoftHost, SoftPlatform};
@@ -316,8 +316,12 @@ fn start(fe: &FrontArgs) -> Result<Running> {
     let mut msr_sources: Vec<Arc<dyn MsrSource>> = Vec::new();
     if let Machine::Guest(guest) = &machine {
         if fe.guest {
+            let mut dev = SevGuestDevice::new(guest.clone());
+            if let Some(l) = &sink {
+                dev = dev.with_log(model_sink(l.clone(), "/dev/sev-guest"));
+            }
             run.served.push(serve(
-                Arc::new(SevGuestDevice::new(guest.clone())),
+                Arc::new(dev),
                 Path::new("/dev/sev-guest"),
                 mk("sev-guest", Some(decode_sev_guest)),
             )?);
@@ -329,8 +333,15 @@ fn start(fe: &FrontArgs) -> Result<Running> {
             msr_sources.push(Arc::new(GuestMsrs::new(guest.sev_status())));
         }
         if fe.tsm {
+            let mut tsm = TsmReports::new(guest.clone());
+            if let Some(l) = &sink {
+                tsm = tsm.with_log(model_sink(
+                    l.clone(),
+                    softsev_devices::guest::tsm::MOUNT_POINT,
+                ));
+            }
             run.served.push(serve(
-                Arc::new(TsmReports::new(guest.clone())),
+                Arc::new(tsm),
                 Path::new(softsev_devices::guest::tsm::MOUNT_POINT),
                 mk("tsm", None),
             )?);
@@ -344,8 +355,41 @@ fn start(fe: &FrontArgs) -> Result<Running> {
         // did at probe. `snphost ok` checks "SEV initialized".
         host.sev_platform_init()
             .map_err(|e| anyhow::anyhow!("initialising the SEV platform: {e}"))?;
+        let mut dev = SevDevice::new(host.clone());
+        if let Some(l) = &sink {
+            let l = l.clone();
+            dev = dev.with_observer(Arc::new(move |e: &SevEvent| {
+                l.record(Event {
+                    source: "/dev/sev".into(),
+                    op: "model",
+                    path: String::new(),
+                    caller: Caller {
+                        pid: e.pid,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    fields: vec![
+                        ("sev_cmd", FieldValue::U64(u64::from(e.cmd))),
+                        (
+                            "sev_cmd_name",
+                            FieldValue::Str(e.name.unwrap_or("?").into()),
+                        ),
+                        ("data", addr(e.data)),
+                        ("writable", FieldValue::U64(u64::from(e.writable))),
+                        (
+                            "error",
+                            e.error
+                                .map_or(FieldValue::Str("not copied back".into()), |v| {
+                                    FieldValue::U64(u64::from(v))
+                                }),
+                        ),
+                    ],
+                    result: i64::from(e.result),
+                })
+            }) as SevObserver);
+        }
         run.served.push(serve(
-            Arc::new(SevDevice::new(host.clone())),
+            Arc::new(dev),
             Path::new("/dev/sev"),
             mk("sev", Some(decode_sev)),
         )?);
@@ -463,6 +507,60 @@ fn start_kds(
     }
     run.kds = Some(server);
     Ok(())
+}
+
+/// The device models' own decoded events (softsev_devices::guest's JSON sinks) as log
+/// events with `op: "model"` beside the adapter's: each top-level JSON member becomes a
+/// field (numbers stay numbers, everything else is text).
+fn model_sink(log: Arc<dyn EventLog>, source: &'static str) -> EventSink {
+    Arc::new(move |v: &serde_json::Value| {
+        let mut fields = Vec::new();
+        let mut pid = 0;
+        let mut result = 0;
+        if let Some(m) = v.as_object() {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("pid", x) => pid = x.as_u64().unwrap_or(0) as u32,
+                    ("result", x) => result = x.as_i64().unwrap_or(0),
+                    (_, serde_json::Value::Number(n)) if n.is_u64() => {
+                        fields.push((model_key(k), FieldValue::U64(n.as_u64().unwrap_or(0))))
+                    }
+                    (_, serde_json::Value::Number(n)) => {
+                        fields.push((model_key(k), FieldValue::I64(n.as_i64().unwrap_or(0))))
+                    }
+                    (_, serde_json::Value::String(t)) => {
+                        fields.push((model_key(k), FieldValue::Str(t.clone())))
+                    }
+                    (_, other) => fields.push((model_key(k), FieldValue::Str(other.to_string()))),
+                }
+            }
+        }
+        log.record(Event {
+            source: source.into(),
+            op: "model",
+            path: v["path"].as_str().unwrap_or_default().to_string(),
+            caller: Caller {
+                pid,
+                uid: v["uid"].as_u64().unwrap_or(0) as u32,
+                gid: 0,
+            },
+            fields,
+            result,
+        })
+    })
+}
+
+/// Field names are `&'static str`; the models' keys are a small fixed set, interned here
+/// once each (a key never seen before is leaked once, bounded by the models' key set).
+fn model_key(k: &str) -> &'static str {
+    static KEYS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = keys.iter().find(|s| **s == k) {
+        return s;
+    }
+    let s: &'static str = Box::leak(k.to_string().into_boxed_str());
+    keys.push(s);
+    s
 }
 
 /// Addresses are logged as hex text: JSON readers such as jq hold numbers as doubles,

@@ -202,6 +202,13 @@ fn snpguest_report_verifies_with_its_nonce_and_the_log_shows_the_ioctls() {
     assert!(asked > 0 && asked.is_multiple_of(4096), "{log}");
     assert_eq!(ext[1]["fields"]["certs_len"], asked, "{log}");
     assert_eq!(ext[1]["result"], 0, "{log}");
+    // The device model's own view of the same two requests.
+    let model = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["op"] == "model" && v["fields"]["name"] == "SNP_GET_EXT_REPORT")
+        .count();
+    assert_eq!(model, 2, "{log}");
 }
 
 #[test]

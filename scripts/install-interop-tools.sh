@@ -29,6 +29,14 @@ if ! command -v sevctl >/dev/null 2>&1; then
 fi
 sevctl --version || true
 
+# snphost (crates.io): the SNP host tool `softsev exec --host` serves (show, config,
+# commit, ok, fetch; scripts/frontends-acceptance.sh, frontends.md §7.4). Builds from
+# source (static libcurl and OpenSSL); takes minutes.
+if ! command -v snphost >/dev/null 2>&1; then
+  cargo install --locked snphost --version 0.9.0
+fi
+snphost --version || true
+
 # Python qemu.qmp (PyPI): an independent QMP client for the VMM's QMP server tests.
 python3 -c "import qemu.qmp" 2>/dev/null || \
   python3 -m pip install --quiet --disable-pip-version-check qemu.qmp

@@ -44,6 +44,11 @@ enum Command {
     Migrate(Box<cmd::migrate::Args>),
     /// Legacy SEV guest-owner tools: session, measurement, secret (sevctl-compatible).
     Sev(cmd::sev::Args),
+    /// Run an unmodified tool (snpguest, snphost, sevctl, …) against softsev: serves
+    /// /dev/sev-guest, configfs-tsm, /dev/sev and AMD's KDS in a private namespace (root).
+    Exec(Box<cmd::exec::Args>),
+    /// Serve the same front ends until interrupted; tools enter with nsenter (root).
+    Serve(Box<cmd::exec::ServeArgs>),
     /// Serve AMD's KDS (VCEK, cert_chain, CRL, VLEK, CEK) for a seeded chip on loopback.
     Kds(cmd::kds::Args),
 }
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(*a),
         Command::Migrate(a) => cmd::migrate::run(*a),
         Command::Sev(a) => cmd::sev::run(a),
+        Command::Exec(a) => cmd::exec::run(*a),
+        Command::Serve(a) => cmd::exec::serve_cmd(*a),
         Command::Kds(a) => cmd::kds::run(a),
     };
     match result {

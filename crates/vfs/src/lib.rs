@@ -235,6 +235,71 @@ pub trait VirtualFs: Send + Sync + 'static {
     }
 }
 
+/// A decoded value in a logged [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    /// An unsigned number (lengths, addresses, statuses).
+    U64(u64),
+    /// A signed number (system-call results).
+    I64(i64),
+    /// Text (a path, a command name).
+    Str(String),
+    /// Bytes, logged as lowercase hex.
+    Hex(Vec<u8>),
+}
+
+/// One operation on a served file, as `softsev exec --log` records it (one JSON line
+/// each): which mount, which operation, on what path, by whom, the decoded fields and
+/// the result the caller saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Where the file system is served (e.g. `/dev/sev-guest`, `kds`).
+    pub source: String,
+    /// The operation: `open`, `release`, `read`, `write`, `ioctl`, `mkdir`, `rmdir`,
+    /// or a service's own verb (`GET` for the KDS).
+    pub op: &'static str,
+    /// The path relative to the mount root (`""` for the root).
+    pub path: String,
+    /// Who asked.
+    pub caller: Caller,
+    /// Decoded request and reply fields, in order.
+    pub fields: Vec<(&'static str, FieldValue)>,
+    /// What the caller got: bytes transferred, 0, or a negated errno.
+    pub result: i64,
+}
+
+/// A sink for [`Event`]s (the `--log` file; a vector in tests). Must not block for long:
+/// it is called on the serving threads.
+pub trait EventLog: Send + Sync + fmt::Debug {
+    /// Record one event.
+    fn record(&self, event: Event);
+}
+
+/// An [`EventLog`] keeping every event in memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryLog {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl MemoryLog {
+    /// A copy of the events recorded so far, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl EventLog for MemoryLog {
+    fn record(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+}
+
 /// A [`CallerMemory`] over one flat buffer at a base address, for tests and in-process
 /// callers: any access outside `[base, base + len)` is `EFAULT`.
 #[derive(Debug)]
@@ -310,5 +375,28 @@ mod tests {
         assert_eq!(Errno::ENOTTY.negated(), -25);
         assert_eq!(Errno::EIO.0, 5);
         assert_eq!(IoctlReply::err(Errno::EINVAL).result, -22);
+    }
+
+    #[test]
+    fn memory_log_keeps_events_in_order() {
+        let log = MemoryLog::default();
+        let caller = Caller {
+            pid: 7,
+            uid: 0,
+            gid: 0,
+        };
+        for (op, r) in [("open", 0), ("ioctl", -5)] {
+            log.record(Event {
+                source: "/dev/sev-guest".into(),
+                op,
+                path: String::new(),
+                caller,
+                fields: vec![("cmd", FieldValue::U64(0xc020_5302))],
+                result: r,
+            });
+        }
+        let ev = log.events();
+        assert_eq!(ev.len(), 2);
+        assert_eq!((ev[0].op, ev[1].op, ev[1].result), ("open", "ioctl", -5));
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod exec;
 pub(crate) mod id_block;
 pub(crate) mod kds;
 pub(crate) mod measure;

@@ -1,6 +1,7 @@
 //! Integration tests of softsev-cli: one test binary for the crate (each file a module),
 //! so the workspace links one binary per crate instead of one per file.
 
+mod exec_cli;
 mod id_block_cli;
 mod kds_cli;
 mod measure_cli;

@@ -3,6 +3,11 @@
 # public registries only. Safe to re-run.
 set -euo pipefail
 export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
+# One build directory for the three tool installs below, so what they share (the `sev`
+# crate, OpenSSL built from source, libcurl) is compiled once per run, not three times;
+# removed at the end (nothing is kept between runs).
+TOOL_BUILD=$(mktemp -d)
+trap 'rm -rf "$TOOL_BUILD"' EXIT
 
 # sev-snp-measure (PyPI): launch digests and ID blocks.
 if ! command -v sev-snp-measure >/dev/null 2>&1; then
@@ -16,7 +21,7 @@ python3 -c "import cryptography" 2>/dev/null || \
 # snpguest (crates.io): `snpguest verify certs` on softsev's simulated ARK/ASK/VCEK
 # (crates/firmware/tests/identity_chain.rs). Builds from source; takes minutes.
 if ! command -v snpguest >/dev/null 2>&1; then
-  cargo install --locked snpguest --version 0.11.0
+  cargo install --locked --target-dir "$TOOL_BUILD" snpguest --version 0.11.0
 fi
 snpguest --version || true
 
@@ -25,7 +30,7 @@ snpguest --version || true
 # (crates/attest/tests/attest/interop_sevctl.rs, spec sev-legacy.md §9). Builds from
 # source (with a vendored OpenSSL); takes minutes.
 if ! command -v sevctl >/dev/null 2>&1; then
-  cargo install --locked sevctl --version 0.6.2
+  cargo install --locked --target-dir "$TOOL_BUILD" sevctl --version 0.6.2
 fi
 sevctl --version || true
 
@@ -33,7 +38,7 @@ sevctl --version || true
 # commit, ok, fetch; scripts/frontends-acceptance.sh, frontends.md §7.4). Builds from
 # source (static libcurl and OpenSSL); takes minutes.
 if ! command -v snphost >/dev/null 2>&1; then
-  cargo install --locked snphost --version 0.9.0
+  cargo install --locked --target-dir "$TOOL_BUILD" snphost --version 0.9.0
 fi
 snphost --version || true
 

@@ -157,8 +157,13 @@ check "snphost show tcb" X --host --seed ci -- snphost show tcb
 check "snphost show identifier" X --host --seed ci -- snphost show identifier
 check "snphost show vcek-url" sh -c '"$0" exec --host --seed ci -- snphost show vcek-url | grep -q "^https://kdsintf.amd.com/vcek/v1/Milan/"' "$SOFTSEV"
 check "snphost config set + show tcb + commit" X --host --seed ci -- sh -c 'snphost config set 3 0 20 209 0 && snphost show tcb | grep -q "SNP: *20" && snphost commit'
-known "the firmware model's SNP_PLATFORM_STATUS never sets alias_check_complete (snphost: Alias check FAIL; all 27 other checks pass)" \
-  "snphost ok" X --host --seed ci -- snphost ok
+# SNP_PLATFORM_STATUS ALIAS_CHECK_COMPLETE is reported from Milan 1.55.22 / Genoa 1.55.38:
+# the Genoa personality (1.55.38) passes every check; the Milan one (1.55.21, before
+# the CVE-2024-21944 fix) fails exactly "Alias check", as that firmware would.
+check "snphost ok (Genoa 1.55.38: all checks pass)" X --host --product genoa --seed ci -- snphost ok
+check "snphost ok (Milan 1.55.21: only the alias check fails)" sh -c '
+  ! "$0" exec --host --seed ci -- snphost ok >ok-milan.txt 2>&1 &&
+  test "$(grep -c FAIL ok-milan.txt)" = 1 && grep FAIL ok-milan.txt | grep -q "Alias check"' "$SOFTSEV"
 check "snphost fetch ca / vek / crl" X --host --kds --seed ci -- sh -c 'snphost fetch ca pem h && snphost fetch vek pem h && snphost fetch crl h'
 check "snphost's VCEK verifies under the fetched ARK/ASK (openssl)" openssl verify -CAfile h/ark.pem -untrusted h/ask.pem h/vcek.pem
 check "sevctl show version" X --host --seed ci -- sevctl show version

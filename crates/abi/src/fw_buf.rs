@@ -151,7 +151,7 @@ wire!(
         api_minor: u8 = 0x01,
         /// Platform state (0 UNINIT, 1 INIT).
         state: u8 = 0x02,
-        /// Bit 0: the RMP is initialised.
+        /// Bit 0: the RMP is initialised; bit 1: ALIAS_CHECK_COMPLETE.
         is_rmp_init: u8 = 0x03,
         /// Firmware build id.
         build_id: u32 = 0x04,
@@ -168,6 +168,9 @@ wire!(
 );
 
 impl SnpPlatformStatus {
+    /// Bit of `is_rmp_init` (byte 3) set when the firmware's memory alias check
+    /// completed since the last reset with no aliasing addresses (CVE-2024-21944).
+    pub const ALIAS_CHECK_COMPLETE_BIT: u8 = 1;
     /// MASK_CHIP_ID flag.
     pub const MASK_CHIP_ID: u32 = 1 << 0;
     /// MASK_CHIP_KEY flag.

@@ -9,7 +9,7 @@ use softsev_abi::fw_buf::{
     SnpCommit, SnpConfig, SnpFeatureInfo, SnpFeatureInfoCmd, SnpInitEx, SnpPlatformStatus,
     SnpPlatformStatusCmd, SnpShutdownEx, SnpVlekLoad, VlekWrapped,
 };
-use softsev_abi::{FwStatus, TcbVersion};
+use softsev_abi::{FwStatus, Product, TcbVersion};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// FEATURE_INFO sub-function 0, EAX: highest sub-function supported.
@@ -120,11 +120,24 @@ impl Firmware {
         if self.chip.vlek().is_some() {
             flags |= SnpPlatformStatus::VLEK_EN;
         }
+        // Byte 3 bit 1 ALIAS_CHECK_COMPLETE: the BadRAM alias check (CVE-2024-21944)
+        // ran at SNP_INIT and found no aliasing addresses; firmware reports it from
+        // Milan 1.55.22 and Genoa 1.55.38 (the `sev` crate's PlatformInit docs), and
+        // every Turin release. softsev's memory never aliases, so the check passes
+        // wherever the firmware performs it.
+        let v = st.current.version;
+        let alias_checked = st.rmp_initialized
+            && match product {
+                Product::Milan => (v.major, v.minor, v.build) >= (1, 55, 22),
+                Product::Genoa => (v.major, v.minor, v.build) >= (1, 55, 38),
+                Product::Turin => true,
+            };
         let out = SnpPlatformStatus {
             api_major: st.current.version.major,
             api_minor: st.current.version.minor,
             state: st.snp as u8,
-            is_rmp_init: u8::from(st.rmp_initialized),
+            is_rmp_init: u8::from(st.rmp_initialized)
+                | (u8::from(alias_checked) << SnpPlatformStatus::ALIAS_CHECK_COMPLETE_BIT),
             build_id: u32::from(st.current.version.build),
             flags,
             guest_count: st.guest_count,

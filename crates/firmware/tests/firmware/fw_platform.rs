@@ -374,3 +374,35 @@ fn built_platforms_are_independent_and_typed_calls_name_their_command() {
         Err(FwStatus::INVALID_PLATFORM_STATE)
     );
 }
+
+/// SNP_PLATFORM_STATUS byte 3 bit 1 (ALIAS_CHECK_COMPLETE, CVE-2024-21944): reported
+/// after SNP_INIT by firmware that performs the check — Milan from 1.55.22, Genoa from
+/// 1.55.38, every Turin release — and never before INIT.
+#[test]
+fn alias_check_complete_follows_the_firmware_version() {
+    let bit = 1u8 << SnpPlatformStatus::ALIAS_CHECK_COMPLETE_BIT;
+    let after_init = |product: Product, build: Option<u8>| {
+        let h = Host::with(product, |c| {
+            if let Some(b) = build {
+                c.image.version.build = b;
+            }
+        });
+        assert_eq!(
+            h.platform_status().is_rmp_init & bit,
+            0,
+            "{product:?} before INIT"
+        );
+        h.cmd0(FwCmd::SNP_INIT).unwrap();
+        h.fw_page(OUT);
+        h.platform_status().is_rmp_init
+    };
+    assert_eq!(after_init(Product::Milan, None), 1, "Milan 1.55.21");
+    assert_eq!(
+        after_init(Product::Milan, Some(22)),
+        1 | bit,
+        "Milan 1.55.22"
+    );
+    assert_eq!(after_init(Product::Genoa, Some(37)), 1, "Genoa 1.55.37");
+    assert_eq!(after_init(Product::Genoa, None), 1 | bit, "Genoa 1.55.38");
+    assert_eq!(after_init(Product::Turin, None), 1 | bit, "Turin");
+}

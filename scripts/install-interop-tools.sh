@@ -46,6 +46,16 @@ snphost --version || true
 python3 -c "import qemu.qmp" 2>/dev/null || \
   python3 -m pip install --quiet --disable-pip-version-check qemu.qmp
 
+# Debian tools the front-end acceptance script (scripts/frontends-acceptance.sh) uses.
+pkgs=()
+command -v jq >/dev/null 2>&1 || pkgs+=(jq)
+command -v xxd >/dev/null 2>&1 || pkgs+=(xxd)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+command -v setpriv >/dev/null 2>&1 || pkgs+=(util-linux)
+if [ ${#pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -q >/dev/null && apt-get install -y -q "${pkgs[@]}" >/dev/null
+fi
+
 # hyperfine (optional; scripts/bench-measure.sh falls back to a bash timing loop).
 if ! command -v hyperfine >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get install -y -q hyperfine >/dev/null 2>&1 || echo "hyperfine not installed (optional)"

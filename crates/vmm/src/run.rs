@@ -585,6 +585,32 @@ fn boot(
 }
 
 /// QEMU's part of KVM_RUN, over any backend's vCPU: loop until the vCPU halts.
+/// KVM_EXIT_SNP_REQ_CERTS with a buffer large enough: the certificate table into the
+/// guest's pages at `gpa` (QEMU's answer before it sets `ret` = 0).
+pub(crate) fn write_req_certs(
+    vmm: &Vmm,
+    vcpu: u32,
+    gpa: u64,
+    certs: &[u8],
+) -> Result<(), RunError> {
+    let hva = vmm.hva(Gpa(gpa)).ok_or_else(|| RunError::Exit {
+        vcpu,
+        exit: format!("certificate buffer {gpa:#x} outside memory"),
+    })?;
+    vmm.mem.write(hva, certs).map_err(kvm("write certificates"))
+}
+
+/// KVM_EXIT_SYSTEM_EVENT from a GHCB termination request: bits 15:12 of the request
+/// are the reason set, 23:16 the reason code.
+pub(crate) fn termination(data: &[u64]) -> RunError {
+    let v = data.first().copied().unwrap_or(0);
+    RunError::Terminated {
+        set: (v >> 12) & 0xF,
+        code: (v >> 16) & 0xFF,
+        cause: None,
+    }
+}
+
 fn run_loop(vmm: &Vmm, vcpu: &mut dyn Vcpu, certs: &[u8]) -> Result<(), RunError> {
     let id = vcpu.id();
     loop {
@@ -611,25 +637,11 @@ fn run_loop(vmm: &Vmm, vcpu: &mut dyn Vcpu, certs: &[u8]) -> Result<(), RunError
                     *ret = Errno::ENOSPC.0 as u64;
                     *npages = need;
                 } else {
-                    let hva = vmm.hva(Gpa(*gpa)).ok_or_else(|| RunError::Exit {
-                        vcpu: id,
-                        exit: format!("certificate buffer {gpa:#x} outside memory"),
-                    })?;
-                    vmm.mem
-                        .write(hva, certs)
-                        .map_err(kvm("write certificates"))?;
+                    write_req_certs(vmm, id, *gpa, certs)?;
                     *ret = 0;
                 }
             }
-            VcpuExit::SystemEvent { data, .. } => {
-                let v = data.first().copied().unwrap_or(0);
-                // GHCB termination request: bits 15:12 reason set, 23:16 reason code.
-                return Err(RunError::Terminated {
-                    set: (v >> 12) & 0xF,
-                    code: (v >> 16) & 0xFF,
-                    cause: None,
-                });
-            }
+            VcpuExit::SystemEvent { data, .. } => return Err(termination(data)),
             other => {
                 return Err(RunError::Exit {
                     vcpu: id,

@@ -853,26 +853,12 @@ fn vmm_loop(vmm: &Vmm, vcpu: &mut dyn Vcpu, certs: &[u8], shared: &Shared) -> Re
                     *npages = need;
                 } else {
                     if !certs.is_empty() {
-                        let hva = vmm.hva(Gpa(*gpa)).ok_or_else(|| RunError::Exit {
-                            vcpu: id,
-                            exit: format!("certificate buffer {gpa:#x} outside memory"),
-                        })?;
-                        vmm.mem
-                            .write(hva, certs)
-                            .map_err(kvm("write certificates"))?;
+                        crate::run::write_req_certs(vmm, id, *gpa, certs)?;
                     }
                     *ret = 0;
                 }
             }
-            VcpuExit::SystemEvent { data, .. } => {
-                let v = data.first().copied().unwrap_or(0);
-                // GHCB termination request: bits 15:12 reason set, 23:16 reason code.
-                return Err(RunError::Terminated {
-                    set: (v >> 12) & 0xF,
-                    code: (v >> 16) & 0xFF,
-                    cause: None,
-                });
-            }
+            VcpuExit::SystemEvent { data, .. } => return Err(crate::run::termination(data)),
             other => {
                 return Err(RunError::Exit {
                     vcpu: id,

@@ -16,16 +16,16 @@ fn find_tool() -> Option<PathBuf> {
 
 use softsev_testkit::fixtures;
 
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
@@ -37,7 +37,7 @@ impl Rng {
 }
 
 /// sev-snp-measure 0.0.13's --vcpu-type choices.
-const SSM_CPUS: &[&str] = &[
+pub(crate) const SSM_CPUS: &[&str] = &[
     "EPYC",
     "EPYC-v1",
     "EPYC-v2",
@@ -248,7 +248,7 @@ fn tool_or_skip() -> Option<PathBuf> {
     tool
 }
 
-fn env_u64(name: &str) -> Option<u64> {
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 

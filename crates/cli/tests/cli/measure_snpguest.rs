@@ -22,38 +22,9 @@ use std::process::Command;
 
 const TOOL: &str = "snpguest";
 
-/// snpguest 0.11's --vcpu-type choices (its help text).
-const CPUS: &[&str] = &[
-    "EPYC",
-    "EPYC-v1",
-    "EPYC-v2",
-    "EPYC-IBPB",
-    "EPYC-v3",
-    "EPYC-v4",
-    "EPYC-Rome",
-    "EPYC-Rome-v1",
-    "EPYC-Rome-v2",
-    "EPYC-Rome-v3",
-    "EPYC-Milan",
-    "EPYC-Milan-v1",
-    "EPYC-Milan-v2",
-    "EPYC-Genoa",
-    "EPYC-Genoa-v1",
-];
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The vCPU types both tools know (sev-snp-measure's list; snpguest 0.11 names the same
+/// and a few more Turin versions).
+use crate::measure_interop::{Rng, SSM_CPUS as CPUS, env_u64};
 
 fn tool_or_skip() -> Option<PathBuf> {
     let tool = softsev_testkit::on_path(TOOL);
@@ -64,10 +35,6 @@ fn tool_or_skip() -> Option<PathBuf> {
         println!("SKIP: {TOOL} not installed (run scripts/install-interop-tools.sh)");
     }
     tool
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
 struct Case {

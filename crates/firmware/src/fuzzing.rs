@@ -350,6 +350,19 @@ const SEV_NV: u64 = 0xE0_0000;
 /// The SWAP_OUT metadata entry of the legacy fuzzer (apart from [`PAGES`]).
 const SEV_SWAP_MD: u64 = 0xA0_0000;
 
+/// The platform both legacy fuzzers drive: a Milan with 8 ASIDs, 1..4 for SEV-ES/SNP
+/// and 4..8 for plain SEV, 16 MiB of memory, the firmware RNG seeded with `seed`.
+fn legacy_platform(seed: &[u8]) -> Option<Arc<Firmware>> {
+    Firmware::builder(Product::Milan)
+        .seed(seed)
+        .soc_bytes(16 << 20)
+        .asid_count(8)
+        .chip(chip())
+        .configure(|c| c.min_sev_asid = 4)
+        .build()
+        .ok()
+}
+
 /// Fuzz entry point for the legacy SEV API: the input drives a platform (ASIDs 1..4
 /// ES/SNP, 4..8 plain SEV) through legacy commands with structured buffers (op % 8 in
 /// 0..=4, command = op / 8), legacy command ids with raw buffers (5), WBINVD (6), and
@@ -358,14 +371,7 @@ const SEV_SWAP_MD: u64 = 0xA0_0000;
 /// Allocated while pending and InUse once active, no two guests share an ASID, a clean
 /// ASID has no live key. Returns the commands that succeeded, in order.
 pub fn fuzz_sev_commands(data: &[u8]) -> Vec<FwCmd> {
-    let Ok(fw) = Firmware::builder(Product::Milan)
-        .seed(b"fuzz sev")
-        .soc_bytes(16 << 20)
-        .asid_count(8)
-        .chip(chip())
-        .configure(|c| c.min_sev_asid = 4)
-        .build()
-    else {
+    let Some(fw) = legacy_platform(b"fuzz sev") else {
         return Vec::new();
     };
     let soc = fw.soc().clone();
@@ -621,14 +627,7 @@ const RX_PDH: u64 = 0x10_8000;
 /// [`fuzz_sev_commands`]). Returns the commands that succeeded, in order.
 pub fn fuzz_sev_receive(data: &[u8]) -> Vec<FwCmd> {
     use softsev_abi::sev_buf::*;
-    let Ok(fw) = Firmware::builder(Product::Milan)
-        .seed(b"fuzz sev receive")
-        .soc_bytes(16 << 20)
-        .asid_count(8)
-        .chip(chip())
-        .configure(|c| c.min_sev_asid = 4)
-        .build()
-    else {
+    let Some(fw) = legacy_platform(b"fuzz sev receive") else {
         return Vec::new();
     };
     let soc = fw.soc().clone();

@@ -269,9 +269,21 @@ impl Firmware {
     /// LAUNCH_FINISH (§3.6): WORKING; handle; not LSECRET → INVALID_GUEST_STATE. A
     /// pending activation becomes valid (InUse), the channel is wiped, → RUNNING.
     pub(crate) fn sev_launch_finish(&self, st: &mut State, b: SevLaunchFinish) -> CmdResult {
+        self.sev_finish_to_running(st, b.handle, SevGuestState::LSECRET)
+    }
+
+    /// The end of LAUNCH_FINISH and RECEIVE_FINISH (§3.6, §5.5): WORKING; handle; the
+    /// guest must be in `from` (else INVALID_GUEST_STATE); a pending activation becomes
+    /// valid (InUse), the channel is wiped, → RUNNING.
+    pub(crate) fn sev_finish_to_running(
+        &self,
+        st: &mut State,
+        handle: u32,
+        from: SevGuestState,
+    ) -> CmdResult {
         self.sev_require(st, &[SevPlatformState::Working])?;
-        let g = self.sev_guest(st, b.handle)?;
-        if g.state != SevGuestState::LSECRET {
+        let g = self.sev_guest(st, handle)?;
+        if g.state != from {
             return Err(FwStatus::INVALID_GUEST_STATE.into());
         }
         let pending = match g.binding {

@@ -20,7 +20,7 @@ use crate::sev_ctx::{
     Channel, POLICY_ES, POLICY_NOKS, POLICY_RESERVED, SevBinding, SevGuest, VMSA_CRC_SPAN,
     VMSA_LEN, VMSA_STAMP_CRC, VMSA_STAMP_ZERO,
 };
-use crate::state::{AsidState, SevPlatformState, State};
+use crate::state::{SevPlatformState, State};
 use softsev_abi::sev_buf::{
     SEV_PACKET_HEADER_LEN, SEV_PDH_CHAIN_LEN, SEV_SCRATCH_LEN, SEV_SECRET_FLAG_COMPRESSED,
     SEV_SESSION_LEN, SevGuestState, SevPacketHeader, SevReceiveFinish, SevReceiveStart,
@@ -500,23 +500,6 @@ impl Firmware {
     /// RECEIVE_FINISH (§5.5): WORKING; handle; not RUPDATE → INVALID_GUEST_STATE; a
     /// pending activation becomes valid (InUse), the channel is wiped, → RUNNING.
     pub(crate) fn sev_receive_finish(&self, st: &mut State, b: SevReceiveFinish) -> CmdResult {
-        self.sev_require(st, &[SevPlatformState::Working])?;
-        let g = self.sev_guest(st, b.handle)?;
-        if g.state != SevGuestState::RUPDATE {
-            return Err(FwStatus::INVALID_GUEST_STATE.into());
-        }
-        let pending = match g.binding {
-            SevBinding::Pending(a) => {
-                g.binding = SevBinding::Active(a);
-                Some(a)
-            }
-            _ => None,
-        };
-        g.channel = None;
-        g.state = SevGuestState::RUNNING;
-        if let Some(a) = pending {
-            st.asids.set(a, AsidState::InUse);
-        }
-        Ok(())
+        self.sev_finish_to_running(st, b.handle, SevGuestState::RUPDATE)
     }
 }
